@@ -1,0 +1,62 @@
+"""Policies and tokenizers: tiny models built from a config, pretrained ones loaded from a path or GGUF."""
+from __future__ import annotations
+
+import inspect
+import os
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+
+from .errors import UserError
+
+SPECIAL = ["<pad>", "<bos>", "<eos>"]
+
+
+def char_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
+    """A character-level tokenizer built in-process: one token per character of `alphabet`."""
+    vocab = {tok: i for i, tok in enumerate(SPECIAL)}
+    for ch in alphabet:
+        vocab.setdefault(ch, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
+    fast.padding_side = "left"
+    return fast
+
+
+def tiny_model(config: dict, tokenizer) -> torch.nn.Module:
+    """A small causal LM of a transformers architecture, randomly initialised from `config` (no download)."""
+    cfg = dict(config)
+    model_type = cfg.pop("model_type", "qwen2")
+    hf_config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                     bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                     **cfg)
+    return AutoModelForCausalLM.from_config(hf_config)
+
+
+def load_pretrained(path: str, gguf_file: str | None = None, dtype: str = "float32"):
+    """Load (model, tokenizer) from a local directory, a hub id (needs a network) or a GGUF file."""
+    if gguf_file is None and path.endswith(".gguf"):
+        path, gguf_file = os.path.dirname(path) or ".", os.path.basename(path)
+    looks_local = path.startswith((".", "/", "~")) or os.sep in path.strip("/").replace("/", os.sep, 0)
+    if looks_local and not os.path.exists(os.path.expanduser(path)):
+        raise UserError(f"model path {path!r} does not exist; fix model.path in the spec or download the model there")
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        tok = AutoTokenizer.from_pretrained(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"could not load model {path!r}: {first}; check model.path (a local dir, .gguf or hub id)") from exc
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return model, tok
+
+
+def cache_kwarg(model) -> str:
+    """The forward() keyword for the KV cache: `cache` in newer transformers, `past_key_values` before."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"

@@ -1,0 +1,322 @@
+"""Experiment specs: YAML files validated on load, with scale presets merged over a shared body.
+
+Errors name the file, the line, the field and the fix, in one line (raised as UserError).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .algorithms import ADVANTAGES, KL_KINDS, LOSS_AGG_MODES, POLICY_LOSSES
+from .errors import UserError
+from .tasks import TASKS
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+SCALES = ("tiny", "small", "paper")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(Strict):
+    kind: Literal["tiny", "pretrained"]
+    config: dict[str, Any] = {}
+    path: str | None = None
+    gguf_file: str | None = None
+    dtype: str = "float32"
+
+    @model_validator(mode="after")
+    def _path_for_pretrained(self):
+        if self.kind == "pretrained" and not self.path:
+            raise ValueError("a pretrained model needs `path` (a local dir, a .gguf file or a hub id)")
+        return self
+
+
+class TaskSpec(Strict):
+    name: str
+    params: dict[str, Any] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v):
+        if v not in TASKS:
+            raise ValueError(f"unknown task {v!r}; choose one of {', '.join(sorted(TASKS))}")
+        return v
+
+
+class WarmupSpec(Strict):
+    steps: int = Field(0, ge=0)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    noise: float = Field(0.0, ge=0, le=1)
+    seed: int = 0
+
+
+def _check_hparams(kind: str, fn, params: dict):
+    sig = inspect.signature(fn).parameters
+    fixed = {"token_level_rewards", "response_mask", "index", "old_log_prob", "log_prob", "advantages",
+             "loss_agg_mode", "generator", "values", "rm_log_prob", "ref_log_prob"}
+    allowed = [p for p in sig if p not in fixed]
+    for key in params:
+        if key not in allowed:
+            raise ValueError(f"{kind} {fn.__name__!r} takes no hyperparameter {key!r}; it takes: {', '.join(allowed) or 'none'}")
+
+
+class AlgorithmSpec(Strict):
+    advantage: str = "grpo"
+    advantage_params: dict[str, Any] = {}
+    policy_loss: str = "vanilla"
+    policy_loss_params: dict[str, Any] = {}
+    loss_agg_mode: str = "token-mean"
+    entropy_coeff: float = 0.0
+    kl_loss_coef: float = Field(0.0, ge=0)
+    kl_loss_type: str = "low_var_kl"
+    kl_in_reward_coef: float = Field(0.0, ge=0)
+    kl_in_reward_type: str = "kl"
+
+    @model_validator(mode="after")
+    def _registered(self):
+        if self.advantage not in ADVANTAGES:
+            raise ValueError(f"unknown advantage estimator {self.advantage!r}; choose one of {', '.join(ADVANTAGES)}")
+        if self.advantage in ("gae", "prime"):
+            raise ValueError(f"advantage {self.advantage!r} needs a critic / reward model the trainer does not build yet; "
+                             "use grpo, rloo, reinforce_plus_plus or reinforce_plus_plus_baseline")
+        if self.policy_loss not in POLICY_LOSSES:
+            raise ValueError(f"unknown policy loss {self.policy_loss!r}; choose one of {', '.join(POLICY_LOSSES)}")
+        _check_hparams("advantage", ADVANTAGES[self.advantage], self.advantage_params)
+        _check_hparams("policy loss", POLICY_LOSSES[self.policy_loss], self.policy_loss_params)
+        scope = self.policy_loss_params.get("cov_scope", "microbatch")
+        if scope not in ("microbatch", "batch"):
+            raise ValueError(f"cov_scope must be 'microbatch' or 'batch', got {scope!r}")
+        if self.loss_agg_mode not in LOSS_AGG_MODES:
+            raise ValueError(f"unknown loss_agg_mode {self.loss_agg_mode!r}; choose one of {', '.join(LOSS_AGG_MODES)}")
+        for kind in (self.kl_loss_type, self.kl_in_reward_type):
+            if kind not in KL_KINDS:
+                raise ValueError(f"unknown KL kind {kind!r}; choose one of {', '.join(KL_KINDS)}")
+        return self
+
+
+class RolloutSpec(Strict):
+    prompts_per_step: int = Field(16, ge=1)
+    group_size: int = Field(8, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    max_new_tokens: int = Field(24, ge=1)
+
+
+class OptimizerSpec(Strict):
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class TrainSpec(Strict):
+    steps: int = Field(100, ge=1)
+    ppo_mini_batches: int = Field(1, ge=1)
+    ppo_epochs: int = Field(1, ge=1)
+    micro_batches: int = Field(1, ge=1)
+    optimizer: OptimizerSpec = OptimizerSpec()
+    grad_clip: float = Field(1.0, gt=0)
+    checkpoint_every: int = Field(25, ge=1)
+
+
+class EvalSpec(Strict):
+    every: int = Field(10, ge=1)
+    n_prompts: int = Field(256, ge=1)
+    k: int = Field(1, ge=1)
+    temperature: float = Field(0.0, ge=0)
+
+
+class RunConfig(Strict):
+    """Everything that determines one training run except the seed."""
+    model: ModelSpec
+    task: TaskSpec
+    warmup: WarmupSpec = WarmupSpec()
+    algorithm: AlgorithmSpec = AlgorithmSpec()
+    rollout: RolloutSpec = RolloutSpec()
+    train: TrainSpec = TrainSpec()
+    eval: EvalSpec = EvalSpec()
+    seeds: list[int] = [0, 1, 2]
+
+    @model_validator(mode="after")
+    def _divisible(self):
+        if self.rollout.prompts_per_step % self.train.ppo_mini_batches:
+            raise ValueError(f"train.ppo_mini_batches ({self.train.ppo_mini_batches}) must divide "
+                             f"rollout.prompts_per_step ({self.rollout.prompts_per_step})")
+        return self
+
+    def digest(self) -> str:
+        body = self.model_dump(exclude={"seeds"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:10]
+
+
+class ClaimSpec(Strict):
+    id: str
+    statement: str
+    source: str
+    paper_value: float | str | None = None
+    metric: str
+    op: Literal[">=", "<=", ">", "<"]
+    threshold: float
+    threshold_reason: str = ""
+
+
+class PanelSpec(Strict):
+    kind: str
+    title: str = ""
+
+
+class VariantSpec(Strict):
+    """A named arm of a comparison: overrides merged over the resolved scale config."""
+    name: str
+    overrides: dict[str, Any] = {}
+
+
+class Spec(Strict):
+    id: str
+    aliases: list[str] = []
+    paper: str
+    reproduces: str
+    description: str = ""
+    body: dict[str, Any]
+    scales: dict[str, dict[str, Any]] = {}
+    default_scale: str = "tiny"
+    variants: list[VariantSpec] = []
+    analyses: list[str] = []
+    panels: list[PanelSpec] = []
+    claims: list[ClaimSpec] = []
+    path: str = ""
+
+    @field_validator("scales")
+    @classmethod
+    def _scale_names(cls, v):
+        for name in v:
+            if name not in SCALES:
+                raise ValueError(f"unknown scale {name!r}; scales are {', '.join(SCALES)}")
+        return v
+
+    def resolve(self, scale: str | None = None) -> RunConfig:
+        scale = scale or self.default_scale
+        if scale not in self.scales and scale != self.default_scale:
+            raise UserError(f"{self.id} has no scale {scale!r}; it has {', '.join(self.scales) or self.default_scale}")
+        merged = deep_merge(self.body, self.scales.get(scale, {}))
+        return RunConfig.model_validate(merged)
+
+    def variant_configs(self, scale: str | None = None) -> dict[str, RunConfig]:
+        """One config per comparison arm; a spec without variants has one arm named 'main'."""
+        base = self.resolve(scale)
+        if not self.variants:
+            return {"main": base}
+        return {v.name: RunConfig.model_validate(deep_merge(base.model_dump(), v.overrides)) for v in self.variants}
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _line_of(node, loc: tuple) -> int | None:
+    """The 1-based line of the YAML node at path `loc`, or of its deepest existing ancestor."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next((v for k, v in node.value if k.value == key), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            nxt = node.value[key]
+        else:
+            nxt = None
+        if nxt is None:
+            break
+        node, line = nxt, nxt.start_mark.line + 1
+    return line
+
+
+def _fmt_error(path: Path, root, loc: tuple, msg: str) -> str:
+    msg = msg.removeprefix("Value error, ")
+    if msg == "Extra inputs are not permitted":
+        msg = f"unknown field {loc[-1]!r}; remove it or check its spelling"
+    elif msg == "Field required":
+        msg = "required field is missing; add it"
+    line = _line_of(root, loc)
+    where = ".".join(str(p) for p in loc) or "(top level)"
+    return f"{path}:{line}: {where}: {msg}"
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Load and validate a spec file, including every scale and variant it declares."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"spec file {path} does not exist; check the path or run `python -m replicate list`")
+    text = path.read_text()
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"{mark.line + 1}" if mark else "?"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}:{line}: malformed YAML: {problem}; fix the syntax there") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}:1: a spec must be a YAML mapping with id, paper, body, ...; see experiments/fig1.yaml")
+    try:
+        spec = Spec.model_validate({**data, "path": str(path)})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise UserError(_fmt_error(path, root, tuple(err["loc"]), err["msg"])) from None
+    for scale in [spec.default_scale, *spec.scales]:
+        override = spec.scales.get(scale, {})
+        try:
+            cfgs = spec.variant_configs(scale)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = tuple(err["loc"])
+            in_override = _has_path(override, loc)
+            full = ("scales", scale, *loc) if in_override else ("body", *loc)
+            raise UserError(_fmt_error(path, root, full, err["msg"]) + ("" if in_override else f" (scale {scale})")) from None
+        del cfgs
+    return spec
+
+
+def _has_path(d, loc) -> bool:
+    for key in loc:
+        if not isinstance(d, dict) or key not in d:
+            return False
+        d = d[key]
+    return True
+
+
+def all_specs(directory: Path = EXPERIMENTS_DIR) -> dict[str, Path]:
+    """Map every spec id and alias to its file (without validating the bodies)."""
+    out = {}
+    for file in sorted(directory.glob("*.yaml")):
+        try:
+            data = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError:
+            data = {}
+        names = [data.get("id", file.stem), *data.get("aliases", [])] if isinstance(data, dict) else [file.stem]
+        for name in names:
+            out[str(name)] = file
+    return out
+
+
+def find_spec(name: str) -> Spec:
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        return load_spec(name)
+    specs = all_specs()
+    if name not in specs:
+        known = ", ".join(sorted(specs)) or "none"
+        raise UserError(f"unknown spec {name!r}; known ids and aliases: {known} (or pass a path to a .yaml file)")
+    return load_spec(specs[name])

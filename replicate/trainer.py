@@ -1,0 +1,251 @@
+"""The RL training core on accelerate. One step, top to bottom:
+
+rollout (KV-cached sampling) -> rewards -> advantages -> PPO mini-batch updates -> metrics.
+The same loop runs on a laptop CPU and under `accelerate launch` on GPUs (prompts are sharded by process).
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import random
+import time
+
+import torch
+from accelerate import Accelerator
+
+from .algorithms import ADVANTAGES, POLICY_LOSSES, agg_loss, entropy_from_logits, kl_penalty, logprobs_from_logits
+from .algorithms import masked_mean, token_covariance
+from .models import cache_kwarg
+from .store import Run
+from .tasks import make_task
+from .warmup import base_policy
+
+COV_LOSSES = ("clip_cov", "kl_cov")
+
+
+def encode_prompts(tokenizer, prompts: list[str]):
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    return enc["input_ids"], enc["attention_mask"]
+
+
+@torch.no_grad()
+def generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, eos_id, pad_id, generator=None):
+    """Sample responses token by token with a KV cache. temperature 0 is greedy.
+
+    Returns responses [B, T] (pad after EOS) and the response mask (1 up to and including EOS).
+    """
+    pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    key = cache_kwarg(model)
+    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=True)
+    attn, next_pos = prompt_mask, pos[:, -1:] + 1
+    done = torch.zeros(prompt_ids.shape[0], dtype=torch.bool, device=prompt_ids.device)
+    tokens, valid = [], []
+    for _ in range(max_new_tokens):
+        logits = out.logits[:, -1, :].float()
+        if temperature == 0:
+            nxt = logits.argmax(-1)
+        else:
+            probs = torch.softmax(logits / temperature, dim=-1)
+            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        valid.append(~done)
+        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+        tokens.append(nxt)
+        done = done | (nxt == eos_id)
+        if done.all():
+            break
+        attn = torch.cat([attn, torch.ones_like(nxt[:, None])], dim=1)
+        out = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True,
+                    **{key: _cache_of(out)})
+        next_pos = next_pos + 1
+    return torch.stack(tokens, 1), torch.stack(valid, 1).float()
+
+
+def _cache_of(out):
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def response_logprobs(model, prompt_ids, prompt_mask, responses, temperature, with_entropy=False):
+    """log π(y_t | prefix) of each response token (logits / temperature, as sampled), and optionally H_t."""
+    ids = torch.cat([prompt_ids, responses], dim=1)
+    attn = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits
+    logits = logits[:, prompt_ids.shape[1] - 1:-1].float() / temperature
+    logp = logprobs_from_logits(logits, responses)
+    return (logp, entropy_from_logits(logits)) if with_entropy else (logp, None)
+
+
+@torch.no_grad()
+def evaluate(model, tokenizer, task, problems, k, temperature, max_new_tokens, generator, batch_size=256):
+    """avg@k accuracy (k samples per problem at `temperature`; k=1 at 0 is greedy)."""
+    scores = []
+    for start in range(0, len(problems), batch_size):
+        chunk = problems[start:start + batch_size]
+        ids, mask = encode_prompts(tokenizer, [p.prompt for p in chunk for _ in range(k)])
+        resp, rmask = generate(model, ids, mask, max_new_tokens, temperature, tokenizer.eos_token_id,
+                               tokenizer.pad_token_id, generator)
+        scores += score_responses(tokenizer, task, resp, rmask, [p for p in chunk for _ in range(k)])
+    return sum(scores) / len(scores)
+
+
+def score_responses(tokenizer, task, responses, response_mask, problems) -> list[float]:
+    finished = (responses == tokenizer.eos_token_id).any(dim=1).tolist()
+    texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+    return [task.reward(t, p, f) for t, p, f in zip(texts, problems, finished)]
+
+
+def rng_state(py_rng, gen):
+    return {"python": py_rng.getstate(), "torch": gen.get_state(), "torch_global": torch.get_rng_state()}
+
+
+def train(run: Run, config, seed: int, store_root, resume: bool = False, progress=None, log=print) -> list[dict]:
+    """Train one run to completion, writing metrics.jsonl line by line and checkpoints as it goes."""
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with=_trackers(),
+                              project_dir=str(run.path))
+    torch.manual_seed(seed)
+    model, tok = base_policy(config, store_root, log=log)
+    task = make_task(config.task.name, **config.task.params)
+    alg, ro, tr, ev = config.algorithm, config.rollout, config.train, config.eval
+    opt_cls = torch.optim.AdamW if tr.optimizer.name == "adamw" else torch.optim.SGD
+    opt_kwargs = {"betas": tr.optimizer.betas} if tr.optimizer.name == "adamw" else {}
+    optimizer = opt_cls(model.parameters(), lr=tr.optimizer.lr, weight_decay=tr.optimizer.weight_decay, **opt_kwargs)
+    ref_model = copy.deepcopy(model).eval() if (alg.kl_loss_coef or alg.kl_in_reward_coef) else None
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if ref_model is not None:
+        ref_model = ref_model.to(accelerator.device)
+    policy = accelerator.unwrap_model(model)
+    advantage_fn, loss_fn = ADVANTAGES[alg.advantage], POLICY_LOSSES[alg.policy_loss]
+    loss_params = {k: v for k, v in alg.policy_loss_params.items() if k != "cov_scope"}
+    cov_scope = alg.policy_loss_params.get("cov_scope", "microbatch")
+    micro = 1 if (alg.policy_loss in COV_LOSSES and cov_scope == "batch") else tr.micro_batches
+
+    py_rng = random.Random(seed)
+    gen = torch.Generator().manual_seed(seed * 1000 + accelerator.process_index)
+    if "generator" in inspect.signature(loss_fn).parameters:
+        loss_params["generator"] = gen
+    val_problems = task.validation[:ev.n_prompts]
+    start = 0
+    state = run.load_checkpoint() if resume else None
+    if state is not None:
+        policy.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        py_rng.setstate(state["rng"]["python"])
+        gen.set_state(state["rng"]["torch"])
+        torch.set_rng_state(state["rng"]["torch_global"])
+        start = state["step"]
+        run.truncate_metrics(start)
+        log(f"resuming {run.path.name} at step {start}")
+    elif resume or not run.started:
+        run.reset()
+    run.begin(config, seed, {"seed": seed, "num_processes": accelerator.num_processes})
+    accelerator.init_trackers(run.path.name)
+    n_local = ro.prompts_per_step // accelerator.num_processes
+    t0 = time.time()
+
+    for step in range(start, tr.steps):
+        metrics = {"step": step}
+        policy.eval()
+        # -- validation on the policy about to be updated (so val_acc pairs with this step's entropy)
+        if step % ev.every == 0 or step == tr.steps - 1:
+            eval_gen = torch.Generator().manual_seed(10_000 + step)
+            metrics["val_acc"] = evaluate(policy, tok, task, val_problems, ev.k, ev.temperature, ro.max_new_tokens,
+                                          eval_gen)
+
+        # -- rollout: group_size samples of each prompt
+        problems = task.sample(ro.prompts_per_step, py_rng)
+        problems = problems[accelerator.process_index * n_local:(accelerator.process_index + 1) * n_local]
+        batch_problems = [p for p in problems for _ in range(ro.group_size)]
+        index = [i for i in range(len(problems)) for _ in range(ro.group_size)]
+        prompt_ids, prompt_mask = encode_prompts(tok, [p.prompt for p in batch_problems])
+        prompt_ids, prompt_mask = prompt_ids.to(accelerator.device), prompt_mask.to(accelerator.device)
+        responses, mask = generate(policy, prompt_ids, prompt_mask, ro.max_new_tokens, ro.temperature,
+                                   tok.eos_token_id, tok.pad_token_id, gen)
+
+        # -- rewards: the verifier's score on the last valid token
+        scores = torch.tensor(score_responses(tok, task, responses, mask, batch_problems), device=mask.device)
+        last = (mask.sum(-1).long() - 1).clamp(min=0)
+        rewards = torch.zeros_like(mask)
+        rewards[torch.arange(len(scores)), last] = scores
+        with torch.no_grad():
+            old_log_prob, entropy = response_logprobs(policy, prompt_ids, prompt_mask, responses, ro.temperature, True)
+            ref_log_prob = None
+            if ref_model is not None:
+                ref_log_prob, _ = response_logprobs(ref_model, prompt_ids, prompt_mask, responses, ro.temperature)
+        if alg.kl_in_reward_coef:
+            rewards = rewards - alg.kl_in_reward_coef * kl_penalty(old_log_prob, ref_log_prob, alg.kl_in_reward_type) * mask
+
+        # -- advantages
+        advantages, _ = advantage_fn(rewards, mask, index, **alg.advantage_params)
+
+        # -- PPO updates: ppo_epochs × ppo_mini_batches optimizer steps, each over whole groups
+        policy.train()
+        update_stats = []
+        rows_per_mb = len(batch_problems) // tr.ppo_mini_batches
+        for _epoch in range(tr.ppo_epochs):
+            for mb in range(tr.ppo_mini_batches):
+                mb_rows = torch.arange(mb * rows_per_mb, (mb + 1) * rows_per_mb)
+                optimizer.zero_grad()
+                for chunk in mb_rows.chunk(micro):
+                    log_prob, ent = response_logprobs(model, prompt_ids[chunk], prompt_mask[chunk], responses[chunk],
+                                                      ro.temperature, with_entropy=bool(alg.entropy_coeff))
+                    m = mask[chunk]
+                    loss, stats = loss_fn(old_log_prob[chunk], log_prob, advantages[chunk], m,
+                                          loss_agg_mode=alg.loss_agg_mode, **loss_params)
+                    if alg.entropy_coeff:
+                        loss = loss - alg.entropy_coeff * agg_loss(ent, m, alg.loss_agg_mode)
+                    if alg.kl_loss_coef:
+                        kl = kl_penalty(log_prob, ref_log_prob[chunk], alg.kl_loss_type)
+                        loss = loss + alg.kl_loss_coef * agg_loss(kl, m, alg.loss_agg_mode)
+                        stats["kl_loss"] = agg_loss(kl, m, alg.loss_agg_mode).item()
+                    accelerator.backward(loss / len(mb_rows.chunk(micro)))
+                    update_stats.append({**stats, "pg_loss": loss.item()})
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), tr.grad_clip)
+                update_stats[-1]["grad_norm"] = float(grad_norm)
+                optimizer.step()
+
+        # -- metrics of this step (rollout statistics are of the pre-update policy)
+        lengths = mask.sum(-1)
+        metrics.update({
+            "entropy": masked_mean(entropy, mask).item(),
+            "train_acc": scores.mean().item(),
+            "cov": masked_mean(token_covariance(old_log_prob, advantages, mask), mask).item(),
+            "response_length": lengths.mean().item(),
+        })
+        for key in update_stats[0]:
+            vals = [s[key] for s in update_stats if key in s]
+            metrics[key] = sum(vals) / len(vals)
+        metrics = _reduce(accelerator, metrics)
+        metrics["wall_time"] = time.time() - t0
+        if accelerator.is_main_process:
+            run.append_metrics(metrics)
+        accelerator.log({k: v for k, v in metrics.items() if k != "step"}, step=step)
+        if (step + 1) % tr.checkpoint_every == 0 and step + 1 < tr.steps and accelerator.is_main_process:
+            run.save_checkpoint({"model": policy.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1,
+                                 "rng": rng_state(py_rng, gen)})
+        if progress is not None:
+            progress(step, metrics)
+    accelerator.end_training()
+    if accelerator.is_main_process:
+        run.finish()
+        run.checkpoint_file.unlink(missing_ok=True)
+        policy.save_pretrained(run.path / "model")
+        tok.save_pretrained(run.path / "model")
+    return run.metrics()
+
+
+def _reduce(accelerator, metrics: dict) -> dict:
+    """Average metrics over processes (a no-op on one process)."""
+    if accelerator.num_processes == 1:
+        return metrics
+    keys = sorted(k for k in metrics if k != "step")
+    vals = accelerator.reduce(torch.tensor([metrics[k] for k in keys], device=accelerator.device), "mean")
+    return {"step": metrics["step"], **dict(zip(keys, vals.tolist()))}
+
+
+def _trackers():
+    try:
+        import tensorboard  # noqa: F401
+        return "tensorboard"
+    except ImportError:
+        return None
