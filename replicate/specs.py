@@ -169,9 +169,19 @@ class ClaimSpec(Strict):
     threshold_reason: str = ""
 
 
+PANEL_KINDS = ("curves", "law_fit")
+
+
 class PanelSpec(Strict):
     kind: str
     title: str = ""
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, v):
+        if v not in PANEL_KINDS:
+            raise ValueError(f"unknown panel kind {v!r}; choose one of {', '.join(PANEL_KINDS)}")
+        return v
 
 
 class VariantSpec(Strict):
@@ -191,6 +201,16 @@ class Spec(Strict):
     default_scale: str = "tiny"
     variants: list[VariantSpec] = []
     analyses: list[str] = []
+
+    @field_validator("analyses")
+    @classmethod
+    def _known_analyses(cls, v):
+        from .analysis import ANALYSES
+        for name in v:
+            if name not in ANALYSES:
+                raise ValueError(f"unknown analysis {name!r}; choose one of {', '.join(ANALYSES)}")
+        return v
+
     panels: list[PanelSpec] = []
     claims: list[ClaimSpec] = []
     path: str = ""

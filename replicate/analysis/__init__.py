@@ -1,0 +1,41 @@
+"""Analyses by name: each maps the metrics of a spec's runs to per-seed values and pooled results.
+
+An analysis takes {variant: {seed: metrics rows}} and returns {"per_seed": {metric: {variant: [values]}},
+"pooled": {...}}. Analyses read the run store; they never train.
+"""
+from __future__ import annotations
+
+from .fits import ExpLawFit, early_prediction, early_shares, eval_points, fit_exp_law
+
+
+def exp_law(runs: dict) -> dict:
+    per_seed, pooled = {"fit_r2": {}, "fit_a": {}, "fit_b": {}, "fit_ceiling": {}, "early_fit_final_abs_error": {},
+                        "early_fit_rmse_rest": {}}, {}
+    for variant, seeds in runs.items():
+        all_h, all_r = [], []
+        for metrics in seeds.values():
+            _, h, r = eval_points(metrics)
+            all_h += list(h)
+            all_r += list(r)
+            fit = fit_exp_law(h, r)
+            for key, val in (("fit_r2", fit.r2), ("fit_a", fit.a), ("fit_b", fit.b), ("fit_ceiling", fit.ceiling)):
+                per_seed[key].setdefault(variant, []).append(val)
+            for key, val in early_prediction(metrics).items():
+                if key in per_seed:
+                    per_seed[key].setdefault(variant, []).append(val)
+        pooled[variant] = {"exp_law_fit": fit_exp_law(all_h, all_r).to_dict()}
+    return {"per_seed": per_seed, "pooled": pooled}
+
+
+def early_share(runs: dict) -> dict:
+    per_seed = {}
+    for variant, seeds in runs.items():
+        for metrics in seeds.values():
+            for key, val in early_shares(metrics).items():
+                per_seed.setdefault(key, {}).setdefault(variant, []).append(val)
+    return {"per_seed": per_seed, "pooled": {}}
+
+
+ANALYSES = {"exp_law": exp_law, "early_share": early_share}
+
+__all__ = ["ANALYSES", "ExpLawFit", "early_prediction", "early_shares", "eval_points", "fit_exp_law"]

@@ -1,0 +1,89 @@
+"""Command line: list | run SPEC.yaml | report | <figure id>."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _add_run_options(p):
+    p.add_argument("--scale", help="tiny (default), small or paper")
+    p.add_argument("--seeds", type=int, help="number of seeds (the spec's first N; more adds 0..N-1)")
+    p.add_argument("--steps", type=int, help="override the number of RL steps")
+    p.add_argument("--out", type=Path, help="output directory (default results/<id>/<scale>)")
+    p.add_argument("--store", type=Path, help="run store root (default ./runs or $REPLICATE_STORE)")
+    p.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
+    p.add_argument("--resume", action="store_true", help="continue interrupted runs from their last checkpoint")
+    p.add_argument("--update-reference", action="store_true", help="also rewrite figures/<id>/ (the committed reference)")
+
+
+def cmd_list(args):
+    from .experiment import last_result
+    from .specs import all_specs, load_spec
+    seen = set()
+    for name, path in sorted(all_specs().items()):
+        if path in seen:
+            continue
+        seen.add(path)
+        spec = load_spec(path)
+        scales = ",".join(dict.fromkeys([spec.default_scale, *spec.scales]))
+        aliases = f" ({', '.join(spec.aliases)})" if spec.aliases else ""
+        print(f"{spec.id}{aliases}\n    {spec.reproduces}\n    scales: {scales}; last result: {last_result(spec.id)}")
+
+
+def cmd_reproduce(spec, args):
+    from .experiment import reproduce
+    res = reproduce(spec, scale=args.scale, seeds=args.seeds, steps=args.steps, out=args.out, store=args.store,
+                    force=args.force, resume=args.resume, update_reference=args.update_reference)
+    print((res["out"] / "claims.md").read_text())
+    print(f"wrote {res['out']}/{spec.id}.png, .pdf, claims.json, claims.md")
+
+
+def cmd_report(args):
+    from .report import write_report
+    path = write_report(args.out)
+    print(f"wrote {path}")
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m replicate",
+                                     description="Reproduce figures and claims of RL-for-reasoning papers.")
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,<figure id>}")
+    sub.add_parser("list", help="every spec, its figure, scales and last result")
+    p_run = sub.add_parser("run", help="reproduce a spec file anywhere")
+    p_run.add_argument("spec", type=Path)
+    _add_run_options(p_run)
+    p_rep = sub.add_parser("report", help="a markdown page of every figure and claims table")
+    p_rep.add_argument("--out", type=Path, help="where to write REPORT.md (default results/REPORT.md)")
+    if argv and argv[0] not in ("list", "run", "report", "-h", "--help"):
+        p_fig = argparse.ArgumentParser(prog=f"python -m replicate {argv[0]}")
+        p_fig.add_argument("spec_id")
+        _add_run_options(p_fig)
+        args = p_fig.parse_args(argv)
+        args.command = "figure"
+    else:
+        args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            cmd_list(args)
+        elif args.command == "run":
+            from .specs import load_spec
+            cmd_reproduce(load_spec(args.spec), args)
+        elif args.command == "report":
+            cmd_report(args)
+        elif args.command == "figure":
+            from .specs import find_spec
+            cmd_reproduce(find_spec(args.spec_id), args)
+        else:
+            parser.print_help()
+            return 2
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished steps are in the run store: rerun with --resume to continue", file=sys.stderr)
+        return 130
+    return 0

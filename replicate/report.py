@@ -1,0 +1,31 @@
+"""A markdown page of every figure and claims table: the newest result of each spec, else its reference."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .experiment import REPO
+from .specs import all_specs, load_spec
+
+
+def write_report(out: Path | None = None) -> Path:
+    out = Path(out or REPO / "results" / "REPORT.md")
+    lines = ["# replicate: results", ""]
+    for path in sorted(set(all_specs().values())):
+        spec = load_spec(path)
+        found = sorted((REPO / "results" / spec.id).glob("*/claims.json"), key=lambda p: p.stat().st_mtime)
+        found = found or sorted((REPO / "figures" / spec.id).glob("claims.json"))
+        lines += [f"## {spec.id}: {spec.reproduces}", ""]
+        if not found:
+            lines += [f"Not run yet: `python -m replicate {spec.id}`.", ""]
+            continue
+        res = found[-1].parent
+        data = json.loads(found[-1].read_text())
+        png = res / f"{spec.id}.png"
+        if png.exists():
+            lines += [f"![{spec.id}]({Path('..') / png.relative_to(REPO) if out.parent == REPO / 'results' else png})", ""]
+        lines += [(res / "claims.md").read_text().split("\n", 2)[2].split("\n```json")[0], ""]
+        lines += [f"Scale {data['scale']}, seeds {data['seeds']}.", ""]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    return out
