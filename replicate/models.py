@@ -7,8 +7,12 @@ import os
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
 
 from .errors import UserError
+
+hf_logging.disable_progress_bar()  # our own progress bar covers training; per-file load bars are noise
+hf_logging.set_verbosity_error()
 
 SPECIAL = ["<pad>", "<bos>", "<eos>"]
 

@@ -212,7 +212,7 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
             "cov": masked_mean(token_covariance(old_log_prob, advantages, mask), mask).item(),
             "response_length": lengths.mean().item(),
         })
-        for key in update_stats[0]:
+        for key in dict.fromkeys(k for stats in update_stats for k in stats):
             vals = [s[key] for s in update_stats if key in s]
             metrics[key] = sum(vals) / len(vals)
         metrics = _reduce(accelerator, metrics)

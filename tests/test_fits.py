@@ -1,0 +1,69 @@
+"""The exponential law fit and the early-share measures on synthetic data with known answers."""
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import curve_fit
+
+from replicate.analysis import early_prediction, early_shares, fit_exp_law
+from replicate.claims import mean_ci, verdict
+
+
+def test_fit_recovers_known_a_and_b():
+    h = np.linspace(0.05, 0.7, 40)
+    fit = fit_exp_law(h, -0.6 * np.exp(h) + 1.5)
+    assert fit.a == pytest.approx(0.6, abs=1e-9) and fit.b == pytest.approx(1.5, abs=1e-9)
+    assert fit.r2 == pytest.approx(1.0) and fit.ceiling == pytest.approx(0.9)
+
+
+def test_fit_agrees_with_nonlinear_least_squares_on_noisy_data():
+    rng = np.random.default_rng(0)
+    h = rng.uniform(0.05, 0.8, 60)
+    r = -0.4 * np.exp(h) + 1.3 + rng.normal(0, 0.01, 60)
+    fit = fit_exp_law(h, r)
+    (a, b), _ = curve_fit(lambda x, a, b: -a * np.exp(x) + b, h, r, p0=(1.0, 1.0))
+    assert fit.a == pytest.approx(a, rel=1e-6) and fit.b == pytest.approx(b, rel=1e-6)
+    assert 0.9 < fit.r2 < 1.0 and abs(fit.a - 0.4) < 0.03
+
+
+def test_fit_of_degenerate_input_is_nan():
+    assert math.isnan(fit_exp_law([0.1, 0.1, 0.1], [0.5, 0.6, 0.7]).a)
+
+
+def _metrics(entropy, acc_every=5, acc=None):
+    rows = [{"step": i, "entropy": float(h)} for i, h in enumerate(entropy)]
+    for i in range(0, len(rows), acc_every):
+        rows[i]["val_acc"] = float(acc[i])
+    rows[-1]["val_acc"] = float(acc[len(rows) - 1])
+    return rows
+
+
+def test_early_shares_of_an_exponential_decay():
+    steps = np.arange(300)
+    h = 0.1 + 0.5 * np.exp(-steps / 20)   # almost all of the drop within the first 100 steps
+    r = 0.9 - 0.3 * np.exp(-steps / 20)
+    s = early_shares(_metrics(h, acc=r))
+    assert s["entropy_drop_share_first_third"] > 0.95 and s["acc_gain_share_first_third"] > 0.95
+    line = np.linspace(0.6, 0.1, 300)
+    lin = early_shares(_metrics(line, acc=np.linspace(0.5, 0.9, 300)))
+    assert lin["entropy_drop_share_first_third"] == pytest.approx(1 / 3, abs=0.02)
+    assert lin["acc_gain_share_first_third"] == pytest.approx(1 / 3, abs=0.03)
+    # levels are means over windows of 5% of the steps (15 here)
+    assert lin["entropy_final_over_initial"] == pytest.approx(line[-15:].mean() / line[:15].mean(), rel=1e-9)
+
+
+def test_early_prediction_is_exact_when_the_law_holds():
+    h = 0.1 + 0.5 * np.exp(-np.arange(120) / 30)
+    r = -0.5 * np.exp(h) + 1.6
+    p = early_prediction(_metrics(h, acc=r))
+    assert p["early_fit_final_abs_error"] < 1e-9 and p["early_fit_rmse_rest"] < 1e-9
+    assert p["early_fit_ceiling"] == pytest.approx(1.1)
+
+
+def test_verdicts_use_the_confidence_interval():
+    assert verdict([0.8, 0.82, 0.79], ">=", 0.5) == "replicated"
+    assert verdict([0.2, 0.22, 0.19], ">=", 0.5) == "not replicated"
+    assert verdict([0.2, 0.9, 0.5], ">=", 0.5) == "inconclusive"
+    assert verdict([0.9], ">=", 0.5) == "inconclusive"  # one seed cannot decide
+    m, lo, hi = mean_ci([1.0, 2.0, 3.0])
+    assert m == 2.0 and hi - m == pytest.approx(4.302653 * 1 / math.sqrt(3), rel=1e-5)

@@ -1,0 +1,83 @@
+"""The spec loader: valid specs load, every scale resolves, and bad input gets a one-line error with a line."""
+import re
+
+import pytest
+
+from replicate.errors import UserError
+from replicate.specs import EXPERIMENTS_DIR, all_specs, find_spec, load_spec
+from conftest import TINY_SPEC
+
+
+def test_every_shipped_spec_loads_at_every_scale():
+    files = set(all_specs().values())
+    assert files, "no specs in experiments/"
+    for path in files:
+        spec = load_spec(path)
+        for scale in [spec.default_scale, *spec.scales]:
+            assert spec.variant_configs(scale)
+
+
+def test_fig1_paper_scale_mirrors_the_official_recipe():
+    cfg = find_spec("fig1").resolve("paper")
+    assert cfg.model.path == "Qwen/Qwen2.5-7B"
+    assert (cfg.rollout.prompts_per_step, cfg.rollout.group_size) == (256, 8)
+    assert cfg.rollout.prompts_per_step // cfg.train.ppo_mini_batches == 32  # mini-batch of 32 prompts
+    assert cfg.train.optimizer.lr == 5e-7 and cfg.rollout.max_new_tokens == 8192 and cfg.rollout.temperature == 1.0
+    assert cfg.algorithm.kl_loss_coef == 0 and cfg.algorithm.entropy_coeff == 0
+    assert find_spec("teaser").id == "fig1"
+
+
+def _err(tmp_path, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as exc:
+        load_spec(path)
+    msg = str(exc.value)
+    assert "\n" not in msg and str(path) in msg
+    return msg
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    msg = _err(tmp_path, TINY_SPEC.replace("  seeds: [0, 1]", "  seeds: [0, 1"))
+    assert "malformed YAML" in msg and re.search(r"bad\.yaml:\d+:", msg)
+
+
+def test_unknown_advantage_names_the_line_and_the_choices(tmp_path):
+    text = TINY_SPEC.replace("advantage: grpo", "advantage: grpoo")
+    msg = _err(tmp_path, text)
+    line = text.splitlines().index("  algorithm: {advantage: grpoo, policy_loss: vanilla}") + 1
+    assert f"bad.yaml:{line}:" in msg and "grpoo" in msg and "rloo" in msg
+
+
+def test_unknown_policy_loss_and_bad_hparam(tmp_path):
+    assert "unknown policy loss 'ppo'" in _err(tmp_path, TINY_SPEC.replace("policy_loss: vanilla", "policy_loss: ppo"))
+    msg = _err(tmp_path, TINY_SPEC.replace("policy_loss: vanilla", "policy_loss: kl_cov, policy_loss_params: {clip_cov_ratio: 0.1}"))
+    assert "takes no hyperparameter 'clip_cov_ratio'" in msg and "kl_cov_ratio" in msg
+
+
+def test_unknown_field_and_missing_field(tmp_path):
+    assert "unknown field 'temprature'" in _err(tmp_path, TINY_SPEC.replace("max_new_tokens: 8", "max_new_tokens: 8, temprature: 1"))
+    assert "required field is missing" in _err(tmp_path, TINY_SPEC.replace("paper: entropy-mechanism\n", ""))
+
+
+def test_error_in_a_scale_override_points_at_the_override(tmp_path):
+    text = TINY_SPEC.replace("analyses:", "scales:\n  small:\n    rollout: {group_size: 0}\nanalyses:")
+    msg = _err(tmp_path, text)
+    assert "scales.small.rollout.group_size" in msg
+
+
+def test_mini_batches_must_divide_prompts(tmp_path):
+    assert "must divide" in _err(tmp_path, TINY_SPEC.replace("ppo_mini_batches: 2", "ppo_mini_batches: 3"))
+
+
+def test_unknown_spec_id_and_missing_file():
+    with pytest.raises(UserError, match="unknown spec 'fig99'.*fig1"):
+        find_spec("fig99")
+    with pytest.raises(UserError, match="does not exist"):
+        load_spec(EXPERIMENTS_DIR / "nope.yaml")
+
+
+def test_missing_model_path_is_a_user_error():
+    from replicate.models import load_pretrained
+    with pytest.raises(UserError, match="does not exist; fix model.path"):
+        load_pretrained("/nonexistent/model/dir")
