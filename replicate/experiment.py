@@ -57,9 +57,18 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
               update_reference=False, log=print) -> dict:
     scale = scale or spec.default_scale
     root = store_root(store)
-    configs, chosen = plan(spec, scale, seeds, steps)
     t0 = time.time()
-    runs = run_all(spec, scale, configs, chosen, root, force=force, resume=resume, log=log)
+    if spec.study == "lemma_exact":
+        from .studies import run_study
+        chosen = spec.study_params.get("seeds", [0, 1, 2])[:seeds] if seeds else spec.study_params.get("seeds", [0, 1, 2])
+        runs = run_study(spec, scale, {}, chosen, root, force=force, log=log)
+    else:
+        configs, chosen = plan(spec, scale, seeds, steps)
+        if spec.study == "lemma_lm":
+            from .studies import run_study
+            runs = run_study(spec, scale, configs, chosen, root, force=force, log=log)
+        else:
+            runs = run_all(spec, scale, configs, chosen, root, force=force, resume=resume, log=log)
     analysis = {"per_seed": {}, "pooled": {}}
     for name in spec.analyses:
         res = ANALYSES[name](runs)

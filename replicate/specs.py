@@ -126,6 +126,7 @@ class TrainSpec(Strict):
     optimizer: OptimizerSpec = OptimizerSpec()
     grad_clip: float = Field(1.0, gt=0)
     checkpoint_every: int = Field(25, ge=1)
+    probe_prompts: int = Field(0, ge=0)  # >0: log the exact entropy change of each step on fixed probe prompts
 
 
 class EvalSpec(Strict):
@@ -169,7 +170,8 @@ class ClaimSpec(Strict):
     threshold_reason: str = ""
 
 
-PANEL_KINDS = ("curves", "law_fit")
+PANEL_KINDS = ("curves", "law_fit", "lemma_scatter", "lemma_error", "lm_lemma_scatter", "cov_vs_entropy_change",
+               "cov_by_accuracy")
 
 
 class PanelSpec(Strict):
@@ -196,7 +198,9 @@ class Spec(Strict):
     paper: str
     reproduces: str
     description: str = ""
-    body: dict[str, Any]
+    study: Literal["training", "lemma_exact", "lemma_lm"] = "training"
+    study_params: dict[str, Any] = {}
+    body: dict[str, Any] = {}
     scales: dict[str, dict[str, Any]] = {}
     default_scale: str = "tiny"
     variants: list[VariantSpec] = []
@@ -291,12 +295,20 @@ def load_spec(path: str | Path) -> Spec:
         raise UserError(f"{path}:{line}: malformed YAML: {problem}; fix the syntax there") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}:1: a spec must be a YAML mapping with id, paper, body, ...; see experiments/fig1.yaml")
+    if "base" in data:  # extend another spec's body and scales
+        base_name = data.pop("base")
+        base_file = all_specs(path.parent).get(str(base_name)) or all_specs().get(str(base_name))
+        if base_file is None:
+            raise UserError(f"{path}:{_line_of(root, ('base',))}: base spec {base_name!r} not found; name a spec id in experiments/")
+        base = yaml.safe_load(base_file.read_text())
+        data["body"] = deep_merge(base.get("body", {}), data.get("body", {}))
+        data["scales"] = deep_merge(base.get("scales", {}), data.get("scales", {}))
     try:
         spec = Spec.model_validate({**data, "path": str(path)})
     except ValidationError as exc:
         err = exc.errors()[0]
         raise UserError(_fmt_error(path, root, tuple(err["loc"]), err["msg"])) from None
-    for scale in [spec.default_scale, *spec.scales]:
+    for scale in [spec.default_scale, *spec.scales] if spec.study != "lemma_exact" else []:
         override = spec.scales.get(scale, {})
         try:
             cfgs = spec.variant_configs(scale)

@@ -14,7 +14,7 @@ import torch
 from accelerate import Accelerator
 
 from .algorithms import ADVANTAGES, POLICY_LOSSES, agg_loss, entropy_from_logits, kl_penalty, logprobs_from_logits
-from .algorithms import masked_mean, token_covariance
+from .algorithms import masked_mean, predicted_entropy_change, token_covariance
 from .models import cache_kwarg
 from .store import Run
 from .tasks import make_task
@@ -125,6 +125,7 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
     if "generator" in inspect.signature(loss_fn).parameters:
         loss_params["generator"] = gen
     val_problems = task.validation[:ev.n_prompts]
+    probe_problems = task.validation[-tr.probe_prompts:] if tr.probe_prompts else []
     start = 0
     state = run.load_checkpoint() if resume else None
     if state is not None:
@@ -177,6 +178,8 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
 
         # -- advantages
         advantages, _ = advantage_fn(rewards, mask, index, **alg.advantage_params)
+        if probe_problems:  # fixed probe prompts: states sampled now, entropy measured before and after the update
+            probe = _probe_states(policy, tok, probe_problems, ro, accelerator.device, seed, step)
 
         # -- PPO updates: ppo_epochs × ppo_mini_batches optimizer steps, each over whole groups
         policy.train()
@@ -211,7 +214,14 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
             "train_acc": scores.mean().item(),
             "cov": masked_mean(token_covariance(old_log_prob, advantages, mask), mask).item(),
             "response_length": lengths.mean().item(),
+            **covariance_by_accuracy(old_log_prob, advantages, mask, scores, index, ro.group_size),
         })
+        if probe_problems:
+            policy.eval()
+            with torch.no_grad():
+                _, entropy_after = response_logprobs(policy, prompt_ids, prompt_mask, responses, ro.temperature, True)
+                metrics["delta_entropy"] = masked_mean(entropy_after - entropy, mask).item()
+                metrics["probe_entropy"], metrics["probe_delta_entropy"] = _probe_entropy_change(policy, probe, ro)
         for key in dict.fromkeys(k for stats in update_stats for k in stats):
             vals = [s[key] for s in update_stats if key in s]
             metrics[key] = sum(vals) / len(vals)
@@ -234,13 +244,51 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
     return run.metrics()
 
 
+def covariance_by_accuracy(log_prob, advantages, mask, scores, index, group_size) -> dict:
+    """Covariance of log π and A within each group, averaged over groups by their accuracy.
+
+    Keys: cov_acc_<k/n> for each group accuracy strictly between 0 and 1 present in the batch, and
+    cov_hard / cov_medium / cov_easy for accuracy in (0, 1/3], (1/3, 2/3), [2/3, 1).
+    """
+    by_acc, by_bin = {}, {}
+    for gid in dict.fromkeys(index):
+        rows = [i for i, g in enumerate(index) if g == gid]
+        acc = scores[rows].mean().item()
+        if acc <= 0 or acc >= 1:
+            continue  # all-equal groups have zero advantage and zero covariance
+        cov = masked_mean(token_covariance(log_prob[rows], advantages[rows], mask[rows]), mask[rows]).item()
+        by_acc.setdefault(f"cov_acc_{round(acc * group_size)}/{group_size}", []).append(cov)
+        name = "cov_hard" if acc <= 1 / 3 else ("cov_medium" if acc < 2 / 3 else "cov_easy")
+        by_bin.setdefault(name, []).append(cov)
+    return {k: sum(v) / len(v) for k, v in {**by_acc, **by_bin}.items()}
+
+
+@torch.no_grad()
+def _probe_states(policy, tok, problems, ro, device, seed, step):
+    gen = torch.Generator().manual_seed(20_000 + 1000 * seed + step)
+    ids, pmask = encode_prompts(tok, [p.prompt for p in problems])
+    ids, pmask = ids.to(device), pmask.to(device)
+    resp, rmask = generate(policy, ids, pmask, ro.max_new_tokens, ro.temperature, tok.eos_token_id, tok.pad_token_id, gen)
+    _, ent = response_logprobs(policy, ids, pmask, resp, ro.temperature, True)
+    return ids, pmask, resp, rmask, ent
+
+
+@torch.no_grad()
+def _probe_entropy_change(policy, probe, ro):
+    ids, pmask, resp, rmask, before = probe
+    _, after = response_logprobs(policy, ids, pmask, resp, ro.temperature, True)
+    return masked_mean(before, rmask).item(), masked_mean(after - before, rmask).item()
+
+
 def _reduce(accelerator, metrics: dict) -> dict:
     """Average metrics over processes (a no-op on one process)."""
     if accelerator.num_processes == 1:
         return metrics
-    keys = sorted(k for k in metrics if k != "step")
-    vals = accelerator.reduce(torch.tensor([metrics[k] for k in keys], device=accelerator.device), "mean")
-    return {"step": metrics["step"], **dict(zip(keys, vals.tolist()))}
+    from accelerate.utils import gather_object
+    parts = gather_object([metrics])  # keys may differ by process (accuracy buckets present on each)
+    keys = dict.fromkeys(k for part in parts for k in part if k != "step")
+    return {"step": metrics["step"],
+            **{k: sum(p[k] for p in parts if k in p) / sum(k in p for p in parts) for k in keys}}
 
 
 def _trackers():
@@ -249,3 +297,48 @@ def _trackers():
         return "tensorboard"
     except ImportError:
         return None
+
+
+def logit_step_probe(config, seed: int, store_root, lr: float, log=print) -> list[dict]:
+    """One plain SGD step of the policy-gradient loss on a rollout batch of the base policy, and at every valid
+    response position the measured entropy change next to the lemma's prediction -Cov_π(log π, Δz).
+
+    Δz is the measured change of the (temperature-scaled) logits at that position, on the same states.
+    """
+    torch.manual_seed(seed)
+    policy, tok = base_policy(config, store_root, log=log)
+    task = make_task(config.task.name, **config.task.params)
+    ro, alg = config.rollout, config.algorithm
+    gen = torch.Generator().manual_seed(seed)
+    problems = [p for p in task.sample(ro.prompts_per_step, random.Random(seed)) for _ in range(ro.group_size)]
+    index = [i // ro.group_size for i in range(len(problems))]
+    policy.eval()
+    ids, pmask = encode_prompts(tok, [p.prompt for p in problems])
+    responses, mask = generate(policy, ids, pmask, ro.max_new_tokens, ro.temperature, tok.eos_token_id,
+                               tok.pad_token_id, gen)
+    scores = torch.tensor(score_responses(tok, task, responses, mask, problems))
+    rewards = torch.zeros_like(mask)
+    rewards[torch.arange(len(scores)), (mask.sum(-1).long() - 1).clamp(min=0)] = scores
+    advantages, _ = ADVANTAGES[alg.advantage](rewards, mask, index, **alg.advantage_params)
+
+    def logits_of():
+        full = torch.cat([ids, responses], 1)
+        attn = torch.cat([pmask, torch.ones_like(responses)], 1)
+        out = policy(input_ids=full, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0)).logits
+        return out[:, ids.shape[1] - 1:-1].double() / ro.temperature
+
+    opt = torch.optim.SGD(policy.parameters(), lr=lr)
+    z_before = logits_of()
+    logp = logprobs_from_logits(z_before.float(), responses)
+    loss, _ = POLICY_LOSSES["vanilla"](logp.detach(), logp, advantages, mask, loss_agg_mode=alg.loss_agg_mode)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        z_after = logits_of()
+        z_before = z_before.detach()
+        exact = entropy_from_logits(z_after) - entropy_from_logits(z_before)
+        pred = predicted_entropy_change(z_before, z_after - z_before)
+    valid = mask.bool()
+    return [{"exact": float(e), "predicted": float(p), "advantage": float(a)}
+            for e, p, a in zip(exact[valid].tolist(), pred[valid].tolist(), advantages[valid].tolist())]

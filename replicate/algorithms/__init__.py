@@ -1,10 +1,10 @@
 """The algorithm layer: advantage estimators and policy losses as pure tensor functions, by name."""
 from .advantages import ADVANTAGES, register_advantage
 from .aggregation import LOSS_AGG_MODES, agg_loss, masked_mean, masked_whiten
-from .entropy import entropy_from_logits, logprobs_from_logits
+from .entropy import entropy_from_logits, logprobs_from_logits, predicted_entropy_change
 from .kl import KL_KINDS, kl_penalty
 from .policy_losses import POLICY_LOSSES, register_policy_loss, token_covariance
 
 __all__ = ["ADVANTAGES", "POLICY_LOSSES", "LOSS_AGG_MODES", "KL_KINDS", "agg_loss", "entropy_from_logits",
-           "kl_penalty", "logprobs_from_logits", "masked_mean", "masked_whiten", "register_advantage",
+           "kl_penalty", "logprobs_from_logits", "predicted_entropy_change", "masked_mean", "masked_whiten", "register_advantage",
            "register_policy_loss", "token_covariance"]

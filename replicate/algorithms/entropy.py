@@ -28,3 +28,13 @@ def entropy_from_logits(logits: torch.Tensor, chunk_size: int | None = None) -> 
 def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """log π(label) = z_label - logsumexp(z), gathered per position."""
     return torch.gather(logits, -1, labels.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def predicted_entropy_change(logits: torch.Tensor, delta_logits: torch.Tensor) -> torch.Tensor:
+    """First-order entropy change of a softmax policy under a logit update (the paper's lemma):
+
+    H(z + Δz) - H(z) ≈ -Cov_{a~π}(log π(a), Δz_a) = -(E_π[log π·Δz] - E_π[log π]·E_π[Δz]).
+    """
+    logp = torch.log_softmax(logits, dim=-1)
+    p = logp.exp()
+    return -((p * logp * delta_logits).sum(-1) - (p * logp).sum(-1) * (p * delta_logits).sum(-1))

@@ -36,6 +36,9 @@ def early_share(runs: dict) -> dict:
     return {"per_seed": per_seed, "pooled": {}}
 
 
-ANALYSES = {"exp_law": exp_law, "early_share": early_share}
+from .dynamics import cov_dynamics, lemma_exact, lemma_lm  # noqa: E402
+
+ANALYSES = {"exp_law": exp_law, "early_share": early_share, "lemma_exact": lemma_exact, "lemma_lm": lemma_lm,
+            "cov_dynamics": cov_dynamics}
 
 __all__ = ["ANALYSES", "ExpLawFit", "early_prediction", "early_shares", "eval_points", "fit_exp_law"]

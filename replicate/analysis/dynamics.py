@@ -1,0 +1,68 @@
+"""Entropy dynamics: the lemma checks and the covariance term during training."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+from .lemma import UPDATES, summarize
+
+SCATTER_ETA = 1e-2
+
+
+def lemma_exact(runs: dict) -> dict:
+    per_seed, pooled = {}, {}
+    for variant, seeds in runs.items():
+        for seed, rows in seeds.items():
+            summary = summarize(rows, SCATTER_ETA)
+            for kind in UPDATES:
+                for key in ("abs_error_slope", "rel_error_slope", "corr"):
+                    per_seed.setdefault(f"{key}_{kind}", {}).setdefault(variant, []).append(summary[kind][key])
+            pooled.setdefault(variant, {"lemma": summary})
+    return {"per_seed": per_seed, "pooled": pooled}
+
+
+def lemma_lm(runs: dict) -> dict:
+    per_seed, pooled = {}, {}
+    for variant, seeds in runs.items():
+        for rows in seeds.values():
+            pred = np.array([r["predicted"] for r in rows])
+            exact = np.array([r["exact"] for r in rows])
+            fit = stats.linregress(pred, exact)
+            for key, val in (("lm_corr", fit.rvalue), ("lm_slope", fit.slope),
+                             ("lm_median_rel_error", float(np.median(np.abs(exact - pred) / np.maximum(np.abs(pred), 1e-12))))):
+                per_seed.setdefault(key, {}).setdefault(variant, []).append(float(val))
+    return {"per_seed": per_seed, "pooled": pooled}
+
+
+def _corr(x, y, kind):
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+    return float((stats.pearsonr if kind == "pearson" else stats.spearmanr)(x, y)[0])
+
+
+def cov_dynamics(runs: dict) -> dict:
+    """Per run: share of steps with positive covariance; Pearson and Spearman correlation of the covariance with
+    -ΔH (ΔH measured on fixed probe prompts, and on the step's own rollout states); mean covariance by bucket."""
+    per_seed = {}
+
+    def put(key, variant, val):
+        per_seed.setdefault(key, {}).setdefault(variant, []).append(val)
+    for variant, seeds in runs.items():
+        for rows in seeds.values():
+            cov = [r["cov"] for r in rows]
+            put("cov_positive_share", variant, float(np.mean(np.array(cov) > 0)))
+            for src, key in (("probe", "probe_delta_entropy"), ("rollout", "delta_entropy")):
+                pairs = [(r["cov"], -r[key]) for r in rows if key in r]
+                if pairs:
+                    c, d = zip(*pairs)
+                    put(f"pearson_cov_neg_dH_{src}", variant, _corr(c, d, "pearson"))
+                    put(f"spearman_cov_neg_dH_{src}", variant, _corr(c, d, "spearman"))
+            both = [(r["cov_easy"], r["cov_hard"]) for r in rows if "cov_easy" in r and "cov_hard" in r]
+            put("cov_easy_minus_hard", variant, float(np.mean([e - h for e, h in both])) if both else math.nan)
+            for bucket in ("cov_easy", "cov_medium", "cov_hard"):
+                vals = [r[bucket] for r in rows if bucket in r]
+                put(f"mean_{bucket}", variant, float(np.mean(vals)) if vals else math.nan)
+    return {"per_seed": per_seed, "pooled": {}}
