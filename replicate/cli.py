@@ -47,18 +47,49 @@ def cmd_report(args):
     print(f"wrote {path}")
 
 
+def cmd_eval(args):
+    from .evaluate import run_eval
+    res = run_eval(args.model, [t.strip() for t in args.tasks.split(",") if t.strip()], k=args.k,
+                   temperature=args.temperature, data_dir=args.data_dir, limit=args.limit,
+                   max_gen_toks=args.max_gen_toks, batch_size=args.batch_size, out=args.out)
+    print(res["out"].read_text())
+    print(f"wrote {res['out']}")
+
+
+def cmd_bench(args):
+    from .bench import BENCHES
+    if args.what not in BENCHES:
+        from .errors import UserError
+        raise UserError(f"unknown benchmark {args.what!r}; choose one of {', '.join(BENCHES)}")
+    BENCHES[args.what](args)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m replicate",
                                      description="Reproduce figures and claims of RL-for-reasoning papers.")
-    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,<figure id>}")
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,eval,bench,<figure id>}")
     sub.add_parser("list", help="every spec, its figure, scales and last result")
     p_run = sub.add_parser("run", help="reproduce a spec file anywhere")
     p_run.add_argument("spec", type=Path)
     _add_run_options(p_run)
     p_rep = sub.add_parser("report", help="a markdown page of every figure and claims table")
     p_rep.add_argument("--out", type=Path, help="where to write REPORT.md (default results/REPORT.md)")
-    if argv and argv[0] not in ("list", "run", "report", "-h", "--help"):
+    p_eval = sub.add_parser("eval", help="score a model or a run on lm-eval tasks")
+    p_eval.add_argument("--model", required=True, help="a run directory of the store, a model dir/.gguf, or a hub id")
+    p_eval.add_argument("--tasks", required=True, help="comma-separated: math500,aime24,aime25,amc23,minerva_math,"
+                                                        "olympiadbench,tiny_addition")
+    p_eval.add_argument("--k", type=int, default=1, help="samples per problem (avg@k and pass@k)")
+    p_eval.add_argument("--temperature", type=float, default=0.0)
+    p_eval.add_argument("--data-dir", type=Path, help="local <task>.jsonl files instead of the hub (offline)")
+    p_eval.add_argument("--limit", type=int, help="first N problems of each task")
+    p_eval.add_argument("--max-gen-toks", type=int, default=2048)
+    p_eval.add_argument("--batch-size", type=int, default=16)
+    p_eval.add_argument("--out", type=Path)
+    p_bench = sub.add_parser("bench", help="side-by-side speed ratios, e.g. `bench evaluators`")
+    p_bench.add_argument("what")
+    p_bench.add_argument("--seconds", type=float, default=8.0, help="time budget per measured arm")
+    if argv and argv[0] not in ("list", "run", "report", "eval", "bench", "-h", "--help"):
         p_fig = argparse.ArgumentParser(prog=f"python -m replicate {argv[0]}")
         p_fig.add_argument("spec_id")
         _add_run_options(p_fig)
@@ -74,6 +105,10 @@ def main(argv=None) -> int:
             cmd_reproduce(load_spec(args.spec), args)
         elif args.command == "report":
             cmd_report(args)
+        elif args.command == "eval":
+            cmd_eval(args)
+        elif args.command == "bench":
+            cmd_bench(args)
         elif args.command == "figure":
             from .specs import find_spec
             cmd_reproduce(find_spec(args.spec_id), args)

@@ -1,0 +1,96 @@
+"""The code sandbox: correct programs pass; hostile ones are contained, score 0, and the host stays healthy."""
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from evaluators.code import evaluate_code
+
+ADD = {"asserts": "assert add(1, 2) == 3\nassert add(-1, 1) == 0\nassert add(2.5, 0.5) == 3.0"}
+HUMANEVAL = {"asserts": "def check(candidate):\n    assert candidate([1, 2, 3]) == (6, [3, 2, 1])\n"
+                        "    assert candidate([]) == (0, [])\ncheck(summary)"}
+STDIO = {"stdio": [{"input": "1 2\n", "output": "3"}, {"input": "5 5\n", "output": "10\n"}]}
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None,
+                                reason="bubblewrap not installed: apt-get install bubblewrap")
+
+
+def test_correct_programs_pass():
+    r = evaluate_code("def add(a, b):\n    return a + b\n", ADD)
+    assert r.passed and r.status == "passed"
+    r = evaluate_code("def summary(xs):\n    return sum(xs), list(reversed(xs))\n", HUMANEVAL)
+    assert r.passed, r.detail
+    r = evaluate_code("a, b = map(int, input().split())\nprint(a + b)\n", STDIO)
+    assert r.passed and r.cases == [True, True]
+
+
+def test_tests_expecting_an_exception_still_work():
+    prog = "def div(a, b):\n    if b == 0:\n        raise ValueError('b=0')\n    return a / b\n"
+    tests = {"asserts": "try:\n    div(1, 0)\n    assert False\nexcept ValueError:\n    pass\nassert div(4, 2) == 2.0"}
+    assert evaluate_code(prog, tests).passed
+
+
+def test_wrong_answers_fail():
+    assert evaluate_code("def add(a, b):\n    return a - b\n", ADD).status == "failed"
+    assert evaluate_code("a, b = map(int, input().split())\nprint(a * b)\n", STDIO).status == "failed"
+    assert evaluate_code("def add(a, b) return a\n", ADD).status == "failed"  # does not parse
+    assert evaluate_code("def add(a, b):\n    raise KeyError(1)\n", ADD).status == "failed"
+
+
+HOSTILE = {
+    # fake passes
+    "sys_exit_0": ("import sys\nsys.exit(0)\ndef add(a, b):\n    return 0\n", {"failed"}),
+    "os_exit_0": ("import os\nos._exit(0)\n", {"failed"}),
+    "os_exit_in_call": ("import os\ndef add(a, b):\n    os._exit(0)\n", {"failed"}),
+    "fake_markers": ("print('ALL TESTS PASSED')\nprint('{\"ok\": {\"i\": \"3\"}}')\ndef add(a, b):\n    print('PASS')\n", {"failed"}),
+    "raw_fd_write": ("import os\ndef add(a, b):\n    os.write(1, b'{\"ok\": {\"i\": \"3\"}}\\n')\n    return None\n", {"failed"}),
+    "eq_always_true": ("class X:\n    def __eq__(self, o):\n        return True\ndef add(a, b):\n    return X()\n", {"failed"}),
+    "int_subclass": ("class I(int):\n    def __eq__(self, o):\n        return True\ndef add(a, b):\n    return I(0)\n", {"failed"}),
+    "override_builtins": ("import builtins\nbuiltins.AssertionError = type('E', (BaseException,), {})\n"
+                          "builtins.print = lambda *a: None\ndef add(a, b):\n    return 0\n", {"failed"}),
+    "patch_harness": ("import sys\nm = sys.modules['__main__']\nm.enc = lambda o, d=0: {'i': '3'}\n"
+                      "def add(a, b):\n    return 0\n", {"failed"}),
+    # resource abuse
+    "infinite_loop": ("def add(a, b):\n    while True:\n        pass\n", {"timeout"}),
+    "sleep": ("import time\ntime.sleep(60)\n", {"timeout"}),
+    "fork_bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n", {"timeout", "failed"}),
+    "memory_bomb": ("x = bytearray(10 ** 10)\ndef add(a, b):\n    return a + b\n", {"limit"}),
+    "memory_bomb_in_call": ("def add(a, b):\n    return len([0] * 10 ** 10)\n", {"limit"}),
+    "stdout_flood": ("import sys\nwhile True:\n    sys.stdout.write('x' * 100000)\n", {"timeout"}),
+    # escapes
+    "network": ("import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)\ndef add(a, b):\n    return a + b\n", {"failed"}),
+    "write_outside": ("open('/root/replicate-pwned', 'w').write('x')\ndef add(a, b):\n    return a + b\n", {"failed"}),
+    "write_tmp_of_host": ("import glob\nfor d in glob.glob('/tmp/*'):\n    open(d + '/pwned', 'w')\n"
+                          "open('/etc/pwned', 'w')\n", {"failed"}),
+    "kill_parent": ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\ndef add(a, b):\n    return a + b\n", {"failed"}),
+    "kill_everything": ("import os, signal\nos.kill(-1, signal.SIGKILL)\ndef add(a, b):\n    return a + b\n", {"failed", "error"}),
+    "read_secrets": ("import os\nassert 'REPLICATE_TEST_SECRET' not in os.environ\nassert not os.path.exists('/root/.ssh')\n"
+                     "def add(a, b):\n    raise RuntimeError(open('/proc/1/environ').read())\n", {"failed"}),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_program_is_contained_and_scores_zero(name, monkeypatch):
+    monkeypatch.setenv("REPLICATE_TEST_SECRET", "hunter2")
+    program, statuses = HOSTILE[name]
+    t0 = time.monotonic()
+    r = evaluate_code(program, ADD, timeout_s=3)
+    assert not r.passed and r.status in statuses, (r.status, r.detail)
+    assert time.monotonic() - t0 < 15
+    assert "hunter2" not in r.detail
+
+
+def test_hostile_stdio_programs():
+    assert evaluate_code("print(3)\nimport os\nos._exit(0)\n", STDIO).status == "failed"  # unflushed, exit 0
+    flood = evaluate_code("import sys\nwhile True:\n    sys.stdout.write('x' * 100000)\n", STDIO, timeout_s=5)
+    assert flood.status in ("limit", "timeout") and not flood.passed
+    assert evaluate_code("while True:\n    pass\n", STDIO, timeout_s=2).status == "timeout"
+
+
+def test_host_stays_healthy_after_the_suite():
+    assert not os.path.exists("/root/replicate-pwned") and not os.path.exists("/etc/pwned")
+    left = subprocess.run(["ps", "-eo", "uid="], capture_output=True, text=True).stdout.split()
+    assert not [u for u in left if 40000 <= int(u) < 60000], "sandboxed processes survived"
+    assert evaluate_code("def add(a, b):\n    return a + b\n", ADD).passed
