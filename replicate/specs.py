@@ -51,6 +51,17 @@ class TaskSpec(Strict):
             raise ValueError(f"unknown task {v!r}; choose one of {', '.join(sorted(TASKS))}")
         return v
 
+    @model_validator(mode="after")
+    def _params(self):
+        sig = inspect.signature(TASKS[self.name].__init__).parameters
+        for key in self.params:
+            if key not in sig:
+                raise ValueError(f"task {self.name!r} takes no parameter {key!r}; it takes: "
+                                 f"{', '.join(p for p in sig if p != 'self')}")
+        if self.name == "math" and "train" not in self.params:
+            raise ValueError("task 'math' needs params.train (a local .jsonl or a hub dataset id)")
+        return self
+
 
 class WarmupSpec(Strict):
     steps: int = Field(0, ge=0)
@@ -231,8 +242,7 @@ class Spec(Strict):
         scale = scale or self.default_scale
         if scale not in self.scales and scale != self.default_scale:
             raise UserError(f"{self.id} has no scale {scale!r}; it has {', '.join(self.scales) or self.default_scale}")
-        merged = deep_merge(self.body, self.scales.get(scale, {}))
-        return RunConfig.model_validate(merged)
+        return RunConfig.model_validate(merge_scale(self.body, self.scales.get(scale, {})))
 
     def variant_configs(self, scale: str | None = None) -> dict[str, RunConfig]:
         """One config per comparison arm; a spec without variants has one arm named 'main'."""
@@ -240,6 +250,16 @@ class Spec(Strict):
         if not self.variants:
             return {"main": base}
         return {v.name: RunConfig.model_validate(deep_merge(base.model_dump(), v.overrides)) for v in self.variants}
+
+
+def merge_scale(body: dict, override: dict) -> dict:
+    """Merge a scale preset over the body; a preset naming another task or model kind replaces that section."""
+    merged = deep_merge(body, override)
+    for section, key in (("task", "name"), ("model", "kind")):
+        new = override.get(section, {}).get(key)
+        if new is not None and new != body.get(section, {}).get(key):
+            merged[section] = copy.deepcopy(override[section])
+    return merged
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -315,7 +335,7 @@ def load_spec(path: str | Path) -> Spec:
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = tuple(err["loc"])
-            in_override = _has_path(override, loc)
+            in_override = _has_path(override, loc) or (loc[:1] == ("task",) and "task" in override)
             full = ("scales", scale, *loc) if in_override else ("body", *loc)
             raise UserError(_fmt_error(path, root, full, err["msg"]) + ("" if in_override else f" (scale {scale})")) from None
         del cfgs

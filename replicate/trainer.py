@@ -92,6 +92,8 @@ def evaluate(model, tokenizer, task, problems, k, temperature, max_new_tokens, g
 def score_responses(tokenizer, task, responses, response_mask, problems) -> list[float]:
     finished = (responses == tokenizer.eos_token_id).any(dim=1).tolist()
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+    if hasattr(task, "reward_batch"):  # e.g. Math-Verify in a worker pool
+        return task.reward_batch(texts, problems, finished)
     return [task.reward(t, p, f) for t, p, f in zip(texts, problems, finished)]
 
 

@@ -41,6 +41,12 @@ def warm_store(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("store")
 
 
+@pytest.fixture(scope="session")
+def fig_store(tmp_path_factory) -> Path:
+    """A run store for the shortened fig1 / fig8 runs: they share one warm-up (same body)."""
+    return tmp_path_factory.mktemp("figstore")
+
+
 def write(tmp_path, text, name="spec.yaml"):
     path = tmp_path / name
     path.write_text(textwrap.dedent(text))

@@ -113,9 +113,9 @@ def test_interrupted_run_needs_resume_or_force(tiny_spec_file, warm_store, tmp_p
     assert not run.started
 
 
-def test_fig1_smoke(tmp_path):
+def test_fig1_smoke(tmp_path, fig_store):
     """fig1 end to end at tiny scale, shortened: warm-up, 2 seeds x 12 steps, figure and claims."""
-    res = _cli("fig1", "--seeds", "2", "--steps", "12", "--out", str(tmp_path / "out"), store=tmp_path / "store")
+    res = _cli("fig1", "--seeds", "2", "--steps", "12", "--out", str(tmp_path / "out"), store=fig_store)
     assert res.returncode == 0, res.stderr[-2000:]
     claims = json.loads((tmp_path / "out" / "claims.json").read_text())
     assert {c["id"] for c in claims["claims"]} >= {"entropy_collapse", "entropy_drop_early", "law_fit_tight"}

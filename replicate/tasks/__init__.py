@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from ..errors import UserError
 from .arithmetic import AdditionTask, Problem
+from .math_data import MathTask
 
-TASKS = {"addition": AdditionTask}
+TASKS = {"addition": AdditionTask, "math": MathTask}
 
 
 def make_task(name: str, **params):
@@ -13,4 +14,4 @@ def make_task(name: str, **params):
     return TASKS[name](**params)
 
 
-__all__ = ["TASKS", "Problem", "make_task", "AdditionTask"]
+__all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "MathTask"]
