@@ -1,6 +1,7 @@
 """Matplotlib panels shared by all figures. Panels draw what analysis computed; they fit nothing."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -76,7 +77,8 @@ def _smoothed(seeds: dict, key: str, window: int):
         for t in range(n):
             chunk = raw[max(0, t - window + 1):t + 1]
             out[i, t] = np.nanmean(chunk) if np.isfinite(chunk).any() else np.nan
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # a step where no seed has the key is NaN on purpose
+        warnings.simplefilter("ignore", RuntimeWarning)
         return np.arange(n), np.nanmean(out, 0), out
 
 

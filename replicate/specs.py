@@ -92,14 +92,16 @@ class AlgorithmSpec(Strict):
     kl_loss_type: str = "low_var_kl"
     kl_in_reward_coef: float = Field(0.0, ge=0)
     kl_in_reward_type: str = "kl"
+    critic_lr: float = Field(1e-3, gt=0)        # gae only: the value model's learning rate
+    cliprange_value: float = Field(0.5, gt=0)   # gae only: clip of the value update, as verl's default
 
     @model_validator(mode="after")
     def _registered(self):
         if self.advantage not in ADVANTAGES:
             raise ValueError(f"unknown advantage estimator {self.advantage!r}; choose one of {', '.join(ADVANTAGES)}")
-        if self.advantage in ("gae", "prime"):
-            raise ValueError(f"advantage {self.advantage!r} needs a critic / reward model the trainer does not build yet; "
-                             "use grpo, rloo, reinforce_plus_plus or reinforce_plus_plus_baseline")
+        if self.advantage == "prime":
+            raise ValueError("advantage 'prime' needs an implicit process reward model the trainer does not build yet; "
+                             "use grpo, rloo, reinforce_plus_plus, reinforce_plus_plus_baseline or gae")
         if self.policy_loss not in POLICY_LOSSES:
             raise ValueError(f"unknown policy loss {self.policy_loss!r}; choose one of {', '.join(POLICY_LOSSES)}")
         _check_hparams("advantage", ADVANTAGES[self.advantage], self.advantage_params)

@@ -60,6 +60,25 @@ def generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, eos_id
     return torch.stack(tokens, 1), torch.stack(valid, 1).float()
 
 
+class Critic(torch.nn.Module):
+    """A value model for GAE: a copy of the policy's transformer with a linear head on its last hidden state."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+        self.head = torch.nn.Linear(lm.config.hidden_size, 1)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, prompt_ids, prompt_mask, responses):
+        """V(s_t) for the state before each response token, [B, T] (aligned with response_logprobs)."""
+        ids = torch.cat([prompt_ids, responses], dim=1)
+        attn = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)
+        out = self.lm(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
+                      output_hidden_states=True)
+        return self.head(out.hidden_states[-1][:, prompt_ids.shape[1] - 1:-1].float()).squeeze(-1)
+
+
 def _cache_of(out):
     cache = getattr(out, "cache", None)
     return cache if cache is not None else out.past_key_values
@@ -97,6 +116,13 @@ def score_responses(tokenizer, task, responses, response_mask, problems) -> list
     return [task.reward(t, p, f) for t, p, f in zip(texts, problems, finished)]
 
 
+def token_rewards(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Outcome rewards as token-level rewards: each sequence's score on its last valid token, 0 elsewhere."""
+    rewards = torch.zeros_like(mask)
+    rewards[torch.arange(len(scores)), (mask.sum(-1).long() - 1).clamp(min=0)] = scores
+    return rewards
+
+
 def rng_state(py_rng, gen):
     return {"python": py_rng.getstate(), "torch": gen.get_state(), "torch_global": torch.get_rng_state()}
 
@@ -113,6 +139,10 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
     opt_kwargs = {"betas": tr.optimizer.betas} if tr.optimizer.name == "adamw" else {}
     optimizer = opt_cls(model.parameters(), lr=tr.optimizer.lr, weight_decay=tr.optimizer.weight_decay, **opt_kwargs)
     ref_model = copy.deepcopy(model).eval() if (alg.kl_loss_coef or alg.kl_in_reward_coef) else None
+    critic = Critic(copy.deepcopy(model)) if alg.advantage == "gae" else None
+    if critic is not None:
+        critic_opt = torch.optim.AdamW(critic.parameters(), lr=alg.critic_lr)
+        critic, critic_opt = accelerator.prepare(critic, critic_opt)
     model, optimizer = accelerator.prepare(model, optimizer)
     if ref_model is not None:
         ref_model = ref_model.to(accelerator.device)
@@ -133,6 +163,9 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
     if state is not None:
         policy.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if critic is not None:
+            accelerator.unwrap_model(critic).load_state_dict(state["critic"])
+            critic_opt.load_state_dict(state["critic_optimizer"])
         py_rng.setstate(state["rng"]["python"])
         gen.set_state(state["rng"]["torch"])
         torch.set_rng_state(state["rng"]["torch_global"])
@@ -167,9 +200,7 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
 
         # -- rewards: the verifier's score on the last valid token
         scores = torch.tensor(score_responses(tok, task, responses, mask, batch_problems), device=mask.device)
-        last = (mask.sum(-1).long() - 1).clamp(min=0)
-        rewards = torch.zeros_like(mask)
-        rewards[torch.arange(len(scores)), last] = scores
+        rewards = token_rewards(scores, mask)
         with torch.no_grad():
             old_log_prob, entropy = response_logprobs(policy, prompt_ids, prompt_mask, responses, ro.temperature, True)
             ref_log_prob = None
@@ -178,8 +209,12 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
         if alg.kl_in_reward_coef:
             rewards = rewards - alg.kl_in_reward_coef * kl_penalty(old_log_prob, ref_log_prob, alg.kl_in_reward_type) * mask
 
-        # -- advantages
-        advantages, _ = advantage_fn(rewards, mask, index, **alg.advantage_params)
+        # -- advantages (GAE bootstraps from the critic's values of the response states)
+        extra = {}
+        if critic is not None:
+            with torch.no_grad():
+                extra["values"] = old_values = critic(prompt_ids, prompt_mask, responses) * mask
+        advantages, returns = advantage_fn(rewards, mask, index, **alg.advantage_params, **extra)
         if probe_problems:  # fixed probe prompts: states sampled now, entropy measured before and after the update
             probe = _probe_states(policy, tok, probe_problems, ro, accelerator.device, seed, step)
 
@@ -208,6 +243,16 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
                 grad_norm = accelerator.clip_grad_norm_(model.parameters(), tr.grad_clip)
                 update_stats[-1]["grad_norm"] = float(grad_norm)
                 optimizer.step()
+                if critic is not None:  # clipped value loss: ½·max((V-R)², (clip(V, V_old±c)-R)²)
+                    critic_opt.zero_grad()
+                    v = critic(prompt_ids[mb_rows], prompt_mask[mb_rows], responses[mb_rows])
+                    v_old, ret, m = old_values[mb_rows], returns[mb_rows], mask[mb_rows]
+                    v_clip = v_old + (v - v_old).clamp(-alg.cliprange_value, alg.cliprange_value)
+                    vf_loss = 0.5 * agg_loss(torch.maximum((v - ret) ** 2, (v_clip - ret) ** 2), m, "token-mean")
+                    accelerator.backward(vf_loss)
+                    accelerator.clip_grad_norm_(critic.parameters(), tr.grad_clip)
+                    critic_opt.step()
+                    update_stats[-1]["vf_loss"] = vf_loss.item()
 
         # -- metrics of this step (rollout statistics are of the pre-update policy)
         lengths = mask.sum(-1)
@@ -234,7 +279,9 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
         accelerator.log({k: v for k, v in metrics.items() if k != "step"}, step=step)
         if (step + 1) % tr.checkpoint_every == 0 and step + 1 < tr.steps and accelerator.is_main_process:
             run.save_checkpoint({"model": policy.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1,
-                                 "rng": rng_state(py_rng, gen)})
+                                 "rng": rng_state(py_rng, gen),
+                                 **({"critic": accelerator.unwrap_model(critic).state_dict(),
+                                     "critic_optimizer": critic_opt.state_dict()} if critic is not None else {})})
         if progress is not None:
             progress(step, metrics)
     accelerator.end_training()
@@ -319,9 +366,7 @@ def logit_step_probe(config, seed: int, store_root, lr: float, log=print) -> lis
     responses, mask = generate(policy, ids, pmask, ro.max_new_tokens, ro.temperature, tok.eos_token_id,
                                tok.pad_token_id, gen)
     scores = torch.tensor(score_responses(tok, task, responses, mask, problems))
-    rewards = torch.zeros_like(mask)
-    rewards[torch.arange(len(scores)), (mask.sum(-1).long() - 1).clamp(min=0)] = scores
-    advantages, _ = ADVANTAGES[alg.advantage](rewards, mask, index, **alg.advantage_params)
+    advantages, _ = ADVANTAGES[alg.advantage](token_rewards(scores, mask), mask, index, **alg.advantage_params)
 
     def logits_of():
         full = torch.cat([ids, responses], 1)

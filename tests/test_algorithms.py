@@ -233,6 +233,15 @@ def test_entropy_known_values_and_chunking():
     assert close(entropy_from_logits(logits, chunk_size=4), entropy_from_logits(logits), 1e-5)
 
 
+def test_chunked_entropy_materialises_one_chunk_of_softmax_at_a_time(monkeypatch):
+    import replicate.algorithms.entropy as ent
+    sizes, real = [], torch.softmax
+    monkeypatch.setattr(ent.torch, "softmax", lambda x, dim: sizes.append(x.numel()) or real(x, dim=dim))
+    logits = torch.randn(4, 16, 1000)
+    ent.entropy_from_logits(logits, chunk_size=8)
+    assert max(sizes) == 8 * 1000 and len(sizes) == 8  # 64 rows in chunks of 8, never all 64 x 1000 at once
+
+
 def test_kl_penalty_known_values():
     lp, ref = torch.log(T([0.5])), torch.log(T([0.25]))
     assert close(kl_penalty(lp, ref, "kl"), math.log(2)) and close(kl_penalty(lp, ref, "k1"), math.log(2))

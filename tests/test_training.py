@@ -53,6 +53,7 @@ def test_resume_after_interrupt_equals_uninterrupted(tiny_spec_file, warm_store,
     {"advantage": "grpo"}, {"advantage": "grpo", "advantage_params": {"norm_adv_by_std_in_grpo": False}},
     {"advantage": "rloo"}, {"advantage": "reinforce_plus_plus", "advantage_params": {"gamma": 1.0}},
     {"advantage": "reinforce_plus_plus_baseline"},
+    {"advantage": "gae", "advantage_params": {"gamma": 1.0, "lam": 0.95}, "critic_lr": 1.0e-3},
     {"policy_loss": "vanilla", "policy_loss_params": {"clip_ratio_low": 0.2, "clip_ratio_high": 0.28}},
     {"policy_loss": "clip_cov", "policy_loss_params": {"clip_ratio": 1.0, "clip_cov_ratio": 0.01, "clip_cov_lb": 0.0}},
     {"policy_loss": "clip_cov", "policy_loss_params": {"clip_cov_ratio": 0.01, "clip_cov_lb": 0.0, "cov_scope": "batch"}},
@@ -67,6 +68,8 @@ def test_every_algorithm_name_trains(algo, tiny_spec_file, warm_store, tmp_path)
     if algo.get("policy_loss") in ("clip_cov", "kl_cov"):
         # (Clip-Cov's default lb = 1 is rarely reached by a tiny model's Cov_i, hence lb = 0 above)
         assert all(r["cov_frac"] > 0 for r in rows)
+    if algo.get("advantage") == "gae":
+        assert all(r["vf_loss"] > 0 for r in rows)
     if algo.get("policy_loss") == "kl_cov":
         # several mini-batches per rollout: the later ones see a policy that differs from the old one
         assert any(r["ppo_kl"] > 0 for r in rows)
@@ -99,6 +102,19 @@ def test_run_spec_file_writes_figure_claims_and_reuses_runs(tiny_spec_file, warm
     assert len(claims["claims"][0]["values"]) == 2
     again = _cli("run", str(tiny_spec_file), "--out", str(out), store=warm_store)
     assert again.returncode == 0 and "reusing 2 finished run(s)" in again.stdout + again.stderr
+
+
+def test_gae_run_resumes_with_its_critic(tiny_spec_file, warm_store, tmp_path):
+    cfg = _config(tiny_spec_file, algorithm={"advantage": "gae", "advantage_params": {"lam": 0.95}})
+    full = train(Run(tmp_path / "full"), cfg, 0, warm_store, log=lambda *_: None)
+
+    def crash(step, m):
+        if step == 4:
+            raise KeyboardInterrupt
+    run = Run(tmp_path / "cut")
+    with pytest.raises(KeyboardInterrupt):
+        train(run, cfg, 0, warm_store, progress=crash, log=lambda *_: None)
+    assert _strip(train(run, cfg, 0, warm_store, resume=True, log=lambda *_: None)) == _strip(full)
 
 
 def test_interrupted_run_needs_resume_or_force(tiny_spec_file, warm_store, tmp_path):
