@@ -122,6 +122,8 @@ class RolloutSpec(Strict):
     group_size: int = Field(8, ge=1)
     temperature: float = Field(1.0, gt=0)
     max_new_tokens: int = Field(24, ge=1)
+    filter_groups: bool = False           # DAPO dynamic sampling: drop groups whose scores are all equal
+    max_gen_batches: int = Field(10, ge=1)  # ... generating up to this many batches per step
 
 
 class OptimizerSpec(Strict):

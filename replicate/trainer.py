@@ -116,6 +116,47 @@ def score_responses(tokenizer, task, responses, response_mask, problems) -> list
     return [task.reward(t, p, f) for t, p, f in zip(texts, problems, finished)]
 
 
+@torch.no_grad()
+def rollout(policy, tok, task, ro, shard, py_rng, gen, device):
+    """Sample this process's share of prompts, group_size responses each, and score them.
+
+    With ro.filter_groups (the DAPO recipe's dynamic sampling), groups whose scores are all equal (all right or
+    all wrong: zero advantage) are dropped and more batches are generated, up to ro.max_gen_batches, until the
+    step has its number of groups. Returns the rows' problems, group index, prompt ids/mask, responses/mask,
+    scores, and the number of generation batches used.
+    """
+    g = ro.group_size
+    kept, batches = [], 0
+    while True:
+        batches += 1
+        problems = task.sample(ro.prompts_per_step, py_rng)[shard]
+        rows = [p for p in problems for _ in range(g)]
+        ids, pmask = encode_prompts(tok, [p.prompt for p in rows])
+        ids, pmask = ids.to(device), pmask.to(device)
+        resp, rmask = generate(policy, ids, pmask, ro.max_new_tokens, ro.temperature, tok.eos_token_id,
+                               tok.pad_token_id, gen)
+        scores = score_responses(tok, task, resp, rmask, rows)
+        if not ro.filter_groups:
+            return rows, [i // g for i in range(len(rows))], ids, pmask, resp, rmask, scores, batches
+        for j in range(len(problems)):
+            sl = slice(j * g, (j + 1) * g)
+            if len(kept) < len(problems) * g and min(scores[sl]) != max(scores[sl]):
+                kept += [(rows[i], resp[i, :int(rmask[i].sum())], scores[i]) for i in range(sl.start, sl.stop)]
+        if len(kept) >= len(problems) * g or batches >= ro.max_gen_batches:
+            break
+    if not kept:  # nothing informative in max_gen_batches batches: train on the last one (zero advantages)
+        return rows, [i // g for i in range(len(rows))], ids, pmask, resp, rmask, scores, batches
+    rows = [r for r, _, _ in kept]
+    ids, pmask = encode_prompts(tok, [p.prompt for p in rows])
+    width = max(len(t) for _, t, _ in kept)
+    resp = torch.full((len(kept), width), tok.pad_token_id, dtype=torch.long)
+    rmask = torch.zeros(len(kept), width)
+    for i, (_, t, _) in enumerate(kept):
+        resp[i, :len(t)], rmask[i, :len(t)] = t, 1
+    return (rows, [i // g for i in range(len(rows))], ids.to(device), pmask.to(device), resp.to(device),
+            rmask.to(device), [s for _, _, s in kept], batches)
+
+
 def token_rewards(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Outcome rewards as token-level rewards: each sequence's score on its last valid token, 0 elsewhere."""
     rewards = torch.zeros_like(mask)
@@ -188,18 +229,14 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
             metrics["val_acc"] = evaluate(policy, tok, task, val_problems, ev.k, ev.temperature, ro.max_new_tokens,
                                           eval_gen)
 
-        # -- rollout: group_size samples of each prompt
-        problems = task.sample(ro.prompts_per_step, py_rng)
-        problems = problems[accelerator.process_index * n_local:(accelerator.process_index + 1) * n_local]
-        batch_problems = [p for p in problems for _ in range(ro.group_size)]
-        index = [i for i in range(len(problems)) for _ in range(ro.group_size)]
-        prompt_ids, prompt_mask = encode_prompts(tok, [p.prompt for p in batch_problems])
-        prompt_ids, prompt_mask = prompt_ids.to(accelerator.device), prompt_mask.to(accelerator.device)
-        responses, mask = generate(policy, prompt_ids, prompt_mask, ro.max_new_tokens, ro.temperature,
-                                   tok.eos_token_id, tok.pad_token_id, gen)
+        # -- rollout: group_size samples of each prompt (with filter_groups: only groups whose scores differ)
+        shard = slice(accelerator.process_index * n_local, (accelerator.process_index + 1) * n_local)
+        batch_problems, index, prompt_ids, prompt_mask, responses, mask, score_list, gen_batches = rollout(
+            policy, tok, task, ro, shard, py_rng, gen, accelerator.device)
+        metrics["gen_batches"] = gen_batches
 
         # -- rewards: the verifier's score on the last valid token
-        scores = torch.tensor(score_responses(tok, task, responses, mask, batch_problems), device=mask.device)
+        scores = torch.tensor(score_list, device=mask.device)
         rewards = token_rewards(scores, mask)
         with torch.no_grad():
             old_log_prob, entropy = response_logprobs(policy, prompt_ids, prompt_mask, responses, ro.temperature, True)
@@ -221,10 +258,8 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
         # -- PPO updates: ppo_epochs × ppo_mini_batches optimizer steps, each over whole groups
         policy.train()
         update_stats = []
-        rows_per_mb = len(batch_problems) // tr.ppo_mini_batches
         for _epoch in range(tr.ppo_epochs):
-            for mb in range(tr.ppo_mini_batches):
-                mb_rows = torch.arange(mb * rows_per_mb, (mb + 1) * rows_per_mb)
+            for mb_rows in torch.arange(len(batch_problems)).chunk(tr.ppo_mini_batches):
                 optimizer.zero_grad()
                 for chunk in mb_rows.chunk(micro):
                     log_prob, ent = response_logprobs(model, prompt_ids[chunk], prompt_mask[chunk], responses[chunk],

@@ -104,6 +104,15 @@ def test_run_spec_file_writes_figure_claims_and_reuses_runs(tiny_spec_file, warm
     assert again.returncode == 0 and "reusing 2 finished run(s)" in again.stdout + again.stderr
 
 
+def test_dynamic_sampling_keeps_only_informative_groups(tiny_spec_file, warm_store, tmp_path):
+    cfg = _config(tiny_spec_file, rollout={"filter_groups": True, "max_gen_batches": 4}, train={"steps": 4})
+    rows = train(Run(tmp_path / "r"), cfg, 0, warm_store, log=lambda *_: None)
+    plain = train(Run(tmp_path / "p"), _config(tiny_spec_file, train={"steps": 4}), 0, warm_store, log=lambda *_: None)
+    assert all(r["gen_batches"] >= 1 for r in rows) and all(r["gen_batches"] == 1 for r in plain)
+    # every kept group has both right and wrong answers, so the batch accuracy is strictly inside (0, 1)
+    assert all(0 < r["train_acc"] < 1 for r in rows)
+
+
 def test_gae_run_resumes_with_its_critic(tiny_spec_file, warm_store, tmp_path):
     cfg = _config(tiny_spec_file, algorithm={"advantage": "gae", "advantage_params": {"lam": 0.95}})
     full = train(Run(tmp_path / "full"), cfg, 0, warm_store, log=lambda *_: None)
