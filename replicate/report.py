@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .experiment import REPO
@@ -23,7 +24,7 @@ def write_report(out: Path | None = None) -> Path:
         data = json.loads(found[-1].read_text())
         png = res / f"{spec.id}.png"
         if png.exists():
-            lines += [f"![{spec.id}]({Path('..') / png.relative_to(REPO) if out.parent == REPO / 'results' else png})", ""]
+            lines += [f"![{spec.id}]({os.path.relpath(png, out.parent)})", ""]
         lines += [(res / "claims.md").read_text().split("\n", 2)[2].split("\n```json")[0], ""]
         lines += [f"Scale {data['scale']}, seeds {data['seeds']}.", ""]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from ..errors import UserError
 from .arithmetic import AdditionTask, Problem
+from .countdown import CountdownTask
 from .math_data import MathTask
 
-TASKS = {"addition": AdditionTask, "math": MathTask}
+TASKS = {"addition": AdditionTask, "countdown": CountdownTask, "math": MathTask}
 
 
 def make_task(name: str, **params):
@@ -14,4 +15,4 @@ def make_task(name: str, **params):
     return TASKS[name](**params)
 
 
-__all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "MathTask"]
+__all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "CountdownTask", "MathTask"]
