@@ -72,10 +72,7 @@ class Critic(torch.nn.Module):
 
     def forward(self, prompt_ids, prompt_mask, responses):
         """V(s_t) for the state before each response token, [B, T] (aligned with response_logprobs)."""
-        ids = torch.cat([prompt_ids, responses], dim=1)
-        attn = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)
-        out = self.lm(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
-                      output_hidden_states=True)
+        out = forward_responses(self.lm, prompt_ids, prompt_mask, responses, output_hidden_states=True)
         return self.head(out.hidden_states[-1][:, prompt_ids.shape[1] - 1:-1].float()).squeeze(-1)
 
 
@@ -84,13 +81,22 @@ def _cache_of(out):
     return cache if cache is not None else out.past_key_values
 
 
-def response_logprobs(model, prompt_ids, prompt_mask, responses, temperature, with_entropy=False):
-    """log π(y_t | prefix) of each response token (logits / temperature, as sampled), and optionally H_t."""
+def forward_responses(model, prompt_ids, prompt_mask, responses, **kwargs):
+    """One forward pass over left-padded prompts followed by their responses (positions skip the padding)."""
     ids = torch.cat([prompt_ids, responses], dim=1)
     attn = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)
-    pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits
-    logits = logits[:, prompt_ids.shape[1] - 1:-1].float() / temperature
+    return model(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0), **kwargs)
+
+
+def response_logits(model, prompt_ids, prompt_mask, responses, temperature):
+    """Next-token logits / temperature at each response position, [B, T, V]."""
+    logits = forward_responses(model, prompt_ids, prompt_mask, responses).logits
+    return logits[:, prompt_ids.shape[1] - 1:-1].float() / temperature
+
+
+def response_logprobs(model, prompt_ids, prompt_mask, responses, temperature, with_entropy=False):
+    """log π(y_t | prefix) of each response token (logits / temperature, as sampled), and optionally H_t."""
+    logits = response_logits(model, prompt_ids, prompt_mask, responses, temperature)
     logp = logprobs_from_logits(logits, responses)
     return (logp, entropy_from_logits(logits)) if with_entropy else (logp, None)
 
@@ -404,10 +410,7 @@ def logit_step_probe(config, seed: int, store_root, lr: float, log=print) -> lis
     advantages, _ = ADVANTAGES[alg.advantage](token_rewards(scores, mask), mask, index, **alg.advantage_params)
 
     def logits_of():
-        full = torch.cat([ids, responses], 1)
-        attn = torch.cat([pmask, torch.ones_like(responses)], 1)
-        out = policy(input_ids=full, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0)).logits
-        return out[:, ids.shape[1] - 1:-1].double() / ro.temperature
+        return response_logits(policy, ids, pmask, responses, ro.temperature).double()
 
     opt = torch.optim.SGD(policy.parameters(), lr=lr)
     z_before = logits_of()
