@@ -15,9 +15,10 @@ from .tasks import make_task
 
 def sft_batch(task, tokenizer, problems, rng, noise):
     """Prompt+solution token ids (left-padded) and a mask selecting the solution tokens."""
-    rows = [tokenizer(p.prompt)["input_ids"] + tokenizer(task.solution(p, rng, noise))["input_ids"]
-            + [tokenizer.eos_token_id] for p in problems]
-    prompt_lens = [len(tokenizer(p.prompt)["input_ids"]) for p in problems]
+    prompts = [tokenizer(p.prompt)["input_ids"] for p in problems]
+    rows = [ids + tokenizer(task.solution(p, rng, noise))["input_ids"] + [tokenizer.eos_token_id]
+            for ids, p in zip(prompts, problems)]
+    prompt_lens = [len(ids) for ids in prompts]
     width = max(map(len, rows))
     ids = torch.full((len(rows), width), tokenizer.pad_token_id)
     attn = torch.zeros_like(ids)

@@ -1,5 +1,6 @@
 """The training core end to end on a tiny model: determinism, resume equality, every algorithm name, the CLI."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,7 +78,7 @@ def test_every_algorithm_name_trains(algo, tiny_spec_file, warm_store, tmp_path)
 
 def _cli(*args, store):
     return subprocess.run([sys.executable, "-m", "replicate", *args], cwd=REPO, capture_output=True, text=True,
-                          env={**__import__("os").environ, "REPLICATE_STORE": str(store)}, timeout=900)
+                          env={**os.environ, "REPLICATE_STORE": str(store)}, timeout=900)
 
 
 def test_cli_user_errors_are_one_line(tmp_path, tiny_spec_file):
