@@ -89,6 +89,10 @@ def gold_answer(record: dict) -> str:
     return boxed
 
 
+# The field's instruction for final answers: what extract_answer looks for first.
+PROMPT = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+
+
 def problem_text(record: dict) -> str:
     return record.get("problem") or record.get("question") or record.get("prompt") or ""
 
@@ -180,6 +184,12 @@ class VerifierPool:
         scores = [0.0] * len(todo)
         queue: dict[int, deque] = {}   # worker -> items sent, not yet answered
         deadline: dict[int, float] = {}
+
+        def abandon(w):
+            """Worker w died or is stuck: its current item scores 0, the rest go back, the worker is replaced."""
+            queue[w].popleft()
+            todo.extendleft(reversed(queue.pop(w)))
+            self._replace(w)
         while todo or queue:
             for w in range(self.n):
                 if w not in queue and todo:
@@ -192,10 +202,8 @@ class VerifierPool:
                 w = conns[conn]
                 try:
                     idx, score = conn.recv()
-                except EOFError:  # worker died (e.g. memory cap): its current item scores 0, the rest go back
-                    queue[w].popleft()
-                    todo.extendleft(reversed(queue.pop(w)))
-                    self._replace(w)
+                except EOFError:  # worker died (e.g. memory cap)
+                    abandon(w)
                     continue
                 scores[idx] = score
                 queue[w].popleft()
@@ -204,9 +212,7 @@ class VerifierPool:
                     del queue[w]
             now = time.monotonic()
             for w in [w for w in queue if deadline[w] <= now]:
-                queue[w].popleft()  # the stuck item scores 0
-                todo.extendleft(reversed(queue.pop(w)))
-                self._replace(w)
+                abandon(w)
         return scores
 
     def close(self):

@@ -17,14 +17,19 @@ from .store import Run, check_resumable, store_root
 REPO = Path(__file__).resolve().parent.parent
 
 
+def choose_seeds(spec_seeds: list[int], n: int | None) -> list[int]:
+    """--seeds N: the spec's first N seeds, or 0..N-1 when N exceeds the spec's list."""
+    if n is None:
+        return spec_seeds
+    return spec_seeds[:n] if n <= len(spec_seeds) else list(range(n))
+
+
 def plan(spec: Spec, scale: str, seeds: int | None, steps: int | None) -> tuple[dict[str, RunConfig], list[int]]:
     configs = spec.variant_configs(scale)
     if steps is not None:
         configs = {k: RunConfig.model_validate(deep_merge(c.model_dump(), {"train": {"steps": steps}}))
                    for k, c in configs.items()}
-    base_seeds = next(iter(configs.values())).seeds
-    chosen = base_seeds if seeds is None else (base_seeds[:seeds] if seeds <= len(base_seeds) else list(range(seeds)))
-    return configs, chosen
+    return configs, choose_seeds(next(iter(configs.values())).seeds, seeds)
 
 
 def run_all(spec: Spec, scale: str, configs: dict, seeds: list[int], root: Path, force=False, resume=False,
@@ -60,7 +65,7 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
     t0 = time.time()
     if spec.study == "lemma_exact":
         from .studies import run_study
-        chosen = spec.study_params.get("seeds", [0, 1, 2])[:seeds] if seeds else spec.study_params.get("seeds", [0, 1, 2])
+        chosen = choose_seeds(spec.study_params.get("seeds", [0, 1, 2]), seeds)
         runs = run_study(spec, scale, {}, chosen, root, force=force, log=log)
     else:
         configs, chosen = plan(spec, scale, seeds, steps)

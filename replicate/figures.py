@@ -26,6 +26,12 @@ def _band(ax, steps, values, color, label):
         ax.fill_between(steps, values.min(0), values.max(0), color=color, alpha=0.2, linewidth=0)
 
 
+def _legend_twin(ax, right, **kwargs):
+    """One legend for a panel with a second y axis."""
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], **kwargs)
+
+
 def panel_curves(ax, runs, analysis, title):
     """Entropy (left axis) and validation accuracy (right axis) over steps; bands span the seeds."""
     right = ax.twinx()
@@ -40,8 +46,7 @@ def panel_curves(ax, runs, analysis, title):
     ax.set_xlabel("RL step")
     ax.set_ylabel("policy entropy (nats / token)")
     right.set_ylabel("validation accuracy")
-    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], loc="center right", fontsize=8)
+    _legend_twin(ax, right, loc="center right", fontsize=8)
     ax.set_title(title)
 
 
@@ -147,8 +152,7 @@ def panel_cov_vs_entropy_change(ax, runs, analysis, title):
     ax.set_xlabel("RL step")
     ax.set_ylabel("covariance")
     right.set_ylabel("-ΔH per step")
-    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="upper right")
+    _legend_twin(ax, right, fontsize=8, loc="upper right")
     ax.set_title(f"{title} (moving average, {w} steps)")
 
 

@@ -400,13 +400,10 @@ def logit_step_probe(config, seed: int, store_root, lr: float, log=print) -> lis
     task = make_task(config.task.name, **config.task.params)
     ro, alg = config.rollout, config.algorithm
     gen = torch.Generator().manual_seed(seed)
-    problems = [p for p in task.sample(ro.prompts_per_step, random.Random(seed)) for _ in range(ro.group_size)]
-    index = [i // ro.group_size for i in range(len(problems))]
     policy.eval()
-    ids, pmask = encode_prompts(tok, [p.prompt for p in problems])
-    responses, mask = generate(policy, ids, pmask, ro.max_new_tokens, ro.temperature, tok.eos_token_id,
-                               tok.pad_token_id, gen)
-    scores = torch.tensor(score_responses(tok, task, responses, mask, problems))
+    _, index, ids, pmask, responses, mask, scores, _ = rollout(policy, tok, task, ro, slice(None), random.Random(seed),
+                                                              gen, next(policy.parameters()).device)
+    scores = torch.tensor(scores, device=mask.device)
     advantages, _ = ADVANTAGES[alg.advantage](token_rewards(scores, mask), mask, index, **alg.advantage_params)
 
     def logits_of():

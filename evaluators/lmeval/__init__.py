@@ -10,8 +10,6 @@ from pathlib import Path
 
 import yaml
 
-PROMPT = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
-
 # name -> (local file stem, hub dataset, hub split). Hub names are the usual public copies; they were not
 # reachable from the machine this was written on, so override with data_dir if one has moved.
 BENCHMARKS = {

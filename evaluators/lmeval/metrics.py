@@ -1,14 +1,14 @@
 """lm-eval hooks: the prompt and the per-document metrics (avg@k as `acc`, and pass@k)."""
 from __future__ import annotations
 
-from evaluators.math import gold_answer, problem_text, score_batch
+from evaluators.math import PROMPT, gold_answer, problem_text, score_batch
 
 
 def doc_to_text(doc: dict) -> str:
     text = problem_text(doc)
     if "\\boxed" in text or doc.get("_raw_prompt"):
         return text
-    return f"{text}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+    return PROMPT.format(problem=text)
 
 
 def process_results(doc: dict, results: list) -> dict:

@@ -5,12 +5,12 @@ An analysis takes {variant: {seed: metrics rows}} and returns {"per_seed": {metr
 """
 from __future__ import annotations
 
+from .collect import record
 from .fits import ExpLawFit, early_prediction, early_shares, eval_points, fit_exp_law
 
 
 def exp_law(runs: dict) -> dict:
-    per_seed, pooled = {"fit_r2": {}, "fit_a": {}, "fit_b": {}, "fit_ceiling": {}, "early_fit_final_abs_error": {},
-                        "early_fit_rmse_rest": {}}, {}
+    per_seed, pooled = {}, {}
     for variant, seeds in runs.items():
         all_h, all_r = [], []
         for metrics in seeds.values():
@@ -18,11 +18,11 @@ def exp_law(runs: dict) -> dict:
             all_h += list(h)
             all_r += list(r)
             fit = fit_exp_law(h, r)
-            for key, val in (("fit_r2", fit.r2), ("fit_a", fit.a), ("fit_b", fit.b), ("fit_ceiling", fit.ceiling)):
-                per_seed[key].setdefault(variant, []).append(val)
-            for key, val in early_prediction(metrics).items():
-                if key in per_seed:
-                    per_seed[key].setdefault(variant, []).append(val)
+            early = early_prediction(metrics)
+            for key, val in (("fit_r2", fit.r2), ("fit_a", fit.a), ("fit_b", fit.b), ("fit_ceiling", fit.ceiling),
+                             ("early_fit_final_abs_error", early["early_fit_final_abs_error"]),
+                             ("early_fit_rmse_rest", early["early_fit_rmse_rest"])):
+                record(per_seed, key, variant, val)
         pooled[variant] = {"exp_law_fit": fit_exp_law(all_h, all_r).to_dict()}
     return {"per_seed": per_seed, "pooled": pooled}
 
@@ -32,7 +32,7 @@ def early_share(runs: dict) -> dict:
     for variant, seeds in runs.items():
         for metrics in seeds.values():
             for key, val in early_shares(metrics).items():
-                per_seed.setdefault(key, {}).setdefault(variant, []).append(val)
+                record(per_seed, key, variant, val)
     return {"per_seed": per_seed, "pooled": {}}
 
 

@@ -6,6 +6,7 @@ import math
 import numpy as np
 from scipy import stats
 
+from .collect import record
 from .lemma import UPDATES, summarize
 
 SCATTER_ETA = 1e-2
@@ -18,7 +19,7 @@ def lemma_exact(runs: dict) -> dict:
             summary = summarize(rows, SCATTER_ETA)
             for kind in UPDATES:
                 for key in ("abs_error_slope", "rel_error_slope", "corr"):
-                    per_seed.setdefault(f"{key}_{kind}", {}).setdefault(variant, []).append(summary[kind][key])
+                    record(per_seed, f"{key}_{kind}", variant, summary[kind][key])
             pooled.setdefault(variant, {"lemma": summary})
     return {"per_seed": per_seed, "pooled": pooled}
 
@@ -32,7 +33,7 @@ def lemma_lm(runs: dict) -> dict:
             fit = stats.linregress(pred, exact)
             for key, val in (("lm_corr", fit.rvalue), ("lm_slope", fit.slope),
                              ("lm_median_rel_error", float(np.median(np.abs(exact - pred) / np.maximum(np.abs(pred), 1e-12))))):
-                per_seed.setdefault(key, {}).setdefault(variant, []).append(float(val))
+                record(per_seed, key, variant, float(val))
     return {"per_seed": per_seed, "pooled": pooled}
 
 
@@ -47,22 +48,19 @@ def cov_dynamics(runs: dict) -> dict:
     """Per run: share of steps with positive covariance; Pearson and Spearman correlation of the covariance with
     -ΔH (ΔH measured on fixed probe prompts, and on the step's own rollout states); mean covariance by bucket."""
     per_seed = {}
-
-    def put(key, variant, val):
-        per_seed.setdefault(key, {}).setdefault(variant, []).append(val)
     for variant, seeds in runs.items():
         for rows in seeds.values():
             cov = [r["cov"] for r in rows]
-            put("cov_positive_share", variant, float(np.mean(np.array(cov) > 0)))
+            record(per_seed, "cov_positive_share", variant, float(np.mean(np.array(cov) > 0)))
             for src, key in (("probe", "probe_delta_entropy"), ("rollout", "delta_entropy")):
                 pairs = [(r["cov"], -r[key]) for r in rows if key in r]
                 if pairs:
                     c, d = zip(*pairs)
-                    put(f"pearson_cov_neg_dH_{src}", variant, _corr(c, d, "pearson"))
-                    put(f"spearman_cov_neg_dH_{src}", variant, _corr(c, d, "spearman"))
+                    record(per_seed, f"pearson_cov_neg_dH_{src}", variant, _corr(c, d, "pearson"))
+                    record(per_seed, f"spearman_cov_neg_dH_{src}", variant, _corr(c, d, "spearman"))
             both = [(r["cov_easy"], r["cov_hard"]) for r in rows if "cov_easy" in r and "cov_hard" in r]
-            put("cov_easy_minus_hard", variant, float(np.mean([e - h for e, h in both])) if both else math.nan)
+            record(per_seed, "cov_easy_minus_hard", variant, float(np.mean([e - h for e, h in both])) if both else math.nan)
             for bucket in ("cov_easy", "cov_medium", "cov_hard"):
                 vals = [r[bucket] for r in rows if bucket in r]
-                put(f"mean_{bucket}", variant, float(np.mean(vals)) if vals else math.nan)
+                record(per_seed, f"mean_{bucket}", variant, float(np.mean(vals)) if vals else math.nan)
     return {"per_seed": per_seed, "pooled": {}}

@@ -10,10 +10,10 @@ import json
 import random
 from pathlib import Path
 
+from evaluators.math import PROMPT
+
 from ..errors import UserError
 from .arithmetic import Problem
-
-PROMPT = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 
 
 def load_records(source: str, split: str) -> list[dict]:
