@@ -155,7 +155,6 @@ class VerifierPool:
         self.workers = [self._start() for _ in range(self.n)]
         for proc, conn in self.workers:
             conn.recv()  # 'ready'
-        self.replaced = 0
 
     def _start(self):
         # A plain subprocess (not multiprocessing's spawn), so callers need no `if __name__ == "__main__"` guard.
@@ -175,7 +174,6 @@ class VerifierPool:
         conn.close()
         self.workers[i] = self._start()
         self.workers[i][1].recv()
-        self.replaced += 1
 
     def score(self, responses, golds, timeout_s: float = 5.0, fallback: str = "last_number", chunk: int = 16):
         if len(responses) != len(golds):

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .experiment import REPO
+from .paths import REPO
 
 
 def _rate(fn, make, seconds):

@@ -1,8 +1,10 @@
 """Claims as data: evaluate each against its measured per-seed values; write claims.json and claims.md.
 
-Verdict with n >= 2 seeds: the 95% t-interval of the mean lies wholly on the claim's side of the
-threshold -> replicated; wholly on the other side -> not replicated; otherwise (or with one seed, or a
-value that could not be measured) -> inconclusive.
+A claim over the mean (the default) with n >= 2 seeds: the 95% t-interval of the mean lies wholly on the
+claim's side of the threshold -> replicated; wholly on the other side -> not replicated; otherwise (or with one
+seed) -> inconclusive. A claim over every run ("over: every", e.g. "the law fits every run"): replicated when
+every seed's value holds, not replicated when any seed's fails. A seed whose value could not be measured (NaN)
+makes a claim inconclusive unless another seed already refutes it; the row says how many.
 """
 from __future__ import annotations
 
@@ -17,8 +19,13 @@ from scipy import stats
 OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 
 
+def _measured(values) -> list[float]:
+    return [float(x) for x in values if x is not None and not math.isnan(x)]
+
+
 def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
-    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=float)
+    """Mean and 95% t-interval of the measured values (unmeasured ones are left out; see `verdict`)."""
+    v = np.asarray(_measured(values), dtype=float)
     if len(v) == 0:
         return math.nan, math.nan, math.nan
     m = float(v.mean())
@@ -28,11 +35,16 @@ def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
-def verdict(values, op: str, threshold: float) -> str:
-    m, lo, hi = mean_ci(values)
-    if math.isnan(m) or math.isnan(lo):
+def verdict(values, op: str, threshold: float, over: str = "mean") -> str:
+    holds, measured = OPS[op], _measured(values)
+    missing = len(values) - len(measured)
+    if over == "every":
+        if any(not holds(v, threshold) for v in measured):
+            return "not replicated"
+        return "replicated" if measured and not missing else "inconclusive"
+    m, lo, hi = mean_ci(measured)
+    if missing or math.isnan(lo):
         return "inconclusive"
-    holds = OPS[op]
     if holds(lo, threshold) and holds(hi, threshold):
         return "replicated"
     if not holds(lo, threshold) and not holds(hi, threshold):
@@ -40,17 +52,29 @@ def verdict(values, op: str, threshold: float) -> str:
     return "inconclusive"
 
 
-def evaluate_claims(claims, per_seed: dict, variant: str = "main") -> list[dict]:
+def judge_claims(claims, per_seed: dict, variant: str = "main") -> list[dict]:
     rows = []
     for c in claims:
         metric, _, arm = c.metric.partition("@")
-        values = per_seed.get(metric, {}).get(arm or variant, [])
+        values = [float(v) for v in per_seed.get(metric, {}).get(arm or variant, [])]
         m, lo, hi = mean_ci(values)
         rows.append({"id": c.id, "statement": c.statement, "source": c.source, "paper_value": c.paper_value,
                      "metric": c.metric, "op": c.op, "threshold": c.threshold, "threshold_reason": c.threshold_reason,
-                     "values": [float(v) for v in values], "mean": m, "ci95": [lo, hi],
-                     "verdict": verdict(values, c.op, c.threshold)})
+                     "null": c.null, "over": c.over, "values": values, "unmeasured": len(values) - len(_measured(values)),
+                     "mean": m, "min": min(_measured(values), default=math.nan), "ci95": [lo, hi],
+                     "verdict": verdict(values, c.op, c.threshold, c.over)})
     return rows
+
+
+def finite(obj):
+    """obj with every NaN or infinity replaced by None (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
 
 
 def _fmt(x) -> str:
@@ -61,12 +85,14 @@ def _fmt(x) -> str:
 
 def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | None = None) -> str:
     lines = [f"# Claims of {spec_id} ({scale} scale)", "",
-             "| claim | paper | measured mean [95% CI] (per seed) | threshold | verdict |", "|---|---|---|---|---|"]
+             "| claim | paper | measured (per seed) | threshold | null it beats | verdict |", "|---|---|---|---|---|---|"]
     for r in rows:
         per = ", ".join(_fmt(v) for v in r["values"])
-        lines.append(f"| **{r['id']}**: {r['statement']} | {_fmt(r['paper_value'])} | {_fmt(r['mean'])} "
-                     f"[{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}] ({per}) | {r['metric']} {r['op']} "
-                     f"{_fmt(r['threshold'])} | {r['verdict']} |")
+        measured = (f"min {_fmt(r['min'])}" if r["over"] == "every" else
+                    f"{_fmt(r['mean'])} [{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}]")
+        lines.append(f"| **{r['id']}**: {r['statement']} | {_fmt(r['paper_value'])} | {measured} ({per}) | "
+                     f"{r['metric']} {r['op']} {_fmt(r['threshold'])}{' in every run' if r['over'] == 'every' else ''} | "
+                     f"{r['null'] or '-'} | {r['verdict']} |")
     lines += ["", "Thresholds and why:"] + [f"- {r['id']}: {r['threshold_reason'] or 'from the paper statement'} "
                                              f"(source: {r['source']})" for r in rows]
     if extra:
@@ -77,5 +103,5 @@ def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | No
 def write_claims(out: Path, spec_id: str, scale: str, seeds: list[int], rows: list[dict], extra: dict):
     out.mkdir(parents=True, exist_ok=True)
     payload = {"spec": spec_id, "scale": scale, "seeds": seeds, "claims": rows, **extra}
-    (out / "claims.json").write_text(json.dumps(payload, indent=2, default=lambda x: None))
+    (out / "claims.json").write_text(json.dumps(finite(payload), indent=2, default=str, allow_nan=False))
     (out / "claims.md").write_text(claims_markdown(spec_id, scale, rows, extra.get("pooled")))

@@ -48,7 +48,7 @@ def cmd_report(args):
 
 
 def cmd_eval(args):
-    from .evaluate import run_eval
+    from .benchmarks import run_eval
     res = run_eval(args.model, [t.strip() for t in args.tasks.split(",") if t.strip()], k=args.k,
                    temperature=args.temperature, data_dir=args.data_dir, limit=args.limit,
                    max_gen_toks=args.max_gen_toks, batch_size=args.batch_size, out=args.out)

@@ -159,11 +159,10 @@ def panel_cov_vs_entropy_change(ax, runs, analysis, title):
 def panel_cov_by_accuracy(ax, runs, analysis, title):
     """Covariance over steps for prompts whose group accuracy is 1/8, 4/8, 7/8 (smoothed, mean over seeds)."""
     seeds = next(iter(runs.values()))
-    n = next(iter(seeds.values()))
-    group = next((k.split("/")[1] for r in n for k in r if k.startswith("cov_acc_")), "8")
+    group = next(r["group_size"] for rows in seeds.values() for r in rows)
     w = max(1, max(len(r) for r in seeds.values()) // 15)
-    for i, k in enumerate((1, int(group) // 2, int(group) - 1)):
-        steps, vals, _ = _smoothed(seeds, f"cov_acc_{k}/{group}", w)
+    for i, k in enumerate((1, group // 2, group - 1)):
+        steps, vals, _ = _smoothed(seeds, f"cov_acc_{k}", w)
         ax.plot(steps, vals, color=COLORS[i], label=f"group accuracy {k}/{group}")
     ax.set_xlabel("RL step")
     ax.set_ylabel("covariance within the group")

@@ -1,4 +1,5 @@
-"""Policies and tokenizers: tiny models built from a config, pretrained ones loaded from a path or GGUF."""
+"""Policies and tokenizers: tiny models built from a config, pretrained ones loaded from a path or GGUF; the forward
+helpers that score responses under a policy, and the critic (a value model for GAE)."""
 from __future__ import annotations
 
 import inspect
@@ -9,6 +10,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
+from .algorithms import entropy_from_logits, logprobs_from_logits
 from .errors import UserError
 
 hf_logging.disable_progress_bar()  # our own progress bar covers training; per-file load bars are noise
@@ -88,3 +90,39 @@ def cache_kwarg(model) -> str:
     """The forward() keyword for the KV cache: `cache` in newer transformers, `past_key_values` before."""
     params = inspect.signature(model.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
+
+
+def forward_responses(model, prompt_ids, prompt_mask, responses, **kwargs):
+    """One forward pass over left-padded prompts followed by their responses (positions skip the padding)."""
+    ids = torch.cat([prompt_ids, responses], dim=1)
+    attn = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)
+    return model(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0), **kwargs)
+
+
+def response_logits(model, prompt_ids, prompt_mask, responses, temperature):
+    """Next-token logits / temperature at each response position, [B, T, V]."""
+    logits = forward_responses(model, prompt_ids, prompt_mask, responses).logits
+    return logits[:, prompt_ids.shape[1] - 1:-1].float() / temperature
+
+
+def response_logprobs(model, prompt_ids, prompt_mask, responses, temperature, with_entropy=False):
+    """log π(y_t | prefix) of each response token (logits / temperature, as sampled), and optionally H_t."""
+    logits = response_logits(model, prompt_ids, prompt_mask, responses, temperature)
+    logp = logprobs_from_logits(logits, responses)
+    return (logp, entropy_from_logits(logits)) if with_entropy else (logp, None)
+
+
+class Critic(torch.nn.Module):
+    """A value model for GAE: a copy of the policy's transformer with a linear head on its last hidden state."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+        self.head = torch.nn.Linear(lm.config.hidden_size, 1)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, prompt_ids, prompt_mask, responses):
+        """V(s_t) for the state before each response token, [B, T] (aligned with response_logprobs)."""
+        out = forward_responses(self.lm, prompt_ids, prompt_mask, responses, output_hidden_states=True)
+        return self.head(out.hidden_states[-1][:, prompt_ids.shape[1] - 1:-1].float()).squeeze(-1)

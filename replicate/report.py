@@ -5,17 +5,17 @@ import json
 import os
 from pathlib import Path
 
-from .experiment import REPO
+from .paths import reference_dir, results_root
 from .specs import all_specs, load_spec
 
 
 def write_report(out: Path | None = None) -> Path:
-    out = Path(out or REPO / "results" / "REPORT.md")
+    out = Path(out or results_root() / "REPORT.md")
     lines = ["# replicate: results", ""]
     for path in sorted(set(all_specs().values())):
         spec = load_spec(path)
-        found = sorted((REPO / "results" / spec.id).glob("*/claims.json"), key=lambda p: p.stat().st_mtime)
-        found = found or sorted((REPO / "figures" / spec.id).glob("claims.json"))
+        found = sorted((results_root() / spec.id).glob("*/claims.json"), key=lambda p: p.stat().st_mtime)
+        found = found or sorted((reference_dir() / spec.id).glob("claims.json"))
         lines += [f"## {spec.id}: {spec.reproduces}", ""]
         if not found:
             lines += [f"Not run yet: `python -m replicate {spec.id}`.", ""]

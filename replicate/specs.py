@@ -5,20 +5,19 @@ Errors name the file, the line, the field and the fix, in one line (raised as Us
 from __future__ import annotations
 
 import copy
-import hashlib
 import inspect
-import json
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from .algorithms import ADVANTAGES, KL_KINDS, LOSS_AGG_MODES, POLICY_LOSSES
 from .errors import UserError
+from .paths import digest, experiments_dir
 from .tasks import TASKS
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 SCALES = ("tiny", "small", "paper")
 
 
@@ -68,17 +67,30 @@ class WarmupSpec(Strict):
     batch_size: int = Field(64, ge=1)
     lr: float = Field(3e-3, gt=0)
     noise: float = Field(0.0, ge=0, le=1)
-    seed: int = 0
 
 
-def _check_hparams(kind: str, fn, params: dict):
-    sig = inspect.signature(fn).parameters
-    fixed = {"token_level_rewards", "response_mask", "index", "old_log_prob", "log_prob", "advantages",
-             "loss_agg_mode", "generator", "values", "rm_log_prob", "ref_log_prob"}
-    allowed = [p for p in sig if p not in fixed]
-    for key in params:
+TENSOR_ARGS = {"token_level_rewards", "response_mask", "index", "old_log_prob", "log_prob", "advantages",
+               "loss_agg_mode", "generator", "values", "rm_log_prob", "ref_log_prob"}
+
+
+def typed_hparams(kind: str, fn, params: dict) -> dict:
+    """Check hyperparameter names against fn's signature and convert values to its annotations.
+
+    YAML 1.1 reads `2e-4` as a string; converting it here makes it a float (or a one-line error) before
+    anything trains.
+    """
+    sig, hints = inspect.signature(fn).parameters, typing.get_type_hints(fn)
+    allowed = [p for p in sig if p not in TENSOR_ARGS]
+    out = {}
+    for key, value in params.items():
         if key not in allowed:
             raise ValueError(f"{kind} {fn.__name__!r} takes no hyperparameter {key!r}; it takes: {', '.join(allowed) or 'none'}")
+        try:
+            out[key] = TypeAdapter(hints[key]).validate_python(value) if key in hints else value
+        except ValidationError:
+            want = getattr(hints[key], "__name__", str(hints[key]))
+            raise ValueError(f"{kind} {fn.__name__!r}: {key} must be {want}, got {value!r}") from None
+    return out
 
 
 class AlgorithmSpec(Strict):
@@ -94,6 +106,8 @@ class AlgorithmSpec(Strict):
     kl_in_reward_type: str = "kl"
     critic_lr: float = Field(1e-3, gt=0)        # gae only: the value model's learning rate
     cliprange_value: float = Field(0.5, gt=0)   # gae only: clip of the value update, as verl's default
+    # For losses that select tokens (Clip-Cov, KL-Cov): select per micro-batch (verl) or over the mini-batch.
+    cov_scope: Literal["microbatch", "batch"] = "microbatch"
 
     @model_validator(mode="after")
     def _registered(self):
@@ -104,11 +118,9 @@ class AlgorithmSpec(Strict):
                              "use grpo, rloo, reinforce_plus_plus, reinforce_plus_plus_baseline or gae")
         if self.policy_loss not in POLICY_LOSSES:
             raise ValueError(f"unknown policy loss {self.policy_loss!r}; choose one of {', '.join(POLICY_LOSSES)}")
-        _check_hparams("advantage", ADVANTAGES[self.advantage], self.advantage_params)
-        _check_hparams("policy loss", POLICY_LOSSES[self.policy_loss], self.policy_loss_params)
-        scope = self.policy_loss_params.get("cov_scope", "microbatch")
-        if scope not in ("microbatch", "batch"):
-            raise ValueError(f"cov_scope must be 'microbatch' or 'batch', got {scope!r}")
+        self.advantage_params = typed_hparams("advantage", ADVANTAGES[self.advantage], self.advantage_params)
+        self.policy_loss_params = typed_hparams("policy loss", POLICY_LOSSES[self.policy_loss],
+                                                self.policy_loss_params)
         if self.loss_agg_mode not in LOSS_AGG_MODES:
             raise ValueError(f"unknown loss_agg_mode {self.loss_agg_mode!r}; choose one of {', '.join(LOSS_AGG_MODES)}")
         for kind in (self.kl_loss_type, self.kl_in_reward_type):
@@ -170,8 +182,15 @@ class RunConfig(Strict):
         return self
 
     def digest(self) -> str:
-        body = self.model_dump(exclude={"seeds"})
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:10]
+        return digest(self.model_dump(exclude={"seeds"}))
+
+
+class ClaimError(ValueError):
+    """A claim that cannot be measured; `index` locates it in the spec's claims list (for the line number)."""
+
+    def __init__(self, index: int, msg: str):
+        super().__init__(msg)
+        self.index = index
 
 
 class ClaimSpec(Strict):
@@ -183,10 +202,8 @@ class ClaimSpec(Strict):
     op: Literal[">=", "<=", ">", "<"]
     threshold: float
     threshold_reason: str = ""
-
-
-PANEL_KINDS = ("curves", "law_fit", "lemma_scatter", "lemma_error", "lm_lemma_scatter", "cov_vs_entropy_change",
-               "cov_by_accuracy")
+    null: str = ""                        # the baseline the claim beats, computed from the same runs
+    over: Literal["mean", "every"] = "mean"  # judge the seeds' mean (t-interval) or every run
 
 
 class PanelSpec(Strict):
@@ -196,8 +213,9 @@ class PanelSpec(Strict):
     @field_validator("kind")
     @classmethod
     def _known(cls, v):
-        if v not in PANEL_KINDS:
-            raise ValueError(f"unknown panel kind {v!r}; choose one of {', '.join(PANEL_KINDS)}")
+        from .figures import PANELS
+        if v not in PANELS:
+            raise ValueError(f"unknown panel kind {v!r}; choose one of {', '.join(PANELS)}")
         return v
 
 
@@ -213,8 +231,17 @@ class Spec(Strict):
     paper: str
     reproduces: str
     description: str = ""
-    study: Literal["training", "lemma_exact", "lemma_lm"] = "training"
-    study_params: dict[str, Any] = {}
+    runner: str = "rl"
+    runner_params: dict[str, Any] = {}
+
+    @field_validator("runner")
+    @classmethod
+    def _known_runner(cls, v):
+        from .runners import RUNNERS
+        if v not in RUNNERS:
+            raise ValueError(f"unknown runner {v!r}; choose one of {', '.join(RUNNERS)}")
+        return v
+
     body: dict[str, Any] = {}
     scales: dict[str, dict[str, Any]] = {}
     default_scale: str = "tiny"
@@ -233,6 +260,21 @@ class Spec(Strict):
     panels: list[PanelSpec] = []
     claims: list[ClaimSpec] = []
     path: str = ""
+
+    @model_validator(mode="after")
+    def _claims_measured(self):
+        """Every claim names a metric one of the spec's analyses produces, and an arm the spec has."""
+        from .analysis import ANALYSES
+        produced = {m for name in self.analyses for m in ANALYSES[name].metrics}
+        arms = [v.name for v in self.variants] or ["main"]
+        for i, claim in enumerate(self.claims):
+            metric, _, arm = claim.metric.partition("@")
+            if metric not in produced:
+                raise ClaimError(i, f"claim {claim.id!r}: no analysis of this spec produces {metric!r}; add the "
+                                    f"analysis that does to `analyses:` or fix the name (produced: {', '.join(sorted(produced)) or 'none'})")
+            if (arm or ("main" if not self.variants else "")) not in arms:
+                raise ClaimError(i, f"claim {claim.id!r}: name the arm as {metric}@<arm>, one of {', '.join(arms)}")
+        return self
 
     @field_validator("scales")
     @classmethod
@@ -331,8 +373,11 @@ def load_spec(path: str | Path) -> Spec:
         spec = Spec.model_validate({**data, "path": str(path)})
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise UserError(_fmt_error(path, root, tuple(err["loc"]), err["msg"])) from None
-    for scale in [spec.default_scale, *spec.scales] if spec.study != "lemma_exact" else []:
+        origin = err.get("ctx", {}).get("error")
+        loc = ("claims", origin.index, "metric") if isinstance(origin, ClaimError) else tuple(err["loc"])
+        raise UserError(_fmt_error(path, root, loc, err["msg"])) from None
+    from .runners import RUNNERS
+    for scale in [spec.default_scale, *spec.scales] if RUNNERS[spec.runner].trains else []:
         override = spec.scales.get(scale, {})
         try:
             cfgs = spec.variant_configs(scale)
@@ -354,10 +399,13 @@ def _has_path(d, loc) -> bool:
     return True
 
 
-def all_specs(directory: Path = EXPERIMENTS_DIR) -> dict[str, Path]:
-    """Map every spec id and alias to its file (without validating the bodies)."""
+def all_specs(directory: Path | None = None) -> dict[str, Path]:
+    """Map every spec id and alias to its file, searching sub-folders (not `reported/`, which holds numbers)."""
+    directory = directory or experiments_dir()
     out = {}
-    for file in sorted(directory.glob("*.yaml")):
+    for file in sorted(directory.rglob("*.yaml")):
+        if "reported" in file.relative_to(directory).parts:
+            continue
         try:
             data = yaml.safe_load(file.read_text()) or {}
         except yaml.YAMLError:

@@ -10,10 +10,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
-
-
-def store_root(root: str | Path | None = None) -> Path:
-    return Path(root or os.environ.get("REPLICATE_STORE", "runs"))
+from .paths import store_root  # noqa: F401  (re-exported)
 
 
 class Run:

@@ -1,8 +1,6 @@
 """Base policies: a supervised warm-up of a tiny model (cached by config hash), or a pretrained model."""
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from pathlib import Path
 
@@ -10,6 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from .models import char_tokenizer, load_pretrained, tiny_model
+from .paths import derive_seed, digest
 from .tasks import make_task
 
 
@@ -30,30 +29,31 @@ def sft_batch(task, tokenizer, problems, rng, noise):
     return ids, attn, target
 
 
-def warmup_key(config) -> str:
-    body = {"model": config.model.model_dump(), "task": config.task.model_dump(), "warmup": config.warmup.model_dump()}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+def warmup_key(config, seed: int) -> str:
+    return digest({"model": config.model.model_dump(), "task": config.task.model_dump(),
+                   "warmup": config.warmup.model_dump(), "seed": seed}, n=12)
 
 
-def base_policy(config, root: Path, log=print):
-    """(model, tokenizer) to start RL from. Tiny models are warmed up once per config and reused."""
+def base_policy(config, root: Path, seed: int, log=print):
+    """(model, tokenizer) to start RL from. A tiny model is warmed up once per config and run seed (its
+    initialisation and data order come from the seed, so seeds are independent base policies) and reused."""
     if config.model.kind == "pretrained":
         return load_pretrained(config.model.path, config.model.gguf_file, config.model.dtype)
     task = make_task(config.task.name, **config.task.params)
-    cache = Path(root) / "_warmup" / warmup_key(config)
+    cache = Path(root) / "_warmup" / warmup_key(config, seed)
     if (cache / "DONE").exists():
         tok = PreTrainedTokenizerFast.from_pretrained(cache)
         tok.padding_side = "left"
         return AutoModelForCausalLM.from_pretrained(cache), tok
     tok = char_tokenizer(task.alphabet)
-    torch.manual_seed(config.warmup.seed)
+    torch.manual_seed(derive_seed(seed, "warmup-init"))
     model = tiny_model(config.model.config, tok)
     w = config.warmup
     if w.steps:
-        log(f"warm-up: {w.steps} supervised steps on {config.task.name} (cached in {cache})")
+        log(f"warm-up (seed {seed}): {w.steps} supervised steps on {config.task.name} (cached in {cache})")
         opt = torch.optim.AdamW(model.parameters(), lr=w.lr, weight_decay=0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100) * max(0.1, 1 - s / w.steps))
-        rng = random.Random(w.seed)
+        rng = random.Random(derive_seed(seed, "warmup-data"))
         model.train()
         for _ in range(w.steps):
             ids, attn, target = sft_batch(task, tok, task.sample(w.batch_size, rng), rng, w.noise)

@@ -215,7 +215,12 @@ def test_agg_loss_known_values():
     assert close(agg_loss(loss, mask, "token-mean"), 7 / 3)
     assert close(agg_loss(loss, mask, "seq-mean-token-sum"), 3.5)
     assert close(agg_loss(loss, mask, "seq-mean-token-mean"), 2.75)
-    assert close(agg_loss(loss, mask, "seq-mean-token-sum-norm"), 7 / 3)
+    assert close(agg_loss(loss, mask, "seq-mean-token-sum-norm"), 7 / (2 * 3))  # verl 0.9.1: / (n_seq · T)
+    # a fully masked row does not count as a sequence in the seq-mean modes (it does in n_seq of -norm)
+    loss3, mask3 = torch.cat([loss, T([[9., 9., 9.]])]), torch.cat([mask, T([[0., 0., 0.]])])
+    assert close(agg_loss(loss3, mask3, "seq-mean-token-sum"), 3.5)
+    assert close(agg_loss(loss3, mask3, "seq-mean-token-mean"), 2.75)
+    assert close(agg_loss(loss3, mask3, "seq-mean-token-sum-norm"), 7 / (3 * 3))
     with pytest.raises(ValueError, match="unknown loss_agg_mode"):
         agg_loss(loss, mask, "mean")
 

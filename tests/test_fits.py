@@ -65,5 +65,48 @@ def test_verdicts_use_the_confidence_interval():
     assert verdict([0.2, 0.22, 0.19], ">=", 0.5) == "not replicated"
     assert verdict([0.2, 0.9, 0.5], ">=", 0.5) == "inconclusive"
     assert verdict([0.9], ">=", 0.5) == "inconclusive"  # one seed cannot decide
+    assert verdict([0.8, 0.82, math.nan], ">=", 0.5) == "inconclusive"  # an unmeasured seed is not dropped silently
+    assert verdict([0.95, 0.91, 0.97], ">=", 0.9, over="every") == "replicated"
+    assert verdict([0.95, 0.89, 0.97], ">=", 0.9, over="every") == "not replicated"  # one run fails "every run"
+    assert verdict([0.95, math.nan], ">=", 0.9, over="every") == "inconclusive"
+    assert verdict([0.5, math.nan], ">=", 0.9, over="every") == "not replicated"
     m, lo, hi = mean_ci([1.0, 2.0, 3.0])
     assert m == 2.0 and hi - m == pytest.approx(4.302653 * 1 / math.sqrt(3), rel=1e-5)
+
+
+def test_early_prediction_baselines_by_hand():
+    # accuracy rises linearly in the step while entropy stays flat early: the no-change null misses by the rise,
+    # the linear-in-step null is exact, and the law (flat entropy early: a degenerate fit) cannot predict
+    steps = 30
+    acc = np.linspace(0.2, 0.8, steps)
+    h = np.concatenate([np.full(10, 0.5), np.linspace(0.5, 0.1, 20)])
+    p = early_prediction(_metrics(h, acc_every=1, acc=acc))
+    rest = acc[10:]
+    assert p["no_change_rmse_rest"] == pytest.approx(float(np.sqrt(np.mean((rest - acc[9]) ** 2))))
+    assert p["linear_step_rmse_rest"] == pytest.approx(0.0, abs=1e-9)
+    assert math.isnan(p["early_fit_rmse_rest"])
+
+
+def test_law_beats_the_linear_null_only_on_exponential_data():
+    from replicate.analysis import law_vs_linear
+    rng = np.random.default_rng(1)
+    h = np.linspace(0.05, 1.6, 40)
+    noise = rng.normal(0, 0.002, 40)
+    curved = law_vs_linear(h, -0.3 * np.exp(h) + 1.4 + noise)
+    straight = law_vs_linear(h, -0.4 * h + 0.9 + noise)
+    assert curved["exp_vs_linear_heldout_ratio"] < 0.5 < 2 < straight["exp_vs_linear_heldout_ratio"]
+    assert curved["exp_h_collinearity"] > 0.01  # a wide range: exp(H) and H distinguishable
+    narrow = law_vs_linear(np.linspace(0.03, 0.19, 40), np.linspace(0.9, 0.7, 40))
+    assert narrow["exp_h_collinearity"] < 1e-3  # the old testbed's range: the two laws are collinear
+
+
+def test_loo_rmse_matches_refitting_without_each_point():
+    from replicate.analysis.fits import loo_rmse
+    rng = np.random.default_rng(2)
+    x, y = rng.uniform(0, 1, 12), rng.normal(0, 1, 12)
+    errs = []
+    for i in range(12):
+        keep = np.arange(12) != i
+        c, d = np.polyfit(x[keep], y[keep], 1)
+        errs.append(c * x[i] + d - y[i])
+    assert loo_rmse(x, y) == pytest.approx(float(np.sqrt(np.mean(np.square(errs)))), rel=1e-9)

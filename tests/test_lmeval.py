@@ -29,9 +29,10 @@ def test_task_yaml_for_every_benchmark(tmp_path):
 
 
 def test_tiny_model_through_lm_eval_matches_our_own_greedy_eval(tiny_spec_file, warm_store, tmp_path):
-    from replicate.evaluate import run_eval
+    from replicate.benchmarks import run_eval
     from replicate.tasks import make_task
-    from replicate.trainer import evaluate, train
+    from replicate.rollout import avg_at_k
+    from replicate.trainer import train
     cfg = load_spec(tiny_spec_file).resolve("tiny")
     cfg = RunConfig.model_validate(deep_merge(cfg.model_dump(), {"train": {"steps": 2}}))
     run = Run(tmp_path / "run")
@@ -46,14 +47,14 @@ def test_tiny_model_through_lm_eval_matches_our_own_greedy_eval(tiny_spec_file, 
     tok.padding_side = "left"
     task = make_task(cfg.task.name, **cfg.task.params)
     import torch
-    ours = evaluate(model, tok, task, task.validation, 1, 0.0, 8, torch.Generator().manual_seed(0))
+    ours = avg_at_k(model, tok, task, task.validation, 1, 0.0, 8, torch.Generator().manual_seed(0))
     assert table["avg@k"] == pytest.approx(ours, abs=1e-9)
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="needs ../shared/data/math")
 def test_eval_on_a_real_benchmark_file_and_bad_input(tiny_spec_file, warm_store, tmp_path):
     from replicate.errors import UserError
-    from replicate.evaluate import run_eval
+    from replicate.benchmarks import run_eval
     from replicate.trainer import train
     cfg = RunConfig.model_validate(deep_merge(load_spec(tiny_spec_file).resolve("tiny").model_dump(), {"train": {"steps": 1}}))
     run = Run(tmp_path / "run")

@@ -4,7 +4,9 @@ import re
 import pytest
 
 from replicate.errors import UserError
-from replicate.specs import EXPERIMENTS_DIR, all_specs, find_spec, load_spec
+from replicate.paths import experiments_dir
+from replicate.specs import all_specs, find_spec, load_spec
+from replicate.tasks import TASKS
 from conftest import TINY_SPEC
 
 
@@ -13,11 +15,16 @@ def test_every_shipped_spec_loads_at_every_scale():
     assert files, "no specs in experiments/"
     for path in files:
         spec = load_spec(path)
-        if spec.study == "lemma_exact":  # pure math, no model or task
+        if spec.runner == "lemma_exact":  # pure math, no model or task
             assert not spec.body
             continue
         for scale in [spec.default_scale, *spec.scales]:
-            assert spec.variant_configs(scale)
+            for cfg in spec.variant_configs(scale).values():
+                # the tiny tier never downloads (a model built from a config, a synthetic task); the others load one
+                assert (cfg.model.kind == "tiny") == (scale == "tiny"), (path, scale)
+                synthetic = TASKS[cfg.task.name].alphabet is not None  # made in-process, no data set
+                assert synthetic == (scale == "tiny"), (path, scale)
+                assert len(set(cfg.seeds)) == len(cfg.seeds) >= 1
 
 
 def test_fig1_paper_scale_mirrors_the_official_recipe():
@@ -77,7 +84,7 @@ def test_unknown_spec_id_and_missing_file():
     with pytest.raises(UserError, match="unknown spec 'fig99'.*fig1"):
         find_spec("fig99")
     with pytest.raises(UserError, match="does not exist"):
-        load_spec(EXPERIMENTS_DIR / "nope.yaml")
+        load_spec(experiments_dir() / "nope.yaml")
 
 
 def test_missing_model_path_is_a_user_error():

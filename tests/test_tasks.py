@@ -59,4 +59,14 @@ def test_countdown_trains_in_the_core(tmp_path, warm_store):
         "rollout": {"prompts_per_step": 4, "group_size": 4, "max_new_tokens": 10},
         "train": {"steps": 3, "ppo_mini_batches": 2}, "eval": {"every": 2, "n_prompts": 16}})
     rows = train(Run(tmp_path / "r"), cfg, 0, warm_store, log=lambda *_: None)
-    assert len(rows) == 3 and "val_acc" in rows[0]
+    assert len(rows) == 3 and any(r["grad_norm"] > 0 for r in rows)
+    # step 0's validation, recomputed independently on the base policy with the run's own eval generator
+    from replicate.paths import derive_seed
+    from replicate.rollout import avg_at_k, make_generator
+    from replicate.tasks import make_task
+    from replicate.warmup import base_policy
+    model, tok = base_policy(cfg, warm_store, 0, log=lambda *_: None)
+    task = make_task("countdown", operands=[2], holdout=16)
+    acc = avg_at_k(model.eval(), tok, task, task.validation[:cfg.eval.n_prompts], cfg.eval.k, cfg.eval.temperature,
+                   cfg.rollout.max_new_tokens, make_generator(derive_seed(0, "eval", 0), "cpu"))
+    assert rows[0]["val_acc"] == acc

@@ -20,7 +20,7 @@ BENCHMARKS = {
     "minerva_math": ("minerva_math", "math-ai/minervamath", "test"),
     "olympiadbench": ("olympiadbench", "Hothan/OlympiadBench", "train"),
 }
-SYNTHETIC = {"tiny_addition": "tiny_addition"}  # written by `replicate.tasks` (see write_synthetic)
+SYNTHETIC = {"tiny_addition": "tiny_addition"}  # written per run by replicate.benchmarks from the task's validation set
 
 UTILS = '''from evaluators.lmeval.metrics import doc_to_text, process_results  # noqa: F401
 '''

@@ -23,6 +23,13 @@ def register_advantage(name: str):
     return deco
 
 
+def token_rewards(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Outcome rewards as token-level rewards: each sequence's score on its last valid token, 0 elsewhere."""
+    rewards = torch.zeros_like(mask)
+    rewards[torch.arange(len(scores)), (mask.sum(-1).long() - 1).clamp(min=0)] = scores
+    return rewards
+
+
 def _groups(index: Sequence[Hashable]) -> dict[Hashable, list[int]]:
     groups = defaultdict(list)
     for i, gid in enumerate(index):

@@ -28,27 +28,29 @@ def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) 
     return var
 
 
-def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
-    """(v - mean) / sqrt(var + 1e-8) over masked entries; shift_mean=False adds the mean back."""
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(v - mean) / sqrt(var + 1e-8) over masked entries."""
     mean, var = masked_mean(values, mask), masked_var(values, mask)
-    whitened = (values - mean) * torch.rsqrt(var + 1e-8)
-    return whitened if shift_mean else whitened + mean
+    return (values - mean) * torch.rsqrt(var + 1e-8)
 
 
 def agg_loss(loss_mat: torch.Tensor, loss_mask: torch.Tensor, loss_agg_mode: str = "token-mean") -> torch.Tensor:
-    """Aggregate a [batch, T] loss matrix to a scalar.
+    """Aggregate a [batch, T] loss matrix to a scalar, as verl 0.9.1's agg_loss on one process.
 
     token-mean:              Σ_it l·m / Σ_it m
-    seq-mean-token-sum:      mean_i Σ_t l·m
-    seq-mean-token-mean:     mean_i (Σ_t l·m / Σ_t m)      (empty rows count as 0)
-    seq-mean-token-sum-norm: Σ_it l·m / T                   (Dr. GRPO: a constant normaliser)
+    seq-mean-token-sum:      mean over non-empty rows i of Σ_t l·m
+    seq-mean-token-mean:     mean over non-empty rows i of (Σ_t l·m / Σ_t m)
+    seq-mean-token-sum-norm: Σ_i (Σ_t l·m) / (n_seq · T)   (Dr. GRPO: a constant normaliser T = mask width)
     """
     if loss_agg_mode == "token-mean":
         return masked_mean(loss_mat, loss_mask)
+    seq_sums = masked_sum(loss_mat, loss_mask, dim=-1)
+    tokens = loss_mask.sum(dim=-1)
+    rows = (tokens > 0).float()
     if loss_agg_mode == "seq-mean-token-sum":
-        return masked_sum(loss_mat, loss_mask, dim=-1).mean()
+        return masked_mean(seq_sums, rows)
     if loss_agg_mode == "seq-mean-token-mean":
-        return (masked_sum(loss_mat, loss_mask, dim=-1) / loss_mask.sum(dim=-1).clamp(min=1)).mean()
+        return masked_mean(seq_sums / (tokens + 1e-8), rows)
     if loss_agg_mode == "seq-mean-token-sum-norm":
-        return masked_sum(loss_mat, loss_mask) / loss_mask.shape[-1]
+        return seq_sums.sum() / (loss_mask.shape[0] * loss_mask.shape[-1])
     raise ValueError(f"unknown loss_agg_mode {loss_agg_mode!r}; choose one of {', '.join(LOSS_AGG_MODES)}")

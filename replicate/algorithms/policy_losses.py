@@ -11,21 +11,19 @@ from typing import Callable
 import torch
 
 from .aggregation import agg_loss, masked_mean
+from .covariance import token_covariance
 
 POLICY_LOSSES: dict[str, Callable] = {}
 
 
-def register_policy_loss(name: str):
+def register_policy_loss(name: str, selects_tokens: bool = False):
+    """Register a loss by name. selects_tokens: the loss picks tokens by a statistic of the whole batch it sees
+    (Clip-Cov, KL-Cov), so the trainer decides which rows one call sees (the algorithm's cov_scope)."""
     def deco(fn):
+        fn.selects_tokens = selects_tokens
         POLICY_LOSSES[name] = fn
         return fn
     return deco
-
-
-def token_covariance(log_prob: torch.Tensor, advantages: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
-    """Cov_i = (log π(y_i) - mean_j log π(y_j)) · (A_i - mean_j A_j), means over valid tokens (detached)."""
-    lp, adv = log_prob.detach(), advantages.detach()
-    return (adv - masked_mean(adv, response_mask)) * (lp - masked_mean(lp, response_mask))
 
 
 @register_policy_loss("vanilla")
@@ -59,18 +57,17 @@ def vanilla(old_log_prob, log_prob, advantages, response_mask, *, loss_agg_mode=
     return loss, metrics
 
 
-@register_policy_loss("clip_cov")
+@register_policy_loss("clip_cov", selects_tokens=True)
 def clip_cov(old_log_prob, log_prob, advantages, response_mask, *, loss_agg_mode="token-mean",
              clip_ratio: float = 0.2, clip_ratio_low: float | None = None, clip_ratio_high: float | None = None,
              clip_cov_ratio: float = 2e-4, clip_cov_lb: float = 1.0, clip_cov_ub: float = 5.0,
-             generator: torch.Generator | None = None, cov_scope: str = "microbatch"):
+             generator: torch.Generator | None = None):
     """Clip-Cov: detach a few random high-covariance tokens from the PPO loss.
 
     L = max(-A·ρ, -A·clip(ρ, 1-ε_low, 1+ε_high)) · c_i, with c_i = 0 on k = max(1, ⌊r·N_valid⌋) tokens
     drawn uniformly (generator) from {i valid, not clipped by PPO, lb < Cov_i < ub}, else 1 (all of them
     if fewer than k qualify). Cov_i as in token_covariance. No dual clip.
     metrics: clipfrac = share of valid tokens detached (as verl reports it), cov_frac (same), ppo_kl.
-    cov_scope is consumed by the trainer (which tokens one call sees), not here.
     """
     low = clip_ratio if clip_ratio_low is None else clip_ratio_low
     high = clip_ratio if clip_ratio_high is None else clip_ratio_high
@@ -93,9 +90,9 @@ def clip_cov(old_log_prob, log_prob, advantages, response_mask, *, loss_agg_mode
     return loss, {"clipfrac": frac, "cov_frac": frac, "ppo_kl": masked_mean(-neg_kl, response_mask).item()}
 
 
-@register_policy_loss("kl_cov")
+@register_policy_loss("kl_cov", selects_tokens=True)
 def kl_cov(old_log_prob, log_prob, advantages, response_mask, *, loss_agg_mode="token-mean",
-           kl_cov_ratio: float = 2e-4, ppo_kl_coef: float = 1.0, cov_scope: str = "microbatch"):
+           kl_cov_ratio: float = 2e-4, ppo_kl_coef: float = 1.0):
     """KL-Cov: an |Δlog π| penalty on the few tokens of largest covariance; no PPO clipping.
 
     L_i = -A_i·ρ_i + β·|log π_i - log π_old,i|  for the top k = max(1, ⌊k_ratio·N_valid⌋) valid tokens by Cov_i,

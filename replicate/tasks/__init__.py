@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ..errors import UserError
-from .arithmetic import AdditionTask, Problem
+from .arithmetic import AdditionTask
+from .base import Problem
 from .countdown import CountdownTask
 from .math_data import MathTask
 

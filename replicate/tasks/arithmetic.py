@@ -6,14 +6,8 @@ The difficulty level is the number of digits of the operands.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class Problem:
-    prompt: str
-    answer: str
-    level: int
+from .base import Problem
 
 
 class AdditionTask:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import random
 
-from .arithmetic import Problem
+from .base import Problem
 
 OPS = "+-*"
 MAX_LEN = 64

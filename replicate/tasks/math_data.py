@@ -13,7 +13,7 @@ from pathlib import Path
 from evaluators.math import PROMPT
 
 from ..errors import UserError
-from .arithmetic import Problem
+from .base import Problem
 
 
 def load_records(source: str, split: str) -> list[dict]:

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import UserError
-from .experiment import REPO
+from .paths import results_root
 
 
 def _load(model: str):
@@ -81,7 +81,7 @@ def run_eval(model: str, tasks: list[str], k: int = 1, temperature: float = 0.0,
         r = res["results"][name]
         table[name.removeprefix("replicate_")] = {"avg@k": r.get("acc,all"), f"pass@{k}": r.get(f"pass@{k},all"),
                                                   "n": res["n-samples"][name]["effective"]}
-    out = Path(out or (run_dir / "eval" if run_dir else REPO / "results" / "eval" / Path(model).name))
+    out = Path(out or (run_dir / "eval" if run_dir else results_root() / "eval" / Path(model).name))
     out.mkdir(parents=True, exist_ok=True)
     stem = f"eval-{'-'.join(tasks)}-k{k}-t{temperature:g}"
     payload = {"model": str(model), "k": k, "temperature": temperature, "limit": limit, "results": table}

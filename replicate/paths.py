@@ -1,0 +1,51 @@
+"""Where things live: the project home (runs/ and results/), the specs, the committed references.
+
+The home is $REPLICATE_HOME, else the current directory: `runs/` (the run store) and `results/` sit under it,
+wherever the package was installed from. Specs ship inside the package (`replicate/experiments`, mapped from the
+checkout's `experiments/`); references (`figures/`) exist only in a source checkout.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+REPO = PACKAGE.parent  # the source checkout (meaningful only when figures/ sits beside the package)
+
+
+def home() -> Path:
+    return Path(os.environ.get("REPLICATE_HOME") or ".").expanduser()
+
+
+def store_root(root: str | Path | None = None) -> Path:
+    """The run store: --store, else $REPLICATE_STORE, else <home>/runs."""
+    return Path(root or os.environ.get("REPLICATE_STORE") or home() / "runs")
+
+
+def results_root() -> Path:
+    return home() / "results"
+
+
+def experiments_dir() -> Path:
+    """The specs: the checkout's experiments/ when running from source, else the installed package data."""
+    if (REPO / "experiments").is_dir():
+        return REPO / "experiments"
+    from importlib.resources import files
+    return Path(str(files("replicate.experiments")))
+
+
+def reference_dir() -> Path:
+    """Committed reference results (figures/ of the source checkout); may not exist after a plain install."""
+    return REPO / "figures"
+
+
+def digest(payload, n: int = 10) -> str:
+    """A short stable hash of a JSON-able payload (run keys, warm-up keys, study keys)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def derive_seed(seed: int, purpose: str, step: int = 0) -> int:
+    """An independent seed for one use (eval, probe, ...) of a run seed: every generator derives from the run seed."""
+    return int(hashlib.sha256(f"{seed}:{purpose}:{step}".encode()).hexdigest()[:15], 16)
