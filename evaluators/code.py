@@ -194,14 +194,13 @@ def _blocking_ancestor(path: str) -> str | None:
     return None
 
 
-def _reach_script(workdir: Path) -> list[str]:
+def _reach_script(stage: Path) -> list[str]:
     """Shell lines, run as root in a private mount namespace, that let the dropped uid reach the interpreter
     when it lives under a directory others cannot enter (pyenv under /root): stage a bind of each interpreter
     directory, cover the blocking directory with an empty tmpfs, and bind the staged directories back."""
     blocked = [(p, a) for p in _py_paths() if (a := _blocking_ancestor(p))]
     if not blocked:
         return []
-    stage = workdir / ".mnt"
     q = shlex.quote
     lines = ["set -e"]
     lines += [f"mkdir -p {q(f'{stage}/{i}')} && mount --bind {q(p)} {q(f'{stage}/{i}')}"
@@ -212,33 +211,38 @@ def _reach_script(workdir: Path) -> list[str]:
     return lines
 
 
-def _unsandboxed_command(workdir: Path, drop: list[str], argv: list[str]) -> list[str]:
+def _unsandboxed_command(workdir: Path, stage: Path, drop: list[str], argv: list[str]) -> list[str]:
     """Without bubblewrap (explicitly allowed): as root, private network, mount and PID namespaces and the uid
     drop; otherwise only a cleared environment (and the rlimits)."""
     env = ["env", "-i", "PATH=/usr/bin:/bin", f"HOME={workdir}", "PYTHONDONTWRITEBYTECODE=1"]
     if not drop:
         return env + argv
-    script = "\n".join(_reach_script(workdir) + ["exec " + shlex.join(drop + env + argv)])
+    script = "\n".join(_reach_script(stage) + ["exec " + shlex.join(drop + env + argv)])
     return ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private",
             "--", "/bin/sh", "-c", script]
 
 
-@dataclass
 class _Jail:
-    """Where and as whom one evaluation's processes run."""
-    workdir: Path
-    sandboxed: bool
-    uid: int | None  # the dropped-to uid when we are root, else None
+    """Where and as whom one evaluation's processes run: the program's workdir, and a staging dir for mounts
+    (ours, 0700, outside the workdir, so the program can neither see into it nor replace it)."""
+
+    def __init__(self, workdir: Path, stage: Path, sandboxed: bool, uid: int | None):
+        self.workdir, self.stage, self.sandboxed, self.uid = workdir, stage, sandboxed, uid
+        self._handed_over = False
+        os.chmod(workdir, 0o700)
 
     def command(self, argv: list[str]) -> list[str]:
+        """The confining command line; the first call hands the workdir to the sandbox uid (only then: later
+        the program may have planted links there that a chown would follow)."""
         drop = [] if self.uid is None else ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}",
                                             "--clear-groups", "--no-new-privs", "--"]
-        for f in [self.workdir, *self.workdir.iterdir()]:
-            if self.uid is not None and f.name != ".mnt":
-                os.chown(f, self.uid, self.uid)
+        if self.uid is not None and not self._handed_over:
+            for f in [self.workdir, *self.workdir.iterdir()]:
+                os.chown(f, self.uid, self.uid, follow_symlinks=False)
+        self._handed_over = True
         if self.sandboxed:
             return _bwrap_command(self.workdir, drop) + argv
-        return _unsandboxed_command(self.workdir, drop, argv)
+        return _unsandboxed_command(self.workdir, self.stage, drop, argv)
 
 
 def _check_tools(allow_unsandboxed: bool) -> bool:
@@ -469,9 +473,10 @@ def evaluate_code(program: str, tests: dict, timeout_s: float = 10.0, limits: Li
     try:
         sandboxed = _check_tools(allow_unsandboxed)
         lease = _UidLease() if os.geteuid() == 0 else None
-        with tempfile.TemporaryDirectory(prefix="replicate-sbx-") as tmp:
-            os.chmod(tmp, 0o700)
-            return _run(_Jail(Path(tmp), sandboxed, lease.uid if lease else None), program, tests, lim, deadline)
+        with tempfile.TemporaryDirectory(prefix="replicate-sbx-") as work, \
+                tempfile.TemporaryDirectory(prefix="replicate-sbx-mnt-") as stage:
+            jail = _Jail(Path(work), Path(stage), sandboxed, lease.uid if lease else None)
+            return _run(jail, program, tests, lim, deadline)
     except _Refused as exc:
         return CodeResult(False, "error", str(exc))
     except OSError as exc:

@@ -182,3 +182,12 @@ def test_host_stays_healthy_after_the_suite():
     assert not os.path.exists("/root/replicate-pwned") and not os.path.exists("/etc/pwned")
     assert wait_until_gone() == [], "sandboxed processes survived"  # bounded: others' sandboxes may be running
     assert evaluate_code("def add(a, b):\n    return a + b\n", ADD).passed
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the workdir is handed to another uid only when we are root")
+def test_links_planted_in_the_workdir_do_not_hand_host_files_to_the_sandbox(tmp_path):
+    target = tmp_path / "host-file"
+    target.write_text("root's")
+    program = f"import os\nif not os.path.islink('evil'):\n    os.symlink({str(target)!r}, 'evil')\nprint(3)\n"
+    evaluate_code(program, {"stdio": [{"input": "", "output": "3"}] * 2})
+    assert target.stat().st_uid == 0
