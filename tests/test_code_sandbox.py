@@ -1,20 +1,24 @@
 """The code sandbox: correct programs pass; hostile ones are contained, score 0, and the host stays healthy."""
 import os
 import shutil
-import subprocess
 import time
+import uuid
 
 import pytest
 
-from evaluators.code import evaluate_code
+from evaluators import code
+from evaluators.code import UID_RANGE, evaluate_code, sandbox_processes, wait_until_gone
 
 ADD = {"asserts": "assert add(1, 2) == 3\nassert add(-1, 1) == 0\nassert add(2.5, 0.5) == 3.0"}
 HUMANEVAL = {"asserts": "def check(candidate):\n    assert candidate([1, 2, 3]) == (6, [3, 2, 1])\n"
                         "    assert candidate([]) == (0, [])\ncheck(summary)"}
 STDIO = {"stdio": [{"input": "1 2\n", "output": "3"}, {"input": "5 5\n", "output": "10\n"}]}
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None,
-                                reason="bubblewrap not installed: apt-get install bubblewrap")
+
+
+def test_bubblewrap_is_installed():
+    """The sandbox tests below fail (status error) without it; this says why in one line."""
+    assert shutil.which("bwrap"), "bubblewrap not installed: apt-get install bubblewrap"
 
 
 def test_correct_programs_pass():
@@ -89,8 +93,101 @@ def test_hostile_stdio_programs():
     assert evaluate_code("while True:\n    pass\n", STDIO, timeout_s=2).status == "timeout"
 
 
+# ---- without bubblewrap: refused unless explicitly allowed --------------------------------------------
+
+@pytest.fixture
+def no_bwrap(monkeypatch):
+    monkeypatch.setattr(code, "bwrap_available", lambda: False)
+
+
+def test_without_bubblewrap_it_refuses(no_bwrap):
+    for program, tests in (("def add(a, b):\n    return a + b\n", ADD),
+                           ("a, b = map(int, input().split())\nprint(a + b)\n", STDIO)):
+        r = evaluate_code(program, tests)
+        assert not r.passed and r.status == "error"
+        assert "apt-get install bubblewrap" in r.detail and "allow_unsandboxed=True" in r.detail
+
+
+@pytest.mark.filterwarnings("ignore:evaluate_code\\(allow_unsandboxed=True\\)")
+def test_unsandboxed_when_explicitly_allowed(no_bwrap):
+    run = lambda program, tests, **kw: evaluate_code(program, tests, allow_unsandboxed=True, **kw)  # noqa: E731
+    r = run("def add(a, b):\n    return a + b\n", ADD)
+    assert r.passed and r.status == "passed", r.detail
+    assert run("def summary(xs):\n    return sum(xs), list(reversed(xs))\n", HUMANEVAL).passed
+    r = run("a, b = map(int, input().split())\nprint(a + b)\n", STDIO)
+    assert r.passed and r.cases == [True, True], r.detail
+    assert run("def add(a, b):\n    return a - b\n", ADD).status == "failed"
+    assert run("a, b = map(int, input().split())\nprint(a * b)\n", STDIO).status == "failed"
+    assert run("def add(a, b):\n    while True:\n        pass\n", ADD, timeout_s=2).status == "timeout"
+    if os.geteuid() == 0:  # still not root in there
+        assert run("import os\ndef uid():\n    return os.getuid()\n", {"asserts": "assert uid() != 0"}).passed
+
+
+# ---- nothing of the sandbox outlives evaluate_code --------------------------------------------------------
+
+LINGER = """import os
+def spawn():
+    r, w = os.pipe()
+    if os.fork() == 0:
+        os.setsid()
+        pid = os.fork()
+        if pid == 0:
+            os.execv('/bin/sleep', ['MARKER', '300'])
+        os.write(w, str(pid).encode())
+        os._exit(0)
+    os.close(w)
+    pid = int(os.read(r, 32))
+    os.wait()
+    return pid
+SLEEPER = spawn()
+def probe():
+    os.kill(SLEEPER, 0)  # raises if the sleeper is not running
+    return os.getuid()
+"""
+
+
+def _marked(marker):
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                found += [pid] if marker.encode() in fh.read() else []
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.filterwarnings("ignore:evaluate_code\\(allow_unsandboxed=True\\)")
+@pytest.mark.parametrize("mode", ["bwrap", "unsandboxed"])
+def test_a_lingering_child_is_gone_when_evaluate_code_returns(mode, monkeypatch, tmp_path):
+    if mode == "unsandboxed":
+        monkeypatch.setattr(code, "bwrap_available", lambda: False)
+    marker = f"replicate-sleeper-{uuid.uuid4().hex}"
+    program = LINGER.replace("MARKER", marker)
+    seen = tmp_path / "uid"
+    tests = {"asserts": f"open({str(seen)!r}, 'w').write(str(probe()))"}  # the tests run in this process
+    r = evaluate_code(program, tests, allow_unsandboxed=True)
+    assert r.passed, r.detail  # the sleeper was running while the tests ran
+    assert not _marked(marker), "the double-forked sleeper outlived evaluate_code"
+    if os.geteuid() == 0:
+        uid = int(seen.read_text())
+        assert uid in UID_RANGE and sandbox_processes(uid) == []
+    stdio = {"stdio": [{"input": "", "output": "up"}]}
+    r = evaluate_code(program + "probe()\nprint('up')\n", stdio, allow_unsandboxed=True)
+    assert r.passed, r.detail
+    assert not _marked(marker), "the double-forked sleeper outlived evaluate_code (stdio)"
+
+
 def test_host_stays_healthy_after_the_suite():
     assert not os.path.exists("/root/replicate-pwned") and not os.path.exists("/etc/pwned")
-    left = subprocess.run(["ps", "-eo", "uid="], capture_output=True, text=True).stdout.split()
-    assert not [u for u in left if 40000 <= int(u) < 60000], "sandboxed processes survived"
+    assert wait_until_gone() == [], "sandboxed processes survived"  # bounded: others' sandboxes may be running
     assert evaluate_code("def add(a, b):\n    return a + b\n", ADD).passed
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the workdir is handed to another uid only when we are root")
+def test_links_planted_in_the_workdir_do_not_hand_host_files_to_the_sandbox(tmp_path):
+    target = tmp_path / "host-file"
+    target.write_text("root's")
+    program = f"import os\nif not os.path.islink('evil'):\n    os.symlink({str(target)!r}, 'evil')\nprint(3)\n"
+    evaluate_code(program, {"stdio": [{"input": "", "output": "3"}] * 2})
+    assert target.stat().st_uid == 0
