@@ -71,12 +71,16 @@ def extract_answer(response: str, fallback: str = "last_number") -> str | None:
 
 
 def gold_answer(record: dict) -> str:
-    """A dataset record's reference answer: `answer` (GSM8K's '#### n' form too), `final_answer` (a list in
-    OlympiadBench), else the last boxed answer inside `solution` (Minerva, MATH)."""
+    """A dataset record's reference answer: `answer` (GSM8K's '#### n' form too; Omni-MATH's LaTeX, with any
+    enclosing $...$ or \\boxed{} taken off), `final_answer` (a list in OlympiadBench), else the last boxed
+    answer inside `solution` (Minerva, MATH)."""
     if record.get("answer") not in (None, ""):
         ans = record["answer"]
         if isinstance(ans, str) and "####" in ans:
             return ans.rsplit("####", 1)[1].strip().replace(",", "")
+        if isinstance(ans, str):
+            ans = last_boxed(ans) or ans
+            return re.sub(r"^\$+|\$+$", "", ans.strip()).strip()
         if isinstance(ans, float) and ans.is_integer():
             return str(int(ans))
         return str(ans)

@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m replicate",
                                      description="Reproduce figures and claims of RL-for-reasoning papers.")
-    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,eval,bench,<figure id>}")
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,eval,bench,check,<figure id>}")
     sub.add_parser("list", help="every spec, its figure, scales and last result")
     p_run = sub.add_parser("run", help="reproduce a spec file anywhere")
     p_run.add_argument("spec", type=Path)
@@ -89,7 +89,13 @@ def main(argv=None) -> int:
     p_bench = sub.add_parser("bench", help="side-by-side speed ratios, e.g. `bench evaluators`")
     p_bench.add_argument("what")
     p_bench.add_argument("--seconds", type=float, default=8.0, help="time budget per measured arm")
-    if argv and argv[0] not in ("list", "run", "report", "eval", "bench", "-h", "--help"):
+    p_chk = sub.add_parser("check", help="compare results (CSV or dir with table.csv) with a paper's reported table")
+    p_chk.add_argument("results", nargs="?", type=Path, help="CSV model,method,<benchmark>... or a dir holding table.csv")
+    p_chk.add_argument("--against", help="reported table, e.g. entropy-mechanism/table2")
+    p_chk.add_argument("--tolerance", action="append", help="points: 3 (every cell) or aime24=5; repeatable")
+    p_chk.add_argument("--export", metavar="TABLE", help="write the reported TABLE as a results CSV instead")
+    p_chk.add_argument("--out", type=Path, help="where check.json/.md (or the exported CSV) go")
+    if argv and argv[0] not in ("list", "run", "report", "eval", "bench", "check", "-h", "--help"):
         p_fig = argparse.ArgumentParser(prog=f"python -m replicate {argv[0]}")
         p_fig.add_argument("spec_id")
         _add_run_options(p_fig)
@@ -109,6 +115,9 @@ def main(argv=None) -> int:
             cmd_eval(args)
         elif args.command == "bench":
             cmd_bench(args)
+        elif args.command == "check":
+            from .check import cli_check
+            return cli_check(args)
         elif args.command == "figure":
             from .specs import find_spec
             cmd_reproduce(find_spec(args.spec_id), args)

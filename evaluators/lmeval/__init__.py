@@ -19,6 +19,7 @@ BENCHMARKS = {
     "amc23": ("amc23", "math-ai/amc23", "test"),
     "minerva_math": ("minerva_math", "math-ai/minervamath", "test"),
     "olympiadbench": ("olympiadbench", "Hothan/OlympiadBench", "train"),
+    "omni_math": ("omni_math", "KbsdJames/Omni-MATH", "test"),  # 4,428 problems; gold in `answer` (LaTeX)
 }
 SYNTHETIC = {"tiny_addition": "tiny_addition"}  # written per run by replicate.benchmarks from the task's validation set
 
