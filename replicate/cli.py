@@ -17,6 +17,8 @@ def _add_run_options(p):
     p.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
     p.add_argument("--resume", action="store_true", help="continue interrupted runs from their last checkpoint")
     p.add_argument("--update-reference", action="store_true", help="also rewrite figures/<id>/ (the committed reference)")
+    p.add_argument("--backend", choices=("ours", "verl"), default="ours", help="trainer: ours (default) or verl")
+    p.add_argument("--dry-run", action="store_true", help="with --backend verl: print the launch command only")
 
 
 def cmd_list(args):
@@ -34,6 +36,10 @@ def cmd_list(args):
 
 
 def cmd_reproduce(spec, args):
+    if args.backend == "verl":
+        from .backends.verl import run_or_print
+        run_or_print(spec, args.scale, args.dry_run, store=args.store)
+        return
     from .experiment import reproduce
     res = reproduce(spec, scale=args.scale, seeds=args.seeds, steps=args.steps, out=args.out, store=args.store,
                     force=args.force, resume=args.resume, update_reference=args.update_reference)
