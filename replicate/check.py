@@ -24,8 +24,9 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
+from .paths import experiments_dir
 
-REPORTED_DIR = Path(__file__).resolve().parent.parent / "experiments" / "reported"
+REPORTED_DIR = experiments_dir() / "reported"
 ALIASES = {"amc23": "amc", "minervamath": "minerva", "avg": "average", "mean": "average", "omni": "omni_math"}
 MISSING = ("", "-", "n/a", "na")
 

@@ -60,7 +60,7 @@ def judge_claims(claims, per_seed: dict, variant: str = "main") -> list[dict]:
         m, lo, hi = mean_ci(values)
         rows.append({"id": c.id, "statement": c.statement, "source": c.source, "paper_value": c.paper_value,
                      "metric": c.metric, "op": c.op, "threshold": c.threshold, "threshold_reason": c.threshold_reason,
-                     "null": c.null, "over": c.over, "values": values, "unmeasured": len(values) - len(_measured(values)),
+                     "beats": c.beats, "over": c.over, "values": values, "unmeasured": len(values) - len(_measured(values)),
                      "mean": m, "min": min(_measured(values), default=math.nan), "ci95": [lo, hi],
                      "verdict": verdict(values, c.op, c.threshold, c.over)})
     return rows
@@ -92,7 +92,7 @@ def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | No
                     f"{_fmt(r['mean'])} [{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}]")
         lines.append(f"| **{r['id']}**: {r['statement']} | {_fmt(r['paper_value'])} | {measured} ({per}) | "
                      f"{r['metric']} {r['op']} {_fmt(r['threshold'])}{' in every run' if r['over'] == 'every' else ''} | "
-                     f"{r['null'] or '-'} | {r['verdict']} |")
+                     f"{r["beats"] or "-"} | {r['verdict']} |")
     lines += ["", "Thresholds and why:"] + [f"- {r['id']}: {r['threshold_reason'] or 'from the paper statement'} "
                                              f"(source: {r['source']})" for r in rows]
     if extra:
@@ -100,8 +100,24 @@ def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | No
     return "\n".join(lines) + "\n"
 
 
+def provenance_line(payload: dict) -> str:
+    """What a result is and where it came from, in one markdown line."""
+    prov, req = payload.get("provenance", {}), payload.get("requested", {})
+    kind = ("Full result" if payload.get("kind", "full") == "full" else
+            f"Smoke run (--seeds {req.get('seeds')}, --steps {req.get('steps')}, --set {req.get('overrides')}): "
+            "not comparable with the full result")
+    steps = sorted({r.get("steps") for r in prov.get("runs", [])} - {None})
+    return (f"{kind}. Seeds {payload.get('seeds')}, steps per run {steps}; spec {prov.get('spec_file')} "
+            f"(sha {prov.get('spec_digest')}); code fingerprint {prov.get('code_fingerprint')}, git "
+            f"{str(prov.get('git_revision'))[:10]}; torch {prov.get('torch')}, transformers {prov.get('transformers')}; "
+            f"CPU {prov.get('processor')}. A reference is bit-exact only on the CPU kind that made it: compare verdicts "
+            "and intervals.")
+
+
 def write_claims(out: Path, spec_id: str, scale: str, seeds: list[int], rows: list[dict], extra: dict):
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"spec": spec_id, "scale": scale, "seeds": seeds, "claims": rows, **extra}
-    (out / "claims.json").write_text(json.dumps(finite(payload), indent=2, default=str, allow_nan=False))
-    (out / "claims.md").write_text(claims_markdown(spec_id, scale, rows, extra.get("pooled")))
+    payload = finite({"spec": spec_id, "scale": scale, "seeds": seeds, "claims": rows, **extra})
+    (out / "claims.json").write_text(json.dumps(payload, indent=2, default=str, allow_nan=False))
+    md = claims_markdown(spec_id, scale, rows, extra.get("pooled"))
+    head, _, rest = md.partition("\n\n")
+    (out / "claims.md").write_text(f"{head}\n\n{provenance_line(payload)}\n\n{rest}")

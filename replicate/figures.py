@@ -117,10 +117,14 @@ def panel_lemma_error(ax, runs, analysis, title):
     ax.set_title(title)
 
 
+def _positions(rows, direction):
+    return [r for r in rows if r.get("kind") == "position" and r.get("direction") == direction]
+
+
 def panel_lm_lemma_scatter(ax, runs, analysis, title):
-    """Measured vs predicted entropy change at response positions of a real LM after one SGD step."""
+    """Taylor check: measured ΔH vs -Cov_π(log π, Δz) from the measured logit change, gradient step."""
     for i, (seed, rows) in enumerate(next(iter(runs.values())).items()):
-        pts = np.array([(r["predicted"], r["exact"]) for r in rows])
+        pts = np.array([(r["predicted"], r["exact"]) for r in _positions(rows, "gradient")])
         ax.scatter(pts[:, 0], pts[:, 1], s=6, alpha=0.5, color=COLORS[i % len(COLORS)], label=f"seed {seed}")
     lo, hi = ax.get_xlim()
     ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, label="identity")
@@ -129,7 +133,29 @@ def panel_lm_lemma_scatter(ax, runs, analysis, title):
     if corr:
         ax.text(0.03, 0.95, f"r = {np.mean(corr):.4f}, slope = {np.mean(slope):.3f} (mean over seeds)",
                 transform=ax.transAxes, fontsize=8, va="top")
-    ax.set_xlabel("predicted ΔH = -Cov(log π, Δz)")
+    ax.set_xlabel("Taylor: -Cov(log π, Δz), measured Δz")
+    ax.set_ylabel("measured ΔH")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title)
+
+
+def panel_lm_theorem_scatter(ax, runs, analysis, title):
+    """The theorem: measured ΔH vs -Cov_π(log π, A·(onehot(y) - π)) from log-probs and advantages alone, for
+    the gradient step (colour) and a random step of the same norm (grey)."""
+    for i, (seed, rows) in enumerate(next(iter(runs.values())).items()):
+        for direction, color in (("random", "#999999"), ("gradient", COLORS[i % len(COLORS)])):
+            pts = np.array([(r["theorem"], r["exact"]) for r in _positions(rows, direction)])
+            ax.scatter(pts[:, 0], pts[:, 1], s=5, alpha=0.4, color=color,
+                       label=f"seed {seed}" if direction == "gradient" else ("random step" if i == 0 else None))
+    per = analysis["per_seed"]
+    for key, y in (("theorem_corr", 0.95), ("theorem_corr_random", 0.88)):
+        vals = per.get(key, {}).get("main", [])
+        if vals:
+            ax.text(0.03, y, f"{key}: r = {np.nanmean(vals):.3f} (mean over seeds)", transform=ax.transAxes,
+                    fontsize=8, va="top")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set_xlabel("theorem: -Cov(log π, A·(onehot(y) - π)) (up to η)")
     ax.set_ylabel("measured ΔH")
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(title)
@@ -172,6 +198,7 @@ def panel_cov_by_accuracy(ax, runs, analysis, title):
 
 PANELS = {"curves": panel_curves, "law_fit": panel_law_fit, "lemma_scatter": panel_lemma_scatter,
           "lemma_error": panel_lemma_error, "lm_lemma_scatter": panel_lm_lemma_scatter,
+          "lm_theorem_scatter": panel_lm_theorem_scatter,
           "cov_vs_entropy_change": panel_cov_vs_entropy_change, "cov_by_accuracy": panel_cov_by_accuracy}
 
 
@@ -182,7 +209,8 @@ def render(spec, runs: dict, analysis: dict, out: Path, scale: str) -> list[Path
     for ax, panel in zip(axes[0], spec.panels):
         PANELS[panel.kind](ax, runs, analysis, panel.title)
     nseeds = max(len(s) for s in runs.values())
-    fig.suptitle(f"{spec.id} ({scale} scale, {nseeds} seeds): {spec.reproduces.split(':')[0]}", fontsize=9)
+    fig.suptitle(f"{spec.id} ({scale} scale, {nseeds} seed{'s' if nseeds != 1 else ''}): "
+                 f"{spec.reproduces.split(':')[0]}", fontsize=9)
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{spec.id}.png", out / f"{spec.id}.pdf"]

@@ -6,6 +6,7 @@ checkout's `experiments/`); references (`figures/`) exist only in a source check
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -30,10 +31,8 @@ def results_root() -> Path:
 
 def experiments_dir() -> Path:
     """The specs: the checkout's experiments/ when running from source, else the installed package data."""
-    if (REPO / "experiments").is_dir():
-        return REPO / "experiments"
-    from importlib.resources import files
-    return Path(str(files("replicate.experiments")))
+    source = REPO / "experiments"
+    return source if source.is_dir() else PACKAGE / "experiments"
 
 
 def reference_dir() -> Path:
@@ -49,3 +48,24 @@ def digest(payload, n: int = 10) -> str:
 def derive_seed(seed: int, purpose: str, step: int = 0) -> int:
     """An independent seed for one use (eval, probe, ...) of a run seed: every generator derives from the run seed."""
     return int(hashlib.sha256(f"{seed}:{purpose}:{step}".encode()).hexdigest()[:15], 16)
+
+
+# Modules that only present, compare or dispatch results: changing them never changes what a run computes.
+PRESENTATION = {"cli.py", "__main__.py", "report.py", "figures.py", "claims.py", "check.py", "docs.py", "bench.py",
+                "benchmarks.py", "experiment.py", "paths.py", "errors.py", "analysis", "backends", "lmeval"}
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint() -> str:
+    """A hash of the code that produces runs: the sources of replicate/ and evaluators/ that affect training
+    (every module but the presentation ones), plus the torch and transformers versions. Part of every run and
+    warm-up key, so a run of other code is retrained, not reused."""
+    import torch
+    import transformers
+    h = hashlib.sha256(f"torch {torch.__version__} transformers {transformers.__version__}".encode())
+    for root in (PACKAGE, PACKAGE.parent / "evaluators"):
+        for f in sorted(root.rglob("*.py")):
+            rel = f.relative_to(root)
+            if not PRESENTATION & {rel.parts[0], f.name}:
+                h.update(str(rel).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:10]

@@ -1,32 +1,34 @@
-"""A markdown page of every figure and claims table: the newest result of each spec, else its reference."""
+"""A markdown page of every figure and claims table: for each spec the result `list` shows (the newest full
+result of the current code, else a full one, else the reference, else a labelled smoke run)."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from .paths import reference_dir, results_root
+from .experiment import best_result, describe
+from .paths import results_root
 from .specs import all_specs, load_spec
 
 
 def write_report(out: Path | None = None) -> Path:
     out = Path(out or results_root() / "REPORT.md")
     lines = ["# replicate: results", ""]
-    for path in sorted(set(all_specs().values())):
-        spec = load_spec(path)
-        found = sorted((results_root() / spec.id).glob("*/claims.json"), key=lambda p: p.stat().st_mtime)
-        found = found or sorted((reference_dir() / spec.id).glob("claims.json"))
-        lines += [f"## {spec.id}: {spec.reproduces}", ""]
-        if not found:
-            lines += [f"Not run yet: `python -m replicate {spec.id}`.", ""]
+    specs = {load_spec(path).id: load_spec(path) for path in sorted(set(all_specs().values()))}
+    others = sorted(p.name for p in results_root().glob("*") if p.is_dir() and p.name not in specs
+                    and any(p.glob("**/claims.json")))  # results of spec files outside experiments/
+    for spec_id in [*specs, *others]:
+        spec = specs.get(spec_id)
+        lines += [f"## {spec_id}: {spec.reproduces if spec else '(a spec outside experiments/)'}", ""]
+        result = best_result(spec_id)
+        if result is None:
+            lines += [f"Not run yet: `python -m replicate {spec_id}`.", ""]
             continue
-        res = found[-1].parent
-        data = json.loads(found[-1].read_text())
-        png = res / f"{spec.id}.png"
+        res = Path(result["dir"])
+        png = res / f"{spec_id}.png"
         if png.exists():
-            lines += [f"![{spec.id}]({os.path.relpath(png, out.parent)})", ""]
+            lines += [f"![{spec_id}]({os.path.relpath(png, out.parent)})", ""]
+        lines += [f"Showing: {describe(result)}.", ""]
         lines += [(res / "claims.md").read_text().split("\n", 2)[2].split("\n```json")[0], ""]
-        lines += [f"Scale {data['scale']}, seeds {data['seeds']}.", ""]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     return out

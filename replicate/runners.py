@@ -1,7 +1,7 @@
 """Runners by name: each turns a spec's resolved configs and seeds into run-store runs.
 
-A runner returns {variant: {seed: metrics rows}}, read back from the run store, so analysis, figures and claims
-never know which runner produced a run. A spec names its runner (`runner: rl` by default).
+A runner returns {variant: {seed: Run}}, directories of the run store, so analysis, figures and claims read
+metrics rows from the store and never know which runner produced a run. A spec names its runner (`runner: rl` by default).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from .paths import digest
+from .paths import code_fingerprint, digest
 from .store import Run, check_resumable
 
 
@@ -52,15 +52,16 @@ def run_rl(spec, scale, configs, seeds, root, force=False, resume=False, log=pri
                 if "val_acc" in m:
                     bar.set_postfix_str(f"H={m['entropy']:.3f} acc={m['val_acc']:.3f}")
             train(run, config, seed, root, resume=resume, progress=progress, log=tqdm.write)
-    return {v: {s: run.metrics() for vv, _, s, run in todo if vv == v} for v in configs}
+    return {v: {s: run for vv, _, s, run in todo if vv == v} for v in configs}
 
 
 def _study(spec, scale, configs, seeds, root, force, log, points: Callable) -> dict:
-    """{"main": {seed: points}}; a finished study with the same parameters is reused."""
+    """{"main": {seed: Run}}; a finished study with the same parameters (and code) is reused."""
     params, out = spec.runner_params, {}
     config = configs["main"].model_dump() if configs else None
     for seed in seeds:
-        run = Run(root / spec.id / f"{scale}-{spec.runner}-s{seed}-{digest({'params': params, 'config': config})}")
+        key = digest({"params": params, "config": config, "code": code_fingerprint()})
+        run = Run(root / spec.id / f"{scale}-{spec.runner}-s{seed}-{key}")
         if not run.done or force:
             run.path.mkdir(parents=True, exist_ok=True)
             run.reset()
@@ -69,7 +70,7 @@ def _study(spec, scale, configs, seeds, root, force, log, points: Callable) -> d
             for i, row in enumerate(points(seed)):
                 run.append_metrics({"step": i, **row})
             run.finish()
-        out[seed] = run.metrics()
+        out[seed] = run
     return {"main": out}
 
 

@@ -70,7 +70,7 @@ class WarmupSpec(Strict):
 
 
 TENSOR_ARGS = {"token_level_rewards", "response_mask", "index", "old_log_prob", "log_prob", "advantages",
-               "loss_agg_mode", "generator", "values", "rm_log_prob", "ref_log_prob"}
+               "loss_agg_mode", "generator", "values", "rm_log_prob", "ref_log_prob", "selected"}
 
 
 def typed_hparams(kind: str, fn, params: dict) -> dict:
@@ -179,6 +179,9 @@ class RunConfig(Strict):
         if self.rollout.prompts_per_step % self.train.ppo_mini_batches:
             raise ValueError(f"train.ppo_mini_batches ({self.train.ppo_mini_batches}) must divide "
                              f"rollout.prompts_per_step ({self.rollout.prompts_per_step})")
+        if self.algorithm.policy_loss == "kl_cov" and self.train.ppo_mini_batches * self.train.ppo_epochs == 1:
+            raise ValueError("KL-Cov needs several updates per rollout (at ratio 1 its |log π - log π_old| penalty "
+                             "has no gradient): set train.ppo_mini_batches (or ppo_epochs) above 1")
         return self
 
     def digest(self) -> str:
@@ -202,7 +205,7 @@ class ClaimSpec(Strict):
     op: Literal[">=", "<=", ">", "<"]
     threshold: float
     threshold_reason: str = ""
-    null: str = ""                        # the baseline the claim beats, computed from the same runs
+    beats: str = ""                       # the null the claim beats, computed from the same runs
     over: Literal["mean", "every"] = "mean"  # judge the seeds' mean (t-interval) or every run
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
-from .paths import store_root  # noqa: F401  (re-exported)
+from .paths import code_fingerprint, digest, store_root  # noqa: F401  (store_root re-exported)
 
 
 class Run:
@@ -21,7 +21,8 @@ class Run:
 
     @classmethod
     def for_config(cls, root: Path, spec_id: str, variant: str, config, seed: int, scale: str) -> "Run":
-        name = f"{scale}-{variant}-s{seed}-{config.digest()}"
+        """The run of this config and seed, made by the current code (the key holds the code fingerprint)."""
+        name = f"{scale}-{variant}-s{seed}-{digest({'config': config.digest(), 'code': code_fingerprint()})}"
         return cls(Path(root) / spec_id / name)
 
     config_file = property(lambda self: self.path / "config.json")
@@ -86,9 +87,20 @@ def provenance(extra: dict) -> dict:
                              cwd=Path(__file__).parent).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         rev = None
-    return {"git_revision": rev, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "accelerate": accelerate.__version__,
-            "platform": platform.platform(), **extra}
+    return {"git_revision": rev, "code_fingerprint": code_fingerprint(), "python": platform.python_version(),
+            "torch": torch.__version__, "transformers": transformers.__version__, "accelerate": accelerate.__version__,
+            "platform": platform.platform(), "machine": platform.machine(), "processor": _cpu_model(), **extra}
+
+
+def _cpu_model() -> str:
+    """The CPU's model name: a reference result is bit-exact only on the CPU kind that made it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def check_resumable(run: Run, resume: bool, force: bool):

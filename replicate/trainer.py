@@ -143,29 +143,42 @@ def ppo_update(lr: Learner, config, batch, old_log_prob, advantages, ref_log_pro
     params = dict(alg.policy_loss_params)
     if "generator" in inspect.signature(loss_fn).parameters:
         params["generator"] = lr.gen
-    micro = 1 if (loss_fn.selects_tokens and alg.cov_scope == "batch") else tr.micro_batches
     stats = []
     for _epoch in range(tr.ppo_epochs):
         for mb in mini_batches(batch, tr.ppo_mini_batches):
             lr.optimizer.zero_grad()
-            for rows in mb.chunk(micro):
+            selected = select_tokens(lr, loss_fn, batch, mb, old_log_prob, advantages, params, alg.cov_scope)
+            for pos in torch.arange(len(mb)).chunk(tr.micro_batches):
+                rows = mb[pos]
                 sub, m = batch.rows(rows), batch.response_mask[rows]
                 log_prob, ent = sub.logprobs(lr.model, with_entropy=bool(alg.entropy_coeff))
+                extra = {"selected": selected[pos]} if selected is not None else {}
                 pg_loss, s = loss_fn(old_log_prob[rows], log_prob, advantages[rows], m,
-                                     loss_agg_mode=alg.loss_agg_mode, **params)
+                                     loss_agg_mode=alg.loss_agg_mode, **params, **extra)
                 loss = pg_loss
                 if alg.entropy_coeff:
                     loss = loss - alg.entropy_coeff * agg_loss(ent, m, alg.loss_agg_mode)
                 if alg.kl_loss_coef:
                     kl = agg_loss(kl_penalty(log_prob, ref_log_prob[rows], alg.kl_loss_type), m, alg.loss_agg_mode)
                     loss, s["kl_loss"] = loss + alg.kl_loss_coef * kl, kl.item()
-                lr.accelerator.backward(loss / len(mb.chunk(micro)))
+                lr.accelerator.backward(loss / len(torch.arange(len(mb)).chunk(tr.micro_batches)))
                 stats.append({**s, "pg_loss": pg_loss.item(), "loss": loss.item()})
             stats[-1]["grad_norm"] = float(lr.accelerator.clip_grad_norm_(lr.model.parameters(), tr.grad_clip))
             lr.optimizer.step()
             if lr.critic is not None:
                 stats[-1]["vf_loss"] = critic_step(lr, config, batch.rows(mb), old_values[mb], returns[mb])
     return stats
+
+
+@torch.no_grad()
+def select_tokens(lr: Learner, loss_fn, batch, mb, old_log_prob, advantages, params, scope):
+    """With cov_scope 'batch', a token-selecting loss (Clip-Cov, KL-Cov) selects over the whole mini-batch, in a
+    no-grad pass at the current parameters, whatever the micro-batching; None: each micro-batch selects itself
+    (verl's behaviour)."""
+    if loss_fn.select is None or scope != "batch":
+        return None
+    log_prob, _ = batch.rows(mb).logprobs(lr.model)
+    return loss_fn.select(old_log_prob[mb], log_prob, advantages[mb], batch.response_mask[mb], **params)
 
 
 def mini_batches(batch, n: int) -> list[torch.Tensor]:

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from .models import char_tokenizer, load_pretrained, tiny_model
-from .paths import derive_seed, digest
+from .paths import code_fingerprint, derive_seed, digest
 from .tasks import make_task
 
 
@@ -31,7 +31,7 @@ def sft_batch(task, tokenizer, problems, rng, noise):
 
 def warmup_key(config, seed: int) -> str:
     return digest({"model": config.model.model_dump(), "task": config.task.model_dump(),
-                   "warmup": config.warmup.model_dump(), "seed": seed}, n=12)
+                   "warmup": config.warmup.model_dump(), "seed": seed, "code": code_fingerprint()}, n=12)
 
 
 def base_policy(config, root: Path, seed: int, log=print):

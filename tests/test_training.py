@@ -66,9 +66,12 @@ def test_every_algorithm_name_trains(algo, tiny_spec_file, warm_store, tmp_path)
     rows = train(Run(tmp_path / "r"), cfg, 0, warm_store, log=lambda *_: None)
     assert len(rows) == 3 and all(abs(r["pg_loss"]) < 1e3 for r in rows)
     assert any(r["train_acc"] > 0 for r in rows) and any(r["grad_norm"] > 0 for r in rows)  # a real update
-    if algo.get("policy_loss") in ("clip_cov", "kl_cov"):
-        # (Clip-Cov's default lb = 1 is rarely reached by a tiny model's Cov_i, hence lb = 0 above)
+    if algo.get("policy_loss") == "kl_cov":  # the top-k tokens by Cov_i are always penalised
         assert all(r["cov_frac"] > 0 for r in rows)
+    if algo.get("policy_loss") == "clip_cov":
+        # a token with Cov_i > lb = 0 exists whenever the batch covariance is positive (Clip-Cov's default lb = 1
+        # is rarely reached by a tiny model's Cov_i, hence lb = 0 above); a batch of all-equal groups has none
+        assert any(r["cov"] > 0 for r in rows) and all(r["cov_frac"] > 0 for r in rows if r["cov"] > 0)
     if algo.get("advantage") == "gae":
         assert all(r["vf_loss"] > 0 for r in rows)
     if algo.get("policy_loss") == "kl_cov":
@@ -183,3 +186,42 @@ def test_fig1_smoke(tmp_path, fig_store):
     claims = json.loads((tmp_path / "out" / "claims.json").read_text())
     assert {c["id"] for c in claims["claims"]} >= {"entropy_collapse", "entropy_drop_early", "law_fit_tight"}
     assert (tmp_path / "out" / "fig1.png").exists() and (tmp_path / "out" / "fig1.pdf").exists()
+
+
+@pytest.mark.parametrize("loss", ["kl_cov", "clip_cov"])
+def test_cov_scope_batch_selects_over_the_mini_batch_whatever_the_micro_batching(loss, tiny_spec_file, warm_store):
+    import random as pyrandom
+
+    import torch
+
+    from replicate.algorithms import ADVANTAGES, POLICY_LOSSES, token_rewards
+    from replicate.rollout import make_generator, rollout
+    from replicate.tasks import make_task
+    from replicate.trainer import Learner, select_tokens
+    from replicate.warmup import base_policy
+    cfg = _config(tiny_spec_file, rollout={"temperature": 1.5})
+    model, tok = base_policy(cfg, warm_store, 0, log=lambda *_: None)
+    batch = rollout(model.eval(), tok, make_task("addition", digits=[1], holdout=32), cfg.rollout, slice(None),
+                    pyrandom.Random(0), make_generator(0, "cpu"))
+    mask = batch.response_mask
+    adv, _ = ADVANTAGES["grpo"](token_rewards(batch.scores, mask), mask, batch.index)
+    with torch.no_grad():
+        old = batch.logprobs(model)[0]
+    params = ({"kl_cov_ratio": 0.05} if loss == "kl_cov" else
+              {"clip_cov_ratio": 0.05, "clip_cov_lb": 0.0, "generator": torch.Generator().manual_seed(0)})
+    stub = Learner(None, model, model, None, tok, None, None, None, None, None, None)
+    rows = torch.arange(len(batch))
+    whole = select_tokens(stub, POLICY_LOSSES[loss], batch, rows, old, adv, dict(params), "batch")
+    # the same selection from log-probs computed in micro-batches of 1, 2 and 4 rows
+    for n in (2, 4, 8):
+        with torch.no_grad():
+            parts = torch.cat([batch.rows(c).logprobs(model)[0] for c in rows.chunk(n)])
+        if loss == "clip_cov":
+            params["generator"] = torch.Generator().manual_seed(0)
+        assert torch.equal(POLICY_LOSSES[loss].select(old, parts, adv, mask, **params), whole)
+    assert whole.sum() == max(1, int(0.05 * mask.sum().item())) or loss == "clip_cov"
+    assert select_tokens(stub, POLICY_LOSSES[loss], batch, rows, old, adv, dict(params), "microbatch") is None
+    # per micro-batch (verl's behaviour) k is taken per micro-batch, from that micro-batch's token count
+    for c in rows.chunk(2):
+        half = POLICY_LOSSES["kl_cov"].select(old[c], old[c], adv[c], mask[c], kl_cov_ratio=0.05)
+        assert int(half.sum()) == max(1, int(0.05 * mask[c].sum().item()))

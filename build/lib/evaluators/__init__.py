@@ -1,0 +1,1 @@
+"""Evaluators: verifiable scoring of model output (math answers, sandboxed code)."""

@@ -1,0 +1,150 @@
+"""Advantage estimators, registered by name.
+
+Every estimator takes token_level_rewards and response_mask of shape [batch, T] and `index`, a sequence
+of group ids (one per row: rows with the same id answer the same prompt), and returns (advantages,
+returns), both [batch, T] and zero on masked positions.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Callable, Hashable, Sequence
+
+import torch
+
+from .aggregation import masked_whiten
+
+ADVANTAGES: dict[str, Callable] = {}
+
+
+def register_advantage(name: str):
+    def deco(fn):
+        ADVANTAGES[name] = fn
+        return fn
+    return deco
+
+
+def token_rewards(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Outcome rewards as token-level rewards: each sequence's score on its last valid token, 0 elsewhere."""
+    rewards = torch.zeros_like(mask)
+    rewards[torch.arange(len(scores)), (mask.sum(-1).long() - 1).clamp(min=0)] = scores
+    return rewards
+
+
+def _groups(index: Sequence[Hashable]) -> dict[Hashable, list[int]]:
+    groups = defaultdict(list)
+    for i, gid in enumerate(index):
+        groups[gid].append(i)
+    return groups
+
+
+@register_advantage("grpo")
+def grpo(token_level_rewards, response_mask, index, epsilon: float = 1e-6, norm_adv_by_std_in_grpo: bool = True):
+    """GRPO outcome advantage, broadcast over the response.
+
+    s_i = Σ_t r_it;  A_i = (s_i - mean_g s) / (std_g s + ε)   (std unbiased; a group of one has mean 0, std 1)
+    With norm_adv_by_std_in_grpo=False: A_i = s_i - mean_g s  (Dr. GRPO).
+    """
+    scores = token_level_rewards.sum(dim=-1)
+    adv = torch.zeros_like(scores)
+    for rows in _groups(index).values():
+        s = scores[rows]
+        mean, std = (s.mean(), s.std()) if len(rows) > 1 else (s.new_tensor(0.0), s.new_tensor(1.0))
+        adv[rows] = (s - mean) / (std + epsilon) if norm_adv_by_std_in_grpo else s - mean
+    adv = adv.unsqueeze(-1) * response_mask
+    return adv, adv
+
+
+@register_advantage("rloo")
+def rloo(token_level_rewards, response_mask, index):
+    """REINFORCE leave-one-out: A_i = s_i - mean_{j≠i} s_j = n/(n-1)·(s_i - mean_g s); a group of one: A_i = s_i."""
+    scores = token_level_rewards.sum(dim=-1)
+    adv = scores.clone()
+    for rows in _groups(index).values():
+        n = len(rows)
+        if n > 1:
+            s = scores[rows]
+            adv[rows] = s * n / (n - 1) - s.mean() * n / (n - 1)
+    adv = adv.unsqueeze(-1) * response_mask
+    return adv, adv
+
+
+def _discounted_returns(token_level_rewards, response_mask, gamma):
+    """G_t = r_t + γ·G_{t+1}, with the running return cut at masked positions."""
+    returns = torch.zeros_like(token_level_rewards)
+    running = torch.zeros_like(token_level_rewards[:, 0])
+    for t in reversed(range(token_level_rewards.shape[1])):
+        running = token_level_rewards[:, t] + gamma * running
+        returns[:, t] = running
+        running = running * response_mask[:, t]
+    return returns
+
+
+@register_advantage("reinforce_plus_plus")
+def reinforce_plus_plus(token_level_rewards, response_mask, index, gamma: float = 1.0):
+    """REINFORCE++: G_t = r_t + γ·G_{t+1}; A = whiten(G) over all valid tokens of the batch (no groups)."""
+    returns = _discounted_returns(token_level_rewards, response_mask, gamma)
+    adv = masked_whiten(returns, response_mask) * response_mask
+    return adv, returns
+
+
+@register_advantage("reinforce_plus_plus_baseline")
+def reinforce_plus_plus_baseline(token_level_rewards, response_mask, index):
+    """REINFORCE++ with a group baseline: A = whiten_batch(s_i - mean_g s) broadcast over valid tokens."""
+    scores = token_level_rewards.sum(dim=-1)
+    centred = scores.clone()
+    for rows in _groups(index).values():
+        if len(rows) > 1:
+            centred[rows] = scores[rows] - scores[rows].mean()
+    tiled = centred.unsqueeze(-1).expand_as(token_level_rewards) * response_mask
+    adv = masked_whiten(tiled, response_mask) * response_mask
+    return adv, adv
+
+
+@register_advantage("gae")
+def gae(token_level_rewards, response_mask, index, values, gamma: float = 1.0, lam: float = 1.0):
+    """Generalised advantage estimation (PPO with a critic V).
+
+    δ_t = r_t + γ·V_{t+1} - V_t;  A_t = δ_t + γλ·A_{t+1};  returns = A + V;  A whitened over valid tokens.
+    Masked positions are skipped: V_{t+1} and A_{t+1} carry over from the next valid position.
+    """
+    next_value = torch.zeros_like(values[:, 0])
+    last = torch.zeros_like(values[:, 0])
+    adv = torch.zeros_like(values)
+    for t in reversed(range(values.shape[1])):
+        m = response_mask[:, t]
+        delta = token_level_rewards[:, t] + gamma * next_value - values[:, t]
+        new = delta + gamma * lam * last
+        next_value = values[:, t] * m + (1 - m) * next_value
+        last = new * m + (1 - m) * last
+        adv[:, t] = last
+    returns = adv + values
+    adv = masked_whiten(adv, response_mask) * response_mask
+    return adv, returns
+
+
+@register_advantage("prime")
+def prime(token_level_rewards, response_mask, index, rm_log_prob, ref_log_prob, beta: float = 0.05,
+          gamma: float = 1.0):
+    """PRIME: implicit process reward plus outcome reward, each with a leave-one-out baseline.
+
+    Process reward r^p_t = β·(log π_rm(y_t) - log π_ref(y_t)). For each reward stream x (process and
+    outcome), with per-row means x̄_i over valid tokens and group size n:
+        x_it ← x_it·n/(n-1) - Σ_{j∈g} x̄_j/(n-1)   on valid tokens (unchanged for a group of one)
+    G_t = Σ_{t'≥t} γ^{t'-t} (x^p + x^o)_{t'};  A = whiten(G) over valid tokens.
+    """
+    mask = response_mask.bool()
+    streams = [beta * (rm_log_prob - ref_log_prob), token_level_rewards]
+    total = torch.zeros_like(token_level_rewards)
+    for x in streams:
+        x = torch.where(mask, x, torch.zeros_like(x))
+        out = x.clone()
+        row_mean = x.sum(-1) / response_mask.sum(-1).clamp(min=1)
+        for rows in _groups(index).values():
+            n = len(rows)
+            if n > 1:
+                baseline = row_mean[rows].sum() / (n - 1)
+                out[rows] = torch.where(mask[rows], x[rows] * n / (n - 1) - baseline, x[rows])
+        total = total + out
+    returns = _discounted_returns(total, response_mask, gamma)
+    adv = masked_whiten(returns, response_mask) * response_mask
+    return adv, returns

@@ -1,0 +1,117 @@
+"""Policy-gradient losses, registered by name.
+
+Signature: loss_fn(old_log_prob, log_prob, advantages, response_mask, *, loss_agg_mode="token-mean",
+**hparams) -> (loss, metrics). Tensors are [batch, T]; metrics are floats (clip fraction, approx KL,
+and for the Cov modes the fraction of valid tokens acted on).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .aggregation import agg_loss, masked_mean
+from .covariance import token_covariance
+
+POLICY_LOSSES: dict[str, Callable] = {}
+
+
+def register_policy_loss(name: str, selects_tokens: bool = False):
+    """Register a loss by name. selects_tokens: the loss picks tokens by a statistic of the whole batch it sees
+    (Clip-Cov, KL-Cov), so the trainer decides which rows one call sees (the algorithm's cov_scope)."""
+    def deco(fn):
+        fn.selects_tokens = selects_tokens
+        POLICY_LOSSES[name] = fn
+        return fn
+    return deco
+
+
+@register_policy_loss("vanilla")
+def vanilla(old_log_prob, log_prob, advantages, response_mask, *, loss_agg_mode="token-mean",
+            clip_ratio: float = 0.2, clip_ratio_low: float | None = None, clip_ratio_high: float | None = None,
+            clip_ratio_c: float = 3.0):
+    """PPO clipped surrogate with clip-higher and dual-clip.
+
+    ρ = exp(clamp(log π - log π_old, ±20));  L1 = -A·ρ;  L2 = -A·clip(ρ, 1-ε_low, 1+ε_high);  L = max(L1, L2)
+    For A < 0 the dual clip bounds the loss: L = min(L, -A·c).  ε_low, ε_high default to clip_ratio.
+    metrics: clipfrac = mean[L2 > L1], clipfrac_lower = mean[A<0 and L > -A·c], ppo_kl = mean(log π_old - log π).
+    """
+    low = clip_ratio if clip_ratio_low is None else clip_ratio_low
+    high = clip_ratio if clip_ratio_high is None else clip_ratio_high
+    if clip_ratio_c <= 1.0:
+        raise ValueError(f"clip_ratio_c must be > 1 for the dual clip, got {clip_ratio_c}")
+    neg_kl = torch.clamp(log_prob - old_log_prob, min=-20.0, max=20.0)
+    ratio = torch.exp(neg_kl)
+    losses1 = -advantages * ratio
+    losses2 = -advantages * torch.clamp(ratio, 1 - low, 1 + high)
+    clipped = torch.maximum(losses1, losses2)
+    losses3 = -advantages * clip_ratio_c
+    dual = torch.minimum(losses3, clipped)
+    pg_losses = torch.where(advantages < 0, dual, clipped)
+    loss = agg_loss(pg_losses, response_mask, loss_agg_mode)
+    metrics = {
+        "clipfrac": masked_mean((losses2 > losses1).float(), response_mask).item(),
+        "clipfrac_lower": masked_mean(((clipped > losses3) & (advantages < 0)).float(), response_mask).item(),
+        "ppo_kl": masked_mean(-neg_kl, response_mask).item(),
+    }
+    return loss, metrics
+
+
+@register_policy_loss("clip_cov", selects_tokens=True)
+def clip_cov(old_log_prob, log_prob, advantages, response_mask, *, loss_agg_mode="token-mean",
+             clip_ratio: float = 0.2, clip_ratio_low: float | None = None, clip_ratio_high: float | None = None,
+             clip_cov_ratio: float = 2e-4, clip_cov_lb: float = 1.0, clip_cov_ub: float = 5.0,
+             generator: torch.Generator | None = None):
+    """Clip-Cov: detach a few random high-covariance tokens from the PPO loss.
+
+    L = max(-A·ρ, -A·clip(ρ, 1-ε_low, 1+ε_high)) · c_i, with c_i = 0 on k = max(1, ⌊r·N_valid⌋) tokens
+    drawn uniformly (generator) from {i valid, not clipped by PPO, lb < Cov_i < ub}, else 1 (all of them
+    if fewer than k qualify). Cov_i as in token_covariance. No dual clip.
+    metrics: clipfrac = share of valid tokens detached (as verl reports it), cov_frac (same), ppo_kl.
+    """
+    low = clip_ratio if clip_ratio_low is None else clip_ratio_low
+    high = clip_ratio if clip_ratio_high is None else clip_ratio_high
+    neg_kl = log_prob - old_log_prob
+    ratio = torch.exp(neg_kl)
+    losses1 = -advantages * ratio
+    losses2 = -advantages * torch.clamp(ratio, 1 - low, 1 + high)
+    valid = response_mask > 0
+    clipped_by_ppo = (losses2 > losses1) & valid
+    cov = token_covariance(log_prob, advantages, response_mask)
+    candidates = torch.nonzero(valid & ~clipped_by_ppo & (cov > clip_cov_lb) & (cov < clip_cov_ub))
+    k = max(1, int(clip_cov_ratio * response_mask.sum().item()))
+    if len(candidates) > k:
+        candidates = candidates[torch.randperm(len(candidates), generator=generator)[:k]]
+    keep = torch.ones_like(advantages)
+    keep[candidates[:, 0], candidates[:, 1]] = 0
+    pg_losses = torch.maximum(losses1, losses2) * keep
+    loss = agg_loss(pg_losses, response_mask, loss_agg_mode)
+    frac = masked_mean((keep == 0).float(), response_mask).item()
+    return loss, {"clipfrac": frac, "cov_frac": frac, "ppo_kl": masked_mean(-neg_kl, response_mask).item()}
+
+
+@register_policy_loss("kl_cov", selects_tokens=True)
+def kl_cov(old_log_prob, log_prob, advantages, response_mask, *, loss_agg_mode="token-mean",
+           kl_cov_ratio: float = 2e-4, ppo_kl_coef: float = 1.0):
+    """KL-Cov: an |Δlog π| penalty on the few tokens of largest covariance; no PPO clipping.
+
+    L_i = -A_i·ρ_i + β·|log π_i - log π_old,i|  for the top k = max(1, ⌊k_ratio·N_valid⌋) valid tokens by Cov_i,
+    L_i = -A_i·ρ_i                               otherwise.  ρ = exp(log π - log π_old), β = ppo_kl_coef.
+    metrics: ppo_kl = mean |log π - log π_old| (as verl reports it), cov_frac = k / N_valid, clipfrac = 0.
+    """
+    neg_kl = log_prob - old_log_prob
+    ratio = torch.exp(neg_kl)
+    pg_losses = -advantages * ratio
+    valid_idx = torch.nonzero(response_mask.reshape(-1) > 0, as_tuple=True)[0]
+    n_valid = len(valid_idx)
+    k = 0
+    if n_valid > 0 and kl_cov_ratio > 0:
+        cov = token_covariance(log_prob, advantages, response_mask).reshape(-1)[valid_idx]
+        k = max(1, int(n_valid * kl_cov_ratio))
+        top = valid_idx[torch.topk(cov, k, largest=True).indices]
+        penalty = torch.zeros_like(pg_losses).reshape(-1)
+        penalty[top] = 1.0
+        pg_losses = pg_losses + ppo_kl_coef * neg_kl.abs() * penalty.reshape(pg_losses.shape)
+    loss = agg_loss(pg_losses, response_mask, loss_agg_mode)
+    return loss, {"clipfrac": 0.0, "cov_frac": k / max(n_valid, 1),
+                  "ppo_kl": masked_mean(neg_kl.abs(), response_mask).item()}

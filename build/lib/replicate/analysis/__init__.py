@@ -1,0 +1,82 @@
+"""Analyses by name: each maps the metrics of a spec's runs to per-seed values and pooled results.
+
+An analysis takes {variant: {seed: metrics rows}} and returns {"per_seed": {metric: {variant: [values]}},
+"pooled": {...}}. Analyses read the run store; they never train.
+"""
+from __future__ import annotations
+
+from .collect import record
+from .fits import ExpLawFit, early_prediction, early_shares, eval_points, fit_exp_law, law_vs_linear
+
+
+def exp_law(runs: dict) -> dict:
+    """Per run: the law's fit (R², a, b, ceiling b - a), against a linear fit on held-out points, and its
+    prediction of the later two thirds from the first third against the no-change and linear-in-step nulls."""
+    per_seed, pooled = {}, {}
+    for variant, seeds in runs.items():
+        all_h, all_r = [], []
+        for metrics in seeds.values():
+            _, h, r = eval_points(metrics)
+            all_h += list(h)
+            all_r += list(r)
+            fit = fit_exp_law(h, r)
+            early = early_prediction(metrics)
+            values = {"fit_r2": fit.r2, "fit_a": fit.a, "fit_b": fit.b, "fit_ceiling": fit.ceiling,
+                      **law_vs_linear(h, r), **early,
+                      "law_minus_no_change_rmse": early["early_fit_rmse_rest"] - early["no_change_rmse_rest"],
+                      "law_minus_linear_step_rmse": early["early_fit_rmse_rest"] - early["linear_step_rmse_rest"]}
+            for key, val in values.items():
+                record(per_seed, key, variant, val)
+        pooled[variant] = {"exp_law_fit": fit_exp_law(all_h, all_r).to_dict()}
+    return {"per_seed": per_seed, "pooled": pooled}
+
+
+def early_share(runs: dict) -> dict:
+    per_seed = {}
+    for variant, seeds in runs.items():
+        for metrics in seeds.values():
+            for key, val in early_shares(metrics).items():
+                record(per_seed, key, variant, val)
+    return {"per_seed": per_seed, "pooled": {}}
+
+
+from dataclasses import dataclass  # noqa: E402
+from typing import Callable  # noqa: E402
+
+from .dynamics import cov_dynamics, lemma_exact, lemma_lm  # noqa: E402
+from .lemma import UPDATES  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """An analysis and the per-seed metrics it produces (claims may name only these)."""
+    fn: Callable
+    metrics: tuple[str, ...]
+
+    def __call__(self, runs: dict) -> dict:
+        out = self.fn(runs)
+        unknown = set(out["per_seed"]) - set(self.metrics)
+        if unknown:
+            raise RuntimeError(f"analysis {self.fn.__name__} produced undeclared metrics {sorted(unknown)}")
+        return out
+
+
+ANALYSES = {
+    "exp_law": Analysis(exp_law, (
+        "fit_r2", "fit_a", "fit_b", "fit_ceiling", "exp_vs_linear_heldout_ratio", "linear_r2", "exp_h_collinearity",
+        "early_fit_final_abs_error", "early_fit_rmse_rest", "no_change_rmse_rest", "linear_step_rmse_rest",
+        "early_fit_ceiling", "law_minus_no_change_rmse", "law_minus_linear_step_rmse")),
+    "early_share": Analysis(early_share, (
+        "entropy_initial", "entropy_final", "entropy_final_over_initial", "entropy_drop_share_first_third",
+        "acc_initial", "acc_final", "acc_gain_share_first_third")),
+    "lemma_exact": Analysis(lemma_exact, tuple(f"{key}_{kind}" for kind in UPDATES
+                                               for key in ("abs_error_slope", "rel_error_slope", "corr"))),
+    "lemma_lm": Analysis(lemma_lm, ("theorem_corr", "theorem_slope", "theorem_sign_agreement", "theorem_corr_random",
+                                    "theorem_corr_minus_random", "lm_corr", "lm_slope", "lm_median_rel_error")),
+    "cov_dynamics": Analysis(cov_dynamics, (
+        "cov_positive_share", *(f"{kind}_cov_neg_dH_{src}" for src in ("probe", "rollout")
+                                for kind in ("pearson", "spearman", "pearson_diff")),
+        "cov_easy_minus_hard", "mean_cov_easy", "mean_cov_medium", "mean_cov_hard")),
+}
+
+__all__ = ["ANALYSES", "ExpLawFit", "early_prediction", "early_shares", "eval_points", "fit_exp_law", "law_vs_linear"]

@@ -1,0 +1,123 @@
+"""Claims as data: evaluate each against its measured per-seed values; write claims.json and claims.md.
+
+A claim over the mean (the default) with n >= 2 seeds: the 95% t-interval of the mean lies wholly on the
+claim's side of the threshold -> replicated; wholly on the other side -> not replicated; otherwise (or with one
+seed) -> inconclusive. A claim over every run ("over: every", e.g. "the law fits every run"): replicated when
+every seed's value holds, not replicated when any seed's fails. A seed whose value could not be measured (NaN)
+makes a claim inconclusive unless another seed already refutes it; the row says how many.
+"""
+from __future__ import annotations
+
+import json
+import math
+import operator
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+
+
+def _measured(values) -> list[float]:
+    return [float(x) for x in values if x is not None and not math.isnan(x)]
+
+
+def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and 95% t-interval of the measured values (unmeasured ones are left out; see `verdict`)."""
+    v = np.asarray(_measured(values), dtype=float)
+    if len(v) == 0:
+        return math.nan, math.nan, math.nan
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return m, m - half, m + half
+
+
+def verdict(values, op: str, threshold: float, over: str = "mean") -> str:
+    holds, measured = OPS[op], _measured(values)
+    missing = len(values) - len(measured)
+    if over == "every":
+        if any(not holds(v, threshold) for v in measured):
+            return "not replicated"
+        return "replicated" if measured and not missing else "inconclusive"
+    m, lo, hi = mean_ci(measured)
+    if missing or math.isnan(lo):
+        return "inconclusive"
+    if holds(lo, threshold) and holds(hi, threshold):
+        return "replicated"
+    if not holds(lo, threshold) and not holds(hi, threshold):
+        return "not replicated"
+    return "inconclusive"
+
+
+def judge_claims(claims, per_seed: dict, variant: str = "main") -> list[dict]:
+    rows = []
+    for c in claims:
+        metric, _, arm = c.metric.partition("@")
+        values = [float(v) for v in per_seed.get(metric, {}).get(arm or variant, [])]
+        m, lo, hi = mean_ci(values)
+        rows.append({"id": c.id, "statement": c.statement, "source": c.source, "paper_value": c.paper_value,
+                     "metric": c.metric, "op": c.op, "threshold": c.threshold, "threshold_reason": c.threshold_reason,
+                     "null": c.null, "over": c.over, "values": values, "unmeasured": len(values) - len(_measured(values)),
+                     "mean": m, "min": min(_measured(values), default=math.nan), "ci95": [lo, hi],
+                     "verdict": verdict(values, c.op, c.threshold, c.over)})
+    return rows
+
+
+def finite(obj):
+    """obj with every NaN or infinity replaced by None (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        return "n/a" if math.isnan(x) else f"{x:.3g}"
+    return str(x)
+
+
+def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | None = None) -> str:
+    lines = [f"# Claims of {spec_id} ({scale} scale)", "",
+             "| claim | paper | measured (per seed) | threshold | null it beats | verdict |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        per = ", ".join(_fmt(v) for v in r["values"])
+        measured = (f"min {_fmt(r['min'])}" if r["over"] == "every" else
+                    f"{_fmt(r['mean'])} [{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}]")
+        lines.append(f"| **{r['id']}**: {r['statement']} | {_fmt(r['paper_value'])} | {measured} ({per}) | "
+                     f"{r['metric']} {r['op']} {_fmt(r['threshold'])}{' in every run' if r['over'] == 'every' else ''} | "
+                     f"{r['null'] or '-'} | {r['verdict']} |")
+    lines += ["", "Thresholds and why:"] + [f"- {r['id']}: {r['threshold_reason'] or 'from the paper statement'} "
+                                             f"(source: {r['source']})" for r in rows]
+    if extra:
+        lines += ["", "```json", json.dumps(extra, indent=2, default=_fmt), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def provenance_line(payload: dict) -> str:
+    """What a result is and where it came from, in one markdown line."""
+    prov, req = payload.get("provenance", {}), payload.get("requested", {})
+    kind = ("Full result" if payload.get("kind", "full") == "full" else
+            f"Smoke run (--seeds {req.get('seeds')}, --steps {req.get('steps')}, --set {req.get('overrides')}): "
+            "not comparable with the full result")
+    steps = sorted({r.get("steps") for r in prov.get("runs", [])} - {None})
+    return (f"{kind}. Seeds {payload.get('seeds')}, steps per run {steps}; spec {prov.get('spec_file')} "
+            f"(sha {prov.get('spec_digest')}); code fingerprint {prov.get('code_fingerprint')}, git "
+            f"{str(prov.get('git_revision'))[:10]}; torch {prov.get('torch')}, transformers {prov.get('transformers')}; "
+            f"CPU {prov.get('processor')}. A reference is bit-exact only on the CPU kind that made it: compare verdicts "
+            "and intervals.")
+
+
+def write_claims(out: Path, spec_id: str, scale: str, seeds: list[int], rows: list[dict], extra: dict):
+    out.mkdir(parents=True, exist_ok=True)
+    payload = finite({"spec": spec_id, "scale": scale, "seeds": seeds, "claims": rows, **extra})
+    (out / "claims.json").write_text(json.dumps(payload, indent=2, default=str, allow_nan=False))
+    md = claims_markdown(spec_id, scale, rows, extra.get("pooled"))
+    head, _, rest = md.partition("\n\n")
+    (out / "claims.md").write_text(f"{head}\n\n{provenance_line(payload)}\n\n{rest}")

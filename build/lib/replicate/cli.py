@@ -1,0 +1,139 @@
+"""Command line: list | run SPEC.yaml | report | <figure id>."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _add_run_options(p):
+    p.add_argument("--scale", help="tiny (default), small or paper")
+    p.add_argument("--seeds", type=int, help="number of seeds (the spec's first N; more adds 0..N-1)")
+    p.add_argument("--steps", type=int, help="override the number of RL steps")
+    p.add_argument("--out", type=Path, help="output directory (default results/<id>/<scale>)")
+    p.add_argument("--store", type=Path, help="run store root (default ./runs or $REPLICATE_STORE)")
+    p.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
+    p.add_argument("--resume", action="store_true", help="continue interrupted runs from their last checkpoint")
+    p.add_argument("--update-reference", action="store_true", help="also rewrite figures/<id>/ (the committed reference)")
+    p.add_argument("--backend", choices=("ours", "verl"), default="ours", help="trainer: ours (default) or verl")
+    p.add_argument("--dry-run", action="store_true", help="with --backend verl: print the launch command only")
+
+
+def cmd_list(args):
+    from .experiment import last_result
+    from .specs import all_specs, load_spec
+    seen = set()
+    for name, path in sorted(all_specs().items()):
+        if path in seen:
+            continue
+        seen.add(path)
+        spec = load_spec(path)
+        scales = ",".join(dict.fromkeys([spec.default_scale, *spec.scales]))
+        aliases = f" ({', '.join(spec.aliases)})" if spec.aliases else ""
+        print(f"{spec.id}{aliases}\n    {spec.reproduces}\n    scales: {scales}; last result: {last_result(spec.id)}")
+
+
+def cmd_reproduce(spec, args):
+    if args.backend == "verl":
+        from .backends.verl import run_or_print
+        run_or_print(spec, args.scale, args.dry_run, store=args.store)
+        return
+    from .experiment import reproduce
+    res = reproduce(spec, scale=args.scale, seeds=args.seeds, steps=args.steps, out=args.out, store=args.store,
+                    force=args.force, resume=args.resume, update_reference=args.update_reference)
+    print((res["out"] / "claims.md").read_text())
+    print(f"wrote {res['out']}/{spec.id}.png, .pdf, claims.json, claims.md")
+
+
+def cmd_report(args):
+    from .report import write_report
+    path = write_report(args.out)
+    print(f"wrote {path}")
+
+
+def cmd_eval(args):
+    from .benchmarks import run_eval
+    res = run_eval(args.model, [t.strip() for t in args.tasks.split(",") if t.strip()], k=args.k,
+                   temperature=args.temperature, data_dir=args.data_dir, limit=args.limit,
+                   max_gen_toks=args.max_gen_toks, batch_size=args.batch_size, out=args.out)
+    print(res["out"].read_text())
+    print(f"wrote {res['out']}")
+
+
+def cmd_bench(args):
+    from .bench import BENCHES
+    if args.what not in BENCHES:
+        from .errors import UserError
+        raise UserError(f"unknown benchmark {args.what!r}; choose one of {', '.join(BENCHES)}")
+    BENCHES[args.what](args)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m replicate",
+                                     description="Reproduce figures and claims of RL-for-reasoning papers.")
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,eval,bench,check,<figure id>}")
+    sub.add_parser("list", help="every spec, its figure, scales and last result")
+    p_run = sub.add_parser("run", help="reproduce a spec file anywhere")
+    p_run.add_argument("spec", type=Path)
+    _add_run_options(p_run)
+    p_rep = sub.add_parser("report", help="a markdown page of every figure and claims table")
+    p_rep.add_argument("--out", type=Path, help="where to write REPORT.md (default results/REPORT.md)")
+    p_eval = sub.add_parser("eval", help="score a model or a run on lm-eval tasks")
+    p_eval.add_argument("--model", required=True, help="a run directory of the store, a model dir/.gguf, or a hub id")
+    p_eval.add_argument("--tasks", required=True, help="comma-separated: math500,aime24,aime25,amc23,minerva_math,"
+                                                        "olympiadbench,tiny_addition")
+    p_eval.add_argument("--k", type=int, default=1, help="samples per problem (avg@k and pass@k)")
+    p_eval.add_argument("--temperature", type=float, default=0.0)
+    p_eval.add_argument("--data-dir", type=Path, help="local <task>.jsonl files instead of the hub (offline)")
+    p_eval.add_argument("--limit", type=int, help="first N problems of each task")
+    p_eval.add_argument("--max-gen-toks", type=int, default=2048)
+    p_eval.add_argument("--batch-size", type=int, default=16)
+    p_eval.add_argument("--out", type=Path)
+    p_bench = sub.add_parser("bench", help="side-by-side speed ratios, e.g. `bench evaluators`")
+    p_bench.add_argument("what")
+    p_bench.add_argument("--seconds", type=float, default=8.0, help="time budget per measured arm")
+    p_chk = sub.add_parser("check", help="compare results (CSV or dir with table.csv) with a paper's reported table")
+    p_chk.add_argument("results", nargs="?", type=Path, help="CSV model,method,<benchmark>... or a dir holding table.csv")
+    p_chk.add_argument("--against", help="reported table, e.g. entropy-mechanism/table2")
+    p_chk.add_argument("--tolerance", action="append", help="points: 3 (every cell) or aime24=5; repeatable")
+    p_chk.add_argument("--export", metavar="TABLE", help="write the reported TABLE as a results CSV instead")
+    p_chk.add_argument("--out", type=Path, help="where check.json/.md (or the exported CSV) go")
+    if argv and argv[0] not in ("list", "run", "report", "eval", "bench", "check", "-h", "--help"):
+        p_fig = argparse.ArgumentParser(prog=f"python -m replicate {argv[0]}")
+        p_fig.add_argument("spec_id")
+        _add_run_options(p_fig)
+        args = p_fig.parse_args(argv)
+        args.command = "figure"
+    else:
+        args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            cmd_list(args)
+        elif args.command == "run":
+            from .specs import load_spec
+            cmd_reproduce(load_spec(args.spec), args)
+        elif args.command == "report":
+            cmd_report(args)
+        elif args.command == "eval":
+            cmd_eval(args)
+        elif args.command == "bench":
+            cmd_bench(args)
+        elif args.command == "check":
+            from .check import cli_check
+            return cli_check(args)
+        elif args.command == "figure":
+            from .specs import find_spec
+            cmd_reproduce(find_spec(args.spec_id), args)
+        else:
+            parser.print_help()
+            return 2
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished steps are in the run store: rerun with --resume to continue", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,169 @@
+"""Reproduce one spec: train (or reuse) every run, then analyse, draw and judge the claims."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from .analysis import ANALYSES
+from .claims import judge_claims, write_claims
+from .figures import render
+from .errors import UserError
+from .paths import code_fingerprint, digest, reference_dir, results_root, store_root
+from .runners import RUNNERS
+from .specs import RunConfig, Spec, deep_merge
+from .store import provenance
+
+
+def choose_seeds(spec_seeds: list[int], n: int | None) -> list[int]:
+    """--seeds N: the spec's first N seeds, or 0..N-1 when N exceeds the spec's list."""
+    if n is None:
+        return spec_seeds
+    return spec_seeds[:n] if n <= len(spec_seeds) else list(range(n))
+
+
+def plan(spec: Spec, scale: str, seeds: int | None, steps: int | None,
+         overrides: dict | None = None) -> tuple[dict[str, RunConfig], list[int]]:
+    """Every arm's config (scale preset, variant, then --steps and --set overrides) and the seeds to run."""
+    configs = spec.variant_configs(scale)
+    extra = deep_merge(overrides or {}, {"train": {"steps": steps}} if steps is not None else {})
+    if extra:
+        configs = {k: RunConfig.model_validate(deep_merge(c.model_dump(), extra)) for k, c in configs.items()}
+    return configs, choose_seeds(next(iter(configs.values())).seeds, seeds)
+
+
+def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, steps: int | None = None,
+              out: Path | None = None, store: Path | None = None, force=False, resume=False,
+              update_reference=False, overrides: dict | None = None, log=print) -> dict:
+    """Run (or reuse) every run of the spec, analyse, draw and judge its claims.
+
+    A run with the spec's defaults (seeds, steps, no overrides) is a full result, written to
+    results/<id>/<scale>/; anything else is a smoke run, written to results/<id>/<scale>-<digest>/, so it never
+    replaces a full result, and --update-reference refuses it.
+    """
+    scale = scale or spec.default_scale
+    requested = {"seeds": seeds, "steps": steps, "overrides": overrides or {}}
+    full = not any(requested.values())
+    if update_reference and not full:
+        raise UserError("--update-reference takes a full run only (the spec's seeds and steps, no --set); "
+                        "drop --seeds/--steps/--set")
+    out = Path(out or results_root() / spec.id / (scale if full else f"{scale}-{digest(requested, n=8)}"))
+    ensure_writable(out)
+    root = store_root(store)
+    t0 = time.time()
+    runner = RUNNERS[spec.runner]
+    if runner.trains:
+        configs, chosen = plan(spec, scale, seeds, steps, overrides)
+    else:
+        configs, chosen = {}, choose_seeds(spec.runner_params.get("seeds", [0, 1, 2]), seeds)
+    store_runs = runner.fn(spec, scale, configs, chosen, root, force=force, resume=resume, log=log)
+    runs = {v: {s: run.metrics() for s, run in by_seed.items()} for v, by_seed in store_runs.items()}
+    analysis = analyse(spec, runs)
+    paths = render(spec, runs, analysis, out, scale)
+    rows = judge_claims(spec.claims, analysis["per_seed"])
+    extra = {"kind": "full" if full else "smoke", "requested": requested,
+             "provenance": result_provenance(spec, configs, store_runs), "pooled": analysis["pooled"],
+             "per_seed": analysis["per_seed"], "wall_time_s": time.time() - t0}
+    write_claims(out, spec.id, scale, chosen, rows, extra)
+    remember(spec.id, out)
+    if update_reference:
+        ref = reference_dir() / spec.id
+        ref.mkdir(parents=True, exist_ok=True)
+        for f in [*paths, out / "claims.json", out / "claims.md"]:
+            shutil.copy2(f, ref / f.name)
+        log(f"reference result updated in {ref}")
+    return {"out": out, "claims": rows, "analysis": analysis, "runs": runs}
+
+
+def analyse(spec: Spec, runs: dict) -> dict:
+    analysis = {"per_seed": {}, "pooled": {}}
+    for name in spec.analyses:
+        res = ANALYSES[name](runs)
+        analysis["per_seed"].update(res["per_seed"])
+        for variant, vals in res["pooled"].items():
+            analysis["pooled"].setdefault(variant, {}).update(vals)
+    return analysis
+
+
+def ensure_writable(out: Path):
+    """Create the output directory before anything trains, or refuse in one line."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write results to {out}: {exc.strerror or exc}; pass --out DIR somewhere writable") from None
+
+
+def result_provenance(spec: Spec, configs: dict, store_runs: dict) -> dict:
+    """Where a result came from: the spec file and its hash, every run directory with its config hash, the
+    code fingerprint and the library versions."""
+    text = Path(spec.path).read_text() if spec.path and Path(spec.path).exists() else ""
+    runs = [{"variant": v, "seed": s, "dir": str(run.path), "steps": len(run.metrics()),
+             **({"config_digest": configs[v].digest()} if v in configs else {})}
+            for v, by_seed in store_runs.items() for s, run in by_seed.items()]
+    return {**provenance({}), "spec_file": spec.path, "spec_digest": digest(text), "runs": runs}
+
+
+def remember(spec_id: str, out: Path):
+    """A result written outside results/ (--out) is listed in results/<id>/elsewhere.txt, so list and report
+    find it."""
+    home = results_root() / spec_id
+    if home.resolve() in out.resolve().parents:
+        return
+    index = home / "elsewhere.txt"
+    known = index.read_text().split("\n") if index.exists() else []
+    if str(out.resolve()) not in known:
+        home.mkdir(parents=True, exist_ok=True)
+        with index.open("a") as fh:
+            fh.write(f"{out.resolve()}\n")
+
+
+def results_of(spec_id: str) -> list[dict]:
+    """Every result of a spec on disk: its claims.json payload plus `dir` and `origin` (result or reference)."""
+    index = results_root() / spec_id / "elsewhere.txt"
+    elsewhere = [Path(p) for p in index.read_text().split()] if index.exists() else []
+    found = []
+    for origin, base in (("result", results_root() / spec_id), ("reference", reference_dir() / spec_id),
+                         *(("result", p) for p in elsewhere)):
+        for f in base.glob("**/claims.json"):
+            try:
+                data = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            found.append({**data, "dir": f.parent, "origin": origin, "mtime": f.stat().st_mtime})
+    return found
+
+
+def best_result(spec_id: str) -> dict | None:
+    """The result to show: the newest full result of the current code, else the newest full one, else the
+    reference, else the newest smoke run (never a smoke run over a full one)."""
+    found = results_of(spec_id)
+    current = code_fingerprint()
+
+    def rank(r):
+        full, ref = r.get("kind", "full") == "full", r["origin"] == "reference"
+        fresh = r.get("provenance", {}).get("code_fingerprint") == current
+        return (full and not ref and fresh, full and not ref, ref, r["mtime"])
+    return max(found, key=rank) if found else None
+
+
+def describe(result: dict) -> str:
+    """One line: 'k/n replicated (full result | reference | smoke run: ...), stale code' for list and report."""
+    n_ok = sum(c["verdict"] == "replicated" for c in result["claims"])
+    if result["origin"] == "reference":
+        label = "reference"
+    elif result.get("kind", "full") == "full":
+        label = f"full result in {result['dir']}"
+    else:
+        req = result.get("requested", {})
+        label = f"smoke run (seeds {req.get('seeds')}, steps {req.get('steps')}, set {req.get('overrides')}) in {result['dir']}"
+    stale = result.get("provenance", {}).get("code_fingerprint") not in (None, code_fingerprint())
+    return f"{n_ok}/{len(result['claims'])} replicated ({label}){', made by other code' if stale else ''}"
+
+
+def last_result(spec_id: str) -> str:
+    result = best_result(spec_id)
+    return describe(result) if result else "not run"

@@ -1,0 +1,192 @@
+"""Matplotlib panels shared by all figures. Panels draw what analysis computed; they fit nothing."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+
+
+def _series(seeds: dict, key: str):
+    """Steps and a [seed, step] array of `key`, over the steps every seed logged it."""
+    per = [{m["step"]: m[key] for m in rows if key in m} for rows in seeds.values()]
+    steps = sorted(set.intersection(*(set(p) for p in per))) if per else []
+    return np.array(steps), np.array([[p[s] for s in steps] for p in per])
+
+
+def _band(ax, steps, values, color, label):
+    ax.plot(steps, values.mean(0), color=color, label=label)
+    if len(values) > 1:
+        ax.fill_between(steps, values.min(0), values.max(0), color=color, alpha=0.2, linewidth=0)
+
+
+def _legend_twin(ax, right, **kwargs):
+    """One legend for a panel with a second y axis."""
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], **kwargs)
+
+
+def panel_curves(ax, runs, analysis, title):
+    """Entropy (left axis) and validation accuracy (right axis) over steps; bands span the seeds."""
+    right = ax.twinx()
+    for i, (variant, seeds) in enumerate(runs.items()):
+        tag = "" if variant == "main" else f" ({variant})"
+        s, ent = _series(seeds, "entropy")
+        _band(ax, s, ent, COLORS[0 if len(runs) == 1 else i % len(COLORS)], "entropy" + tag)
+        s, acc = _series(seeds, "val_acc")
+        _band(right, s, acc, COLORS[1 if len(runs) == 1 else i % len(COLORS)], "val accuracy" + tag)
+        if len(runs) > 1:
+            right.lines[-1].set_linestyle("--")
+    ax.set_xlabel("RL step")
+    ax.set_ylabel("policy entropy (nats / token)")
+    right.set_ylabel("validation accuracy")
+    _legend_twin(ax, right, loc="center right", fontsize=8)
+    ax.set_title(title)
+
+
+def panel_law_fit(ax, runs, analysis, title):
+    """Validation accuracy vs entropy, one colour per seed, with the pooled fit R = -a·exp(H) + b."""
+    for i, (variant, seeds) in enumerate(runs.items()):
+        for j, (seed, rows) in enumerate(seeds.items()):
+            pts = [(m["entropy"], m["val_acc"]) for m in rows if "val_acc" in m]
+            h, r = np.array(pts).T
+            ax.scatter(h, r, s=10, alpha=0.6, color=COLORS[(i + j) % len(COLORS)], label=f"seed {seed}")
+        fit = analysis["pooled"].get(variant, {}).get("exp_law_fit")
+        if fit and np.isfinite(fit["a"]):
+            allh = np.concatenate([[m["entropy"] for m in rows if "val_acc" in m] for rows in seeds.values()])
+            grid = np.linspace(allh.min(), allh.max(), 100)
+            ax.plot(grid, -fit["a"] * np.exp(grid) + fit["b"], color="black",
+                    label=f"R = -{fit['a']:.3g}·exp(H) + {fit['b']:.3g}\nR² = {fit['r2']:.3f}, ceiling b-a = {fit['ceiling']:.3f}")
+    ax.invert_xaxis()
+    ax.set_xlabel("policy entropy H (decreasing →)")
+    ax.set_ylabel("validation accuracy R")
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+
+
+def _smoothed(seeds: dict, key: str, window: int):
+    """Steps and the seed-mean of a moving average of `key` (steps where a seed lacks it are skipped)."""
+    n = max(len(rows) for rows in seeds.values())
+    out = np.full((len(seeds), n), np.nan)
+    for i, rows in enumerate(seeds.values()):
+        raw = np.full(n, np.nan)
+        for r in rows:
+            if key in r:
+                raw[r["step"]] = r[key]
+        for t in range(n):
+            chunk = raw[max(0, t - window + 1):t + 1]
+            out[i, t] = np.nanmean(chunk) if np.isfinite(chunk).any() else np.nan
+    with warnings.catch_warnings():  # a step where no seed has the key is NaN on purpose
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.arange(n), np.nanmean(out, 0), out
+
+
+def panel_lemma_scatter(ax, runs, analysis, title):
+    """Predicted (-Cov) vs exact entropy change at one step size, per update kind, with the identity line."""
+    from .analysis.dynamics import SCATTER_ETA
+    rows = next(iter(next(iter(runs.values())).values()))
+    eta = min({r["eta"] for r in rows}, key=lambda e: abs(e - SCATTER_ETA))
+    lemma = next(iter(analysis["pooled"].values()))["lemma"]
+    for i, kind in enumerate(lemma):
+        pts = np.array([(r["predicted"], r["exact"]) for r in rows if r["update"] == kind and r["eta"] == eta])
+        ax.scatter(pts[:, 0], pts[:, 1], s=8, alpha=0.6, color=COLORS[i], label=f"{kind} (r = {lemma[kind]['corr']:.5f})")
+    lim = ax.get_xlim()
+    ax.plot(lim, lim, color="black", lw=0.8, label="identity")
+    ax.set_xlabel("predicted ΔH = -Cov(log π, Δz)")
+    ax.set_ylabel("exact ΔH")
+    ax.legend(fontsize=7)
+    ax.set_title(f"{title} (η = {eta:.0e})")
+
+
+def panel_lemma_error(ax, runs, analysis, title):
+    """Median absolute and relative error of the first-order prediction against the step size η."""
+    lemma = next(iter(analysis["pooled"].values()))["lemma"]
+    for i, (kind, s) in enumerate(lemma.items()):
+        ax.loglog(s["etas"], s["median_abs_error"], "o-", color=COLORS[i], label=f"{kind} |error| (slope {s['abs_error_slope']:.2f})")
+        ax.loglog(s["etas"], s["median_rel_error"], "s--", color=COLORS[i], alpha=0.6,
+                  label=f"{kind} relative (slope {s['rel_error_slope']:.2f})")
+    ax.set_xlabel("step size η")
+    ax.set_ylabel("median error of the prediction")
+    ax.legend(fontsize=6)
+    ax.set_title(title)
+
+
+def panel_lm_lemma_scatter(ax, runs, analysis, title):
+    """Measured vs predicted entropy change at response positions of a real LM after one SGD step."""
+    for i, (seed, rows) in enumerate(next(iter(runs.values())).items()):
+        pts = np.array([(r["predicted"], r["exact"]) for r in rows])
+        ax.scatter(pts[:, 0], pts[:, 1], s=6, alpha=0.5, color=COLORS[i % len(COLORS)], label=f"seed {seed}")
+    lo, hi = ax.get_xlim()
+    ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, label="identity")
+    corr = analysis["per_seed"].get("lm_corr", {}).get("main", [])
+    slope = analysis["per_seed"].get("lm_slope", {}).get("main", [])
+    if corr:
+        ax.text(0.03, 0.95, f"r = {np.mean(corr):.4f}, slope = {np.mean(slope):.3f} (mean over seeds)",
+                transform=ax.transAxes, fontsize=8, va="top")
+    ax.set_xlabel("predicted ΔH = -Cov(log π, Δz)")
+    ax.set_ylabel("measured ΔH")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title)
+
+
+def panel_cov_vs_entropy_change(ax, runs, analysis, title):
+    """The covariance term and -ΔH (fixed probe prompts) over steps; moving averages, bands over seeds."""
+    seeds = next(iter(runs.values()))
+    w = max(1, max(len(r) for r in seeds.values()) // 30)
+    steps, cov, allcov = _smoothed(seeds, "cov", w)
+    ax.plot(steps, cov, color=COLORS[0], label="covariance term")
+    ax.fill_between(steps, np.nanmin(allcov, 0), np.nanmax(allcov, 0), color=COLORS[0], alpha=0.2, lw=0)
+    right = ax.twinx()
+    neg = {s: [{**r, "neg_dH": -r["probe_delta_entropy"]} for r in rows if "probe_delta_entropy" in r]
+           for s, rows in seeds.items()}
+    steps, dh, alldh = _smoothed(neg, "neg_dH", w)
+    right.plot(steps, dh, color=COLORS[1], label="-ΔH (probe prompts)")
+    right.fill_between(steps, np.nanmin(alldh, 0), np.nanmax(alldh, 0), color=COLORS[1], alpha=0.2, lw=0)
+    right.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("RL step")
+    ax.set_ylabel("covariance")
+    right.set_ylabel("-ΔH per step")
+    _legend_twin(ax, right, fontsize=8, loc="upper right")
+    ax.set_title(f"{title} (moving average, {w} steps)")
+
+
+def panel_cov_by_accuracy(ax, runs, analysis, title):
+    """Covariance over steps for prompts whose group accuracy is 1/8, 4/8, 7/8 (smoothed, mean over seeds)."""
+    seeds = next(iter(runs.values()))
+    group = next(r["group_size"] for rows in seeds.values() for r in rows)
+    w = max(1, max(len(r) for r in seeds.values()) // 15)
+    for i, k in enumerate((1, group // 2, group - 1)):
+        steps, vals, _ = _smoothed(seeds, f"cov_acc_{k}", w)
+        ax.plot(steps, vals, color=COLORS[i], label=f"group accuracy {k}/{group}")
+    ax.set_xlabel("RL step")
+    ax.set_ylabel("covariance within the group")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{title} (moving average, {w} steps)")
+
+
+PANELS = {"curves": panel_curves, "law_fit": panel_law_fit, "lemma_scatter": panel_lemma_scatter,
+          "lemma_error": panel_lemma_error, "lm_lemma_scatter": panel_lm_lemma_scatter,
+          "cov_vs_entropy_change": panel_cov_vs_entropy_change, "cov_by_accuracy": panel_cov_by_accuracy}
+
+
+def render(spec, runs: dict, analysis: dict, out: Path, scale: str) -> list[Path]:
+    """Draw the spec's panels side by side; write <id>.png and <id>.pdf into `out`."""
+    n = len(spec.panels)
+    fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 4.6), squeeze=False)
+    for ax, panel in zip(axes[0], spec.panels):
+        PANELS[panel.kind](ax, runs, analysis, panel.title)
+    nseeds = max(len(s) for s in runs.values())
+    fig.suptitle(f"{spec.id} ({scale} scale, {nseeds} seeds): {spec.reproduces.split(':')[0]}", fontsize=9)
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{spec.id}.png", out / f"{spec.id}.pdf"]
+    for p in paths:
+        fig.savefig(p, dpi=130)
+    plt.close(fig)
+    return paths

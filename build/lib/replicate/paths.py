@@ -1,0 +1,71 @@
+"""Where things live: the project home (runs/ and results/), the specs, the committed references.
+
+The home is $REPLICATE_HOME, else the current directory: `runs/` (the run store) and `results/` sit under it,
+wherever the package was installed from. Specs ship inside the package (`replicate/experiments`, mapped from the
+checkout's `experiments/`); references (`figures/`) exist only in a source checkout.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+REPO = PACKAGE.parent  # the source checkout (meaningful only when figures/ sits beside the package)
+
+
+def home() -> Path:
+    return Path(os.environ.get("REPLICATE_HOME") or ".").expanduser()
+
+
+def store_root(root: str | Path | None = None) -> Path:
+    """The run store: --store, else $REPLICATE_STORE, else <home>/runs."""
+    return Path(root or os.environ.get("REPLICATE_STORE") or home() / "runs")
+
+
+def results_root() -> Path:
+    return home() / "results"
+
+
+def experiments_dir() -> Path:
+    """The specs: the checkout's experiments/ when running from source, else the installed package data."""
+    source = REPO / "experiments"
+    return source if source.is_dir() else PACKAGE / "experiments"
+
+
+def reference_dir() -> Path:
+    """Committed reference results (figures/ of the source checkout); may not exist after a plain install."""
+    return REPO / "figures"
+
+
+def digest(payload, n: int = 10) -> str:
+    """A short stable hash of a JSON-able payload (run keys, warm-up keys, study keys)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def derive_seed(seed: int, purpose: str, step: int = 0) -> int:
+    """An independent seed for one use (eval, probe, ...) of a run seed: every generator derives from the run seed."""
+    return int(hashlib.sha256(f"{seed}:{purpose}:{step}".encode()).hexdigest()[:15], 16)
+
+
+# Modules that only present, compare or dispatch results: changing them never changes what a run computes.
+PRESENTATION = {"cli.py", "__main__.py", "report.py", "figures.py", "claims.py", "check.py", "docs.py", "bench.py",
+                "benchmarks.py", "experiment.py", "paths.py", "errors.py", "analysis", "backends", "lmeval"}
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint() -> str:
+    """A hash of the code that produces runs: the sources of replicate/ and evaluators/ that affect training
+    (every module but the presentation ones), plus the torch and transformers versions. Part of every run and
+    warm-up key, so a run of other code is retrained, not reused."""
+    import torch
+    import transformers
+    h = hashlib.sha256(f"torch {torch.__version__} transformers {transformers.__version__}".encode())
+    for root in (PACKAGE, PACKAGE.parent / "evaluators"):
+        for f in sorted(root.rglob("*.py")):
+            rel = f.relative_to(root)
+            if not PRESENTATION & {rel.parts[0], f.name}:
+                h.update(str(rel).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:10]

@@ -1,0 +1,34 @@
+"""A markdown page of every figure and claims table: for each spec the result `list` shows (the newest full
+result of the current code, else a full one, else the reference, else a labelled smoke run)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .experiment import best_result, describe
+from .paths import results_root
+from .specs import all_specs, load_spec
+
+
+def write_report(out: Path | None = None) -> Path:
+    out = Path(out or results_root() / "REPORT.md")
+    lines = ["# replicate: results", ""]
+    specs = {load_spec(path).id: load_spec(path) for path in sorted(set(all_specs().values()))}
+    others = sorted(p.name for p in results_root().glob("*") if p.is_dir() and p.name not in specs
+                    and any(p.glob("**/claims.json")))  # results of spec files outside experiments/
+    for spec_id in [*specs, *others]:
+        spec = specs.get(spec_id)
+        lines += [f"## {spec_id}: {spec.reproduces if spec else '(a spec outside experiments/)'}", ""]
+        result = best_result(spec_id)
+        if result is None:
+            lines += [f"Not run yet: `python -m replicate {spec_id}`.", ""]
+            continue
+        res = Path(result["dir"])
+        png = res / f"{spec_id}.png"
+        if png.exists():
+            lines += [f"![{spec_id}]({os.path.relpath(png, out.parent)})", ""]
+        lines += [f"Showing: {describe(result)}.", ""]
+        lines += [(res / "claims.md").read_text().split("\n", 2)[2].split("\n```json")[0], ""]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    return out

@@ -1,0 +1,177 @@
+"""Sampling: KV-cached generation, verifier scores, the typed rollout batch, and avg@k evaluation.
+
+Every tensor and generator lives on the policy's device; the batch carries the temperature it was sampled at,
+so log-probs computed from it always match the sampler.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from .models import cache_kwarg, response_logprobs
+from .tasks import Problem
+
+
+@dataclass
+class RolloutBatch:
+    """One step's rollout: rows are responses, grouped by prompt (`index` = group id of each row)."""
+    problems: list[Problem]
+    index: list[int]
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    responses: torch.Tensor
+    response_mask: torch.Tensor
+    scores: torch.Tensor
+    temperature: float
+    gen_batches: int = 1          # generation batches used (dynamic sampling may need several)
+    groups_short: int = 0         # groups missing when dynamic sampling ran out of batches
+    train_acc: float | None = None  # mean score over every generated row (kept or filtered)
+
+    def __len__(self):
+        return len(self.problems)
+
+    def rows(self, idx: torch.Tensor) -> "RolloutBatch":
+        """The sub-batch of the given row indices (for mini- and micro-batches)."""
+        ix = idx.tolist()
+        return replace(self, problems=[self.problems[i] for i in ix], index=[self.index[i] for i in ix],
+                       prompt_ids=self.prompt_ids[idx], prompt_mask=self.prompt_mask[idx],
+                       responses=self.responses[idx], response_mask=self.response_mask[idx], scores=self.scores[idx])
+
+    def logprobs(self, model, with_entropy: bool = False):
+        """log π(y_t | prefix) under `model` at the sampling temperature (and the entropy H_t if asked)."""
+        return response_logprobs(model, self.prompt_ids, self.prompt_mask, self.responses, self.temperature,
+                                 with_entropy)
+
+    def groups(self) -> list[list[int]]:
+        """Row indices of each group, in order of first appearance."""
+        out: dict[int, list[int]] = {}
+        for i, g in enumerate(self.index):
+            out.setdefault(g, []).append(i)
+        return list(out.values())
+
+
+def encode_prompts(tokenizer, prompts: list[str], device=None):
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+
+def make_generator(seed: int, device) -> torch.Generator:
+    """A torch generator on `device` (torch.multinomial needs the generator where the probabilities are)."""
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+@torch.no_grad()
+def generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, eos_id, pad_id, generator=None):
+    """Sample responses token by token with a KV cache. temperature 0 is greedy.
+
+    Returns responses [B, T] (pad after EOS) and the response mask (1 up to and including EOS).
+    """
+    pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    key = cache_kwarg(model)
+    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=True)
+    attn, next_pos = prompt_mask, pos[:, -1:] + 1
+    done = torch.zeros(prompt_ids.shape[0], dtype=torch.bool, device=prompt_ids.device)
+    tokens, valid = [], []
+    for _ in range(max_new_tokens):
+        logits = out.logits[:, -1, :].float()
+        if temperature == 0:
+            nxt = logits.argmax(-1)
+        else:
+            probs = torch.softmax(logits / temperature, dim=-1)
+            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        valid.append(~done)
+        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+        tokens.append(nxt)
+        done = done | (nxt == eos_id)
+        if done.all():
+            break
+        attn = torch.cat([attn, torch.ones_like(nxt[:, None])], dim=1)
+        out = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True,
+                    **{key: _cache_of(out)})
+        next_pos = next_pos + 1
+    return torch.stack(tokens, 1), torch.stack(valid, 1).float()
+
+
+def _cache_of(out):
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def score_responses(tokenizer, task, responses, response_mask, problems) -> list[float]:
+    finished = (responses == tokenizer.eos_token_id).any(dim=1).tolist()
+    texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+    if hasattr(task, "reward_batch"):  # e.g. Math-Verify in a worker pool
+        return task.reward_batch(texts, problems, finished)
+    return [task.reward(t, p, f) for t, p, f in zip(texts, problems, finished)]
+
+
+def sample_batch(policy, tok, task, problems, group_size, temperature, max_new_tokens, gen) -> RolloutBatch:
+    """group_size responses to each problem, scored by the task's verifier."""
+    device = next(policy.parameters()).device
+    rows = [p for p in problems for _ in range(group_size)]
+    ids, pmask = encode_prompts(tok, [p.prompt for p in rows], device)
+    resp, rmask = generate(policy, ids, pmask, max_new_tokens, temperature, tok.eos_token_id, tok.pad_token_id, gen)
+    scores = torch.tensor(score_responses(tok, task, resp, rmask, rows), device=device)
+    return RolloutBatch(rows, [i // group_size for i in range(len(rows))], ids, pmask, resp, rmask, scores,
+                        temperature, train_acc=scores.mean().item())
+
+
+@torch.no_grad()
+def rollout(policy, tok, task, ro, shard, py_rng, gen) -> RolloutBatch:
+    """Sample this process's share of prompts, ro.group_size responses each, and score them.
+
+    With ro.filter_groups (DAPO's dynamic sampling), groups whose scores are all equal (zero advantage) are
+    dropped and more batches are generated, up to ro.max_gen_batches, until the step has its number of groups;
+    a step that runs out reports how many groups it is short (`groups_short`) and trains on the groups it has.
+    `train_acc` is the mean score of every generated row.
+    """
+    def draw():
+        return sample_batch(policy, tok, task, task.sample(ro.prompts_per_step, py_rng)[shard], ro.group_size,
+                            ro.temperature, ro.max_new_tokens, gen)
+    batch = draw()
+    if not ro.filter_groups:
+        return batch
+    want, kept, seen, n = len(batch.groups()), [], [], 1
+    while True:
+        seen.append(batch.scores)
+        kept += [batch.rows(torch.tensor(g)) for g in batch.groups() if batch.scores[g].min() != batch.scores[g].max()]
+        if len(kept) >= want or n >= ro.max_gen_batches:
+            break
+        batch, n = draw(), n + 1
+    acc = torch.cat(seen).mean().item()
+    if not kept:  # nothing informative in max_gen_batches batches: the last batch (zero advantages)
+        return replace(batch, gen_batches=n, groups_short=want, train_acc=acc)
+    return replace(_concat(kept[:want], tok.pad_token_id, ro.group_size), gen_batches=n,
+                   groups_short=max(0, want - len(kept)), train_acc=acc)
+
+
+def _concat(groups: list[RolloutBatch], pad_id: int, group_size: int) -> RolloutBatch:
+    """Stack groups sampled in different batches (their prompt and response widths may differ)."""
+    def stack(key, fill, left):
+        parts = [getattr(g, key) for g in groups]
+        width = max(p.shape[1] for p in parts)
+        out = torch.full((sum(len(p) for p in parts), width), fill, dtype=parts[0].dtype, device=parts[0].device)
+        row = 0
+        for p in parts:
+            if left:
+                out[row:row + len(p), width - p.shape[1]:] = p
+            else:
+                out[row:row + len(p), :p.shape[1]] = p
+            row += len(p)
+        return out
+    problems = [p for g in groups for p in g.problems]
+    return RolloutBatch(problems, [i // group_size for i in range(len(problems))], stack("prompt_ids", pad_id, True),
+                        stack("prompt_mask", 0, True), stack("responses", pad_id, False),
+                        stack("response_mask", 0, False), torch.cat([g.scores for g in groups]), groups[0].temperature)
+
+
+@torch.no_grad()
+def avg_at_k(model, tokenizer, task, problems, k, temperature, max_new_tokens, generator, batch_size=256) -> float:
+    """avg@k accuracy: k samples per problem at `temperature` (k=1 at temperature 0 is greedy)."""
+    scores = []
+    for start in range(0, len(problems), batch_size):
+        batch = sample_batch(model, tokenizer, task, problems[start:start + batch_size], k, temperature,
+                             max_new_tokens, generator)
+        scores += batch.scores.tolist()
+    return sum(scores) / len(scores)

@@ -1,0 +1,19 @@
+"""Verifiable tasks by name: synthetic ones for the tiny tier."""
+from __future__ import annotations
+
+from ..errors import UserError
+from .arithmetic import AdditionTask
+from .base import Problem
+from .countdown import CountdownTask
+from .math_data import MathTask
+
+TASKS = {"addition": AdditionTask, "countdown": CountdownTask, "math": MathTask}
+
+
+def make_task(name: str, **params):
+    if name not in TASKS:
+        raise UserError(f"unknown task {name!r}; choose one of {', '.join(sorted(TASKS))}")
+    return TASKS[name](**params)
+
+
+__all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "CountdownTask", "MathTask"]

@@ -1,0 +1,266 @@
+"""The RL loop on accelerate, read top to bottom: validate, rollout, rewards, advantages, PPO updates, metrics.
+
+The same loop runs on a laptop CPU and under `accelerate launch` on GPUs (prompts are sharded by process).
+Sampling lives in rollout.py, models and the critic in models.py, every formula in algorithms/.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import random
+import time
+from dataclasses import dataclass
+
+import torch
+from accelerate import Accelerator
+
+from .algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covariance_by_accuracy, kl_penalty, masked_mean,
+                         token_covariance, token_rewards, value_loss)
+from .models import Critic
+from .paths import derive_seed
+from .rollout import avg_at_k, make_generator, rollout
+from .store import Run
+from .tasks import make_task
+from .warmup import base_policy
+
+
+@dataclass
+class Learner:
+    """Everything one run trains and samples with (set up once, restored from a checkpoint on resume)."""
+    accelerator: Accelerator
+    model: torch.nn.Module        # as prepared by accelerate (may be wrapped)
+    policy: torch.nn.Module       # the unwrapped model: sampling, checkpoints
+    optimizer: torch.optim.Optimizer
+    tok: object
+    task: object
+    ref_model: torch.nn.Module | None
+    critic: torch.nn.Module | None
+    critic_opt: torch.optim.Optimizer | None
+    py_rng: random.Random
+    gen: torch.Generator
+
+
+def setup(config, seed: int, store_root, run: Run, log=print) -> Learner:
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with=_trackers(), project_dir=str(run.path))
+    torch.manual_seed(seed)
+    model, tok = base_policy(config, store_root, seed, log=log)
+    alg, opt = config.algorithm, config.train.optimizer
+    extra = {"betas": opt.betas} if opt.name == "adamw" else {}
+    optimizer = (torch.optim.AdamW if opt.name == "adamw" else torch.optim.SGD)(
+        model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay, **extra)
+    ref_model = copy.deepcopy(model).eval() if (alg.kl_loss_coef or alg.kl_in_reward_coef) else None
+    critic = critic_opt = None
+    if alg.advantage == "gae":
+        critic = Critic(copy.deepcopy(model))
+        critic_opt = torch.optim.AdamW(critic.parameters(), lr=alg.critic_lr)
+        critic, critic_opt = accelerator.prepare(critic, critic_opt)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if ref_model is not None:
+        ref_model = ref_model.to(accelerator.device)
+    return Learner(accelerator, model, accelerator.unwrap_model(model), optimizer, tok,
+                   make_task(config.task.name, **config.task.params), ref_model, critic, critic_opt,
+                   random.Random(seed), make_generator(seed * 1000 + accelerator.process_index, accelerator.device))
+
+
+def restore(lr: Learner, run: Run, resume: bool, log=print) -> int:
+    """The step to start from: the checkpoint's with --resume (metrics after it are dropped), else 0."""
+    state = run.load_checkpoint() if resume else None
+    if state is None:
+        if resume or not run.started:
+            run.reset()
+        return 0
+    lr.policy.load_state_dict(state["model"])
+    lr.optimizer.load_state_dict(state["optimizer"])
+    if lr.critic is not None:
+        lr.accelerator.unwrap_model(lr.critic).load_state_dict(state["critic"])
+        lr.critic_opt.load_state_dict(state["critic_optimizer"])
+    lr.py_rng.setstate(state["rng"]["python"])
+    lr.gen.set_state(state["rng"]["torch"])
+    torch.set_rng_state(state["rng"]["torch_global"])
+    run.truncate_metrics(state["step"])
+    log(f"resuming {run.path.name} at step {state['step']}")
+    return state["step"]
+
+
+def train(run: Run, config, seed: int, store_root, resume: bool = False, progress=None, log=print) -> list[dict]:
+    """Train one run to completion, writing metrics.jsonl line by line and checkpoints as it goes."""
+    lr = setup(config, seed, store_root, run, log)
+    alg, ro, tr, ev = config.algorithm, config.rollout, config.train, config.eval
+    start = restore(lr, run, resume, log)
+    run.begin(config, seed, {"seed": seed, "num_processes": lr.accelerator.num_processes})
+    lr.accelerator.init_trackers(run.path.name)
+    n_local = ro.prompts_per_step // lr.accelerator.num_processes
+    shard = slice(lr.accelerator.process_index * n_local, (lr.accelerator.process_index + 1) * n_local)
+    val_problems = lr.task.validation[:ev.n_prompts]
+    probe_problems = lr.task.validation[-tr.probe_prompts:] if tr.probe_prompts else []
+    t0 = time.time()
+    for step in range(start, tr.steps):
+        metrics = {"step": step}
+        lr.policy.eval()
+        # -- validation of the policy about to be updated (so val_acc pairs with this step's entropy)
+        if step % ev.every == 0 or step == tr.steps - 1:
+            metrics["val_acc"] = avg_at_k(lr.policy, lr.tok, lr.task, val_problems, ev.k, ev.temperature,
+                                          ro.max_new_tokens, make_generator(derive_seed(seed, "eval", step), lr.accelerator.device))
+        # -- rollout: group_size samples of each prompt, scored by the verifier
+        batch = rollout(lr.policy, lr.tok, lr.task, ro, shard, lr.py_rng, lr.gen)
+        mask = batch.response_mask
+        rewards = token_rewards(batch.scores, mask)
+        with torch.no_grad():
+            old_log_prob, entropy = batch.logprobs(lr.policy, with_entropy=True)
+            ref_log_prob = batch.logprobs(lr.ref_model)[0] if lr.ref_model is not None else None
+            old_values = lr.critic(batch.prompt_ids, batch.prompt_mask, batch.responses) * mask if lr.critic else None
+        if alg.kl_in_reward_coef:
+            rewards = rewards - alg.kl_in_reward_coef * kl_penalty(old_log_prob, ref_log_prob, alg.kl_in_reward_type) * mask
+        # -- advantages (GAE bootstraps from the critic's values of the response states)
+        extra = {"values": old_values} if old_values is not None else {}
+        advantages, returns = ADVANTAGES[alg.advantage](rewards, mask, batch.index, **alg.advantage_params, **extra)
+        probe = probe_states(lr, probe_problems, ro, seed, step) if probe_problems else None
+        # -- PPO updates over mini-batches of whole groups
+        lr.policy.train()
+        update_stats = ppo_update(lr, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns)
+        # -- metrics of this step (rollout statistics are of the pre-update policy)
+        metrics.update(rollout_metrics(batch, old_log_prob, entropy, advantages))
+        if probe is not None:
+            metrics.update(entropy_change(lr, batch, entropy, probe))
+        metrics.update(mean_stats(update_stats))
+        metrics = _reduce(lr.accelerator, metrics)
+        metrics["wall_time"] = time.time() - t0
+        if lr.accelerator.is_main_process:
+            run.append_metrics(metrics)
+        lr.accelerator.log({k: v for k, v in metrics.items() if k != "step"}, step=step)
+        if (step + 1) % tr.checkpoint_every == 0 and step + 1 < tr.steps and lr.accelerator.is_main_process:
+            run.save_checkpoint(checkpoint(lr, step + 1))
+        if progress is not None:
+            progress(step, metrics)
+    finish(lr, run)
+    return run.metrics()
+
+
+def ppo_update(lr: Learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns) -> list:
+    """ppo_epochs × ppo_mini_batches optimizer steps, each over whole groups; the critic steps alongside."""
+    alg, tr = config.algorithm, config.train
+    loss_fn = POLICY_LOSSES[alg.policy_loss]
+    params = dict(alg.policy_loss_params)
+    if "generator" in inspect.signature(loss_fn).parameters:
+        params["generator"] = lr.gen
+    micro = 1 if (loss_fn.selects_tokens and alg.cov_scope == "batch") else tr.micro_batches
+    stats = []
+    for _epoch in range(tr.ppo_epochs):
+        for mb in mini_batches(batch, tr.ppo_mini_batches):
+            lr.optimizer.zero_grad()
+            for rows in mb.chunk(micro):
+                sub, m = batch.rows(rows), batch.response_mask[rows]
+                log_prob, ent = sub.logprobs(lr.model, with_entropy=bool(alg.entropy_coeff))
+                pg_loss, s = loss_fn(old_log_prob[rows], log_prob, advantages[rows], m,
+                                     loss_agg_mode=alg.loss_agg_mode, **params)
+                loss = pg_loss
+                if alg.entropy_coeff:
+                    loss = loss - alg.entropy_coeff * agg_loss(ent, m, alg.loss_agg_mode)
+                if alg.kl_loss_coef:
+                    kl = agg_loss(kl_penalty(log_prob, ref_log_prob[rows], alg.kl_loss_type), m, alg.loss_agg_mode)
+                    loss, s["kl_loss"] = loss + alg.kl_loss_coef * kl, kl.item()
+                lr.accelerator.backward(loss / len(mb.chunk(micro)))
+                stats.append({**s, "pg_loss": pg_loss.item(), "loss": loss.item()})
+            stats[-1]["grad_norm"] = float(lr.accelerator.clip_grad_norm_(lr.model.parameters(), tr.grad_clip))
+            lr.optimizer.step()
+            if lr.critic is not None:
+                stats[-1]["vf_loss"] = critic_step(lr, config, batch.rows(mb), old_values[mb], returns[mb])
+    return stats
+
+
+def mini_batches(batch, n: int) -> list[torch.Tensor]:
+    """Row indices of n mini-batches with equal numbers of whole groups (a remainder of groups is left out)."""
+    groups = batch.groups()
+    n = min(n, len(groups))
+    per = len(groups) // n
+    return [torch.tensor([i for g in groups[j * per:(j + 1) * per] for i in g]) for j in range(n)]
+
+
+def critic_step(lr: Learner, config, sub, old_values, returns) -> float:
+    lr.critic_opt.zero_grad()
+    values = lr.critic(sub.prompt_ids, sub.prompt_mask, sub.responses)
+    loss = value_loss(values, old_values, returns, sub.response_mask, cliprange_value=config.algorithm.cliprange_value)
+    lr.accelerator.backward(loss)
+    lr.accelerator.clip_grad_norm_(lr.critic.parameters(), config.train.grad_clip)
+    lr.critic_opt.step()
+    return loss.item()
+
+
+def rollout_metrics(batch, old_log_prob, entropy, advantages) -> dict:
+    mask = batch.response_mask
+    return {
+        "entropy": masked_mean(entropy, mask).item(),
+        "train_acc": batch.train_acc,
+        "cov": masked_mean(token_covariance(old_log_prob, advantages, mask), mask).item(),
+        "response_length": mask.sum(-1).mean().item(),
+        "gen_batches": batch.gen_batches,
+        "groups_short": batch.groups_short,
+        "group_size": len(batch.groups()[0]),
+        **covariance_by_accuracy(old_log_prob, advantages, mask, batch.scores, batch.groups()),
+    }
+
+
+def mean_stats(update_stats: list[dict]) -> dict:
+    """Each update statistic averaged over the updates that logged it."""
+    keys = dict.fromkeys(k for s in update_stats for k in s)
+    return {k: sum(s[k] for s in update_stats if k in s) / sum(k in s for s in update_stats) for k in keys}
+
+
+@torch.no_grad()
+def probe_states(lr: Learner, problems, ro, seed: int, step: int):
+    """One response per fixed probe prompt, sampled now; its per-token entropy before the update."""
+    from .rollout import sample_batch
+    probe = sample_batch(lr.policy, lr.tok, lr.task, problems, 1, ro.temperature, ro.max_new_tokens,
+                         make_generator(derive_seed(seed, "probe", step), lr.accelerator.device))
+    return probe, probe.logprobs(lr.policy, with_entropy=True)[1]
+
+
+@torch.no_grad()
+def entropy_change(lr: Learner, batch, entropy_before, probe) -> dict:
+    """The exact entropy change of this step's update on its own rollout states and on the probe states."""
+    lr.policy.eval()
+    after = batch.logprobs(lr.policy, with_entropy=True)[1]
+    probe_batch, probe_before = probe
+    probe_after = probe_batch.logprobs(lr.policy, with_entropy=True)[1]
+    pm = probe_batch.response_mask
+    return {"delta_entropy": masked_mean(after - entropy_before, batch.response_mask).item(),
+            "probe_entropy": masked_mean(probe_before, pm).item(),
+            "probe_delta_entropy": masked_mean(probe_after - probe_before, pm).item()}
+
+
+def checkpoint(lr: Learner, next_step: int) -> dict:
+    state = {"model": lr.policy.state_dict(), "optimizer": lr.optimizer.state_dict(), "step": next_step,
+             "rng": {"python": lr.py_rng.getstate(), "torch": lr.gen.get_state(),
+                     "torch_global": torch.get_rng_state()}}
+    if lr.critic is not None:
+        state.update(critic=lr.accelerator.unwrap_model(lr.critic).state_dict(),
+                     critic_optimizer=lr.critic_opt.state_dict())
+    return state
+
+
+def finish(lr: Learner, run: Run):
+    lr.accelerator.end_training()
+    if lr.accelerator.is_main_process:
+        run.finish()
+        run.checkpoint_file.unlink(missing_ok=True)
+        lr.policy.save_pretrained(run.path / "model")
+        lr.tok.save_pretrained(run.path / "model")
+
+
+def _reduce(accelerator, metrics: dict) -> dict:
+    """Average metrics over processes (a no-op on one process)."""
+    if accelerator.num_processes == 1:
+        return metrics
+    from accelerate.utils import gather_object
+    parts = gather_object([metrics])  # keys may differ by process (accuracy buckets present on each)
+    keys = dict.fromkeys(k for part in parts for k in part if k != "step")
+    return {"step": metrics["step"],
+            **{k: sum(p[k] for p in parts if k in p) / sum(k in p for p in parts) for k in keys}}
+
+
+def _trackers():
+    try:
+        import tensorboard  # noqa: F401
+        return "tensorboard"
+    except ImportError:
+        return None
