@@ -8,10 +8,11 @@ from pathlib import Path
 
 from .analysis import ANALYSES
 from .claims import judge_claims, write_claims
+from .errors import UserError
 from .figures import render
 from .paths import reference_dir, results_root, store_root
 from .runners import RUNNERS
-from .specs import RunConfig, Spec, deep_merge
+from .specs import RunConfig, Spec, apply_overrides
 
 
 def choose_seeds(spec_seeds: list[int], n: int | None) -> list[int]:
@@ -21,24 +22,27 @@ def choose_seeds(spec_seeds: list[int], n: int | None) -> list[int]:
     return spec_seeds[:n] if n <= len(spec_seeds) else list(range(n))
 
 
-def plan(spec: Spec, scale: str, seeds: int | None, steps: int | None) -> tuple[dict[str, RunConfig], list[int]]:
-    configs = spec.variant_configs(scale)
+def plan(spec: Spec, scale: str, seeds: int | None, steps: int | None,
+         overrides: dict | None = None) -> tuple[dict[str, RunConfig], list[int]]:
+    """Every arm's config (scale preset, variant, then --set overrides and --steps) and the seeds to run."""
+    configs = {k: apply_overrides(c, overrides or {}) for k, c in spec.variant_configs(scale).items()}
     if steps is not None:
-        configs = {k: RunConfig.model_validate(deep_merge(c.model_dump(), {"train": {"steps": steps}}))
-                   for k, c in configs.items()}
+        configs = {k: apply_overrides(c, {"train": {"steps": steps}}, "--steps:") for k, c in configs.items()}
     return configs, choose_seeds(next(iter(configs.values())).seeds, seeds)
 
 
 def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, steps: int | None = None,
               out: Path | None = None, store: Path | None = None, force=False, resume=False,
-              update_reference=False, log=print) -> dict:
+              update_reference=False, log=print, overrides: dict | None = None) -> dict:
     scale = scale or spec.default_scale
     root = store_root(store)
     t0 = time.time()
     runner = RUNNERS[spec.runner]
     if runner.trains:
-        configs, chosen = plan(spec, scale, seeds, steps)
+        configs, chosen = plan(spec, scale, seeds, steps, overrides)
     else:
+        if overrides:
+            raise UserError(f"{spec.id} trains nothing (runner {spec.runner}); --set applies to training configs only")
         configs, chosen = {}, choose_seeds(spec.runner_params.get("seeds", [0, 1, 2]), seeds)
     runs = runner.fn(spec, scale, configs, chosen, root, force=force, resume=resume, log=log)
     analysis = {"per_seed": {}, "pooled": {}}
