@@ -154,7 +154,7 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt as exc:
         msg = str(exc) if isinstance(exc, Interrupted) else \
-            "interrupted; finished steps are in the run store: rerun with --resume to continue"
+            "interrupted while no run was training; finished runs are kept in the run store"
         print(msg, file=sys.stderr)
         return 130
 

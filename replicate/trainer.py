@@ -100,13 +100,20 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
         run.begin(config, seed, {"seed": seed, "num_processes": lr.accelerator.num_processes})
         lr.accelerator.init_trackers(run.path.name)
         train_steps(lr, run, config, seed, start, progress)
-    except KeyboardInterrupt as exc:
-        if isinstance(exc, Interrupted) or run.started:
-            raise
-        raise Interrupted(f"interrupted before the first RL step of {run.path.name}: no step of it was saved "
-                          "(a finished warm-up is cached)") from None
+    except KeyboardInterrupt:
+        raise interrupted(run) from None
     finish(lr, run, config.train.steps)
     return run.metrics()
+
+
+def interrupted(run: Run) -> Interrupted:
+    """Ctrl-C during a run, saying truthfully what of it is saved."""
+    rows = run.metrics(torn_ok=True) if run.started else []
+    if not rows:
+        return Interrupted(f"interrupted before the first RL step of {run.path.name}: no step of it was saved "
+                           "(a warm-up is cached once it completes; finished runs are kept)")
+    return Interrupted(f"interrupted; {run.path.name} has {len(rows)} finished step(s) in the run store: rerun "
+                       "with --resume to continue it from its last checkpoint")
 
 
 def train_steps(lr: Learner, run: Run, config, seed: int, start: int, progress=None):

@@ -137,7 +137,7 @@ def test_torn_last_metrics_line_is_dropped_on_resume(finished, warm_store, tmp_p
         if step == 4:
             raise KeyboardInterrupt
     run = Run(tmp_path / "cut")
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="has 5 finished step"):
         train(run, cfg, 0, warm_store, progress=crash, **QUIET)
     with run.metrics_file.open("a") as fh:  # a kill -9 in the middle of writing step 5's line
         fh.write('{"step": 5, "entropy": 0.3')
