@@ -6,43 +6,104 @@ results table is written next to the model: <run>/eval/ for a run, results/eval/
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from evaluators.lmeval import BENCHMARKS
 
 from .errors import UserError
 from .paths import results_root
 
 
-def _load(model: str):
+# synthetic lm-eval task -> (the run-store task it scores, its default params for a model without a run)
+SYNTHETIC_TASKS = {"tiny_addition": ("addition", {"digits": [2], "holdout": 256}),
+                   "tiny_countdown": ("countdown", {"operands": 3, "holdout": 256})}
+
+
+def run_dir_of(model: str) -> Path | None:
+    """The run directory `model` names, or None for a model dir/.gguf/hub id; an unfinished run is an error."""
+    path = Path(model).expanduser()
+    if (path / "model").is_dir():
+        return path
+    if (path / "config.json").exists() and (path / "metrics.jsonl").exists():
+        raise UserError(f"run {path} is not finished (no model/ yet); finish it with --resume, or pass a finished run")
+    return None
+
+
+def _load(model: str, run_dir: Path | None):
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
     from .models import load_pretrained
-    path = Path(model).expanduser()
-    if (path / "model").is_dir():  # a run directory of the store
-        run_dir, path = path, path / "model"
-    else:
-        run_dir = None
-    if path.is_dir() and (path / "tokenizer.json").exists() and run_dir is not None:
-        tok = PreTrainedTokenizerFast.from_pretrained(path)
+    if run_dir is not None:
+        tok = PreTrainedTokenizerFast.from_pretrained(run_dir / "model")
         tok.padding_side = "left"
-        return AutoModelForCausalLM.from_pretrained(path).eval(), tok, run_dir
-    model_obj, tok = load_pretrained(str(path) if path.exists() else model)
-    return model_obj.eval(), tok, None
+        return AutoModelForCausalLM.from_pretrained(run_dir / "model").eval(), tok
+    path = Path(model).expanduser()
+    model_obj, tok = load_pretrained(str(path) if path.exists() else model, what="--model (a run directory, "
+                                     "a model dir/.gguf or a hub id)")
+    return model_obj.eval(), tok
 
 
-def _tiny_task_file(run_dir: Path | None, folder: Path) -> Path:
-    """The tiny tier's held-out addition problems as JSONL (the run's own task settings when known)."""
+def _run_task(run_dir: Path | None) -> dict | None:
+    """The task section of a run's config.json (None for a model without a run)."""
+    if run_dir is None or not (run_dir / "config.json").exists():
+        return None
+    try:
+        return json.loads((run_dir / "config.json").read_text()).get("task")
+    except (json.JSONDecodeError, AttributeError):
+        raise UserError(f"{run_dir / 'config.json'} is not a run config (corrupt?); retrain the run with --force") from None
+
+
+def check_synthetic(tasks: list[str], run_task: dict | None):
+    """A run scored on another task's synthetic set would score a silent 0.0: refuse, naming the right one."""
+    if run_task is None:
+        return
+    mine = next((t for t, (name, _) in SYNTHETIC_TASKS.items() if name == run_task.get("name")), None)
+    for t in tasks:
+        if t in SYNTHETIC_TASKS and SYNTHETIC_TASKS[t][0] != run_task.get("name"):
+            fix = f"use --tasks {mine}" if mine else "score it on a math benchmark instead"
+            raise UserError(f"the run trained on {run_task.get('name')!r}, not {SYNTHETIC_TASKS[t][0]!r}; {fix}")
+
+
+def _synthetic_task_file(name: str, run_task: dict | None, folder: Path) -> Path:
+    """A tiny task's held-out problems as JSONL (the run's own task settings when known)."""
     from .tasks import make_task
-    params = {"digits": [2], "holdout": 256}
-    if run_dir is not None and (run_dir / "config.json").exists():
-        cfg = json.loads((run_dir / "config.json").read_text())
-        if cfg.get("task", {}).get("name") == "addition":
-            params = cfg["task"]["params"]
-    task = make_task("addition", **params)
-    path = folder / "tiny_addition.jsonl"
-    path.write_text("".join(json.dumps({"problem": p.prompt, "answer": p.answer, "_raw_prompt": True}) + "\n"
-                            for p in task.validation))
+    task_name, params = SYNTHETIC_TASKS[name]
+    if run_task is not None and run_task.get("name") == task_name:
+        params = run_task.get("params", {})
+    task = make_task(task_name, **params)
+    path = folder / f"{name}.jsonl"
+    path.write_text("".join(json.dumps({"problem": p.prompt, "answer": p.answer, "_raw_prompt": True,
+                                        "_verifier": task_name}) + "\n" for p in task.validation))
     return path
+
+
+def check_hub(tasks: list[str], timeout_s: float = 5.0):
+    """Fail fast, in one line, when the hub the benchmarks come from cannot be reached (before any model loads
+    and before the hub client's retries). Skipped when the hub client is told to work offline from its cache."""
+    import socket
+    from urllib.parse import urlparse
+    if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE"):
+        return
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach {url.hostname} for {', '.join(t for t in tasks if t in BENCHMARKS)} "
+                        f"({exc.strerror or type(exc).__name__}); pass --data-dir with local <task>.jsonl files") from None
+
+
+def _looks_offline(exc: BaseException) -> bool:
+    """True when exc (or its cause) is a network / hub failure rather than a bug."""
+    words = ("connect", "offline", "resolve", "network", "timeout", "timed out", "hub", "internet", "unreachable",
+             "couldn't reach", "not found on the hub", "datasetnotfound", "hfhub")
+    while exc is not None:
+        text = f"{type(exc).__module__}.{type(exc).__name__}: {exc}".lower()
+        if isinstance(exc, (ConnectionError, TimeoutError)) or any(w in text for w in words):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def run_eval(model: str, tasks: list[str], k: int = 1, temperature: float = 0.0, data_dir: Path | None = None,
@@ -57,14 +118,21 @@ def run_eval(model: str, tasks: list[str], k: int = 1, temperature: float = 0.0,
         raise UserError(f"unknown eval task(s) {', '.join(unknown)}; choose from {', '.join([*BENCHMARKS, *SYNTHETIC])}")
     if k > 1 and temperature == 0:
         raise UserError("avg@k with k > 1 needs sampling: pass --temperature (the entropy paper uses 0.6 for AIME/AMC)")
-    model_obj, tok, run_dir = _load(model)
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise UserError(f"--data-dir {data_dir} is not a directory; pass the folder holding <task>.jsonl files")
+    if data_dir is None and any(t in BENCHMARKS for t in tasks):
+        check_hub(tasks)
+    run_dir = run_dir_of(model)
+    run_task = _run_task(run_dir)
+    check_synthetic(tasks, run_task)
+    model_obj, tok = _load(model, run_dir)
     with tempfile.TemporaryDirectory(prefix="replicate-eval-") as tmp:
         tmp = Path(tmp)
         data = tmp / "data"
         data.mkdir()
         for t in tasks:
             if t in SYNTHETIC:
-                _tiny_task_file(run_dir, data)
+                _synthetic_task_file(t, run_task, data)
             elif data_dir is not None:
                 src = Path(data_dir) / f"{BENCHMARKS[t][0]}.jsonl"
                 if not src.exists():
@@ -74,8 +142,14 @@ def run_eval(model: str, tasks: list[str], k: int = 1, temperature: float = 0.0,
         names = write_tasks(tmp / "tasks", tasks, data if local else None, k=k, temperature=temperature,
                             max_gen_toks=max_gen_toks)
         lm = HFLM(pretrained=model_obj, tokenizer=tok, batch_size=batch_size)
-        res = lm_eval.simple_evaluate(model=lm, tasks=names, task_manager=TaskManager(include_path=str(tmp / "tasks")),
-                                      limit=limit, log_samples=False)
+        try:
+            res = lm_eval.simple_evaluate(model=lm, tasks=names, task_manager=TaskManager(include_path=str(tmp / "tasks")),
+                                          limit=limit, log_samples=False)
+        except Exception as exc:  # the hub's errors come from requests, huggingface_hub and datasets alike
+            if local or not _looks_offline(exc):
+                raise
+            raise UserError(f"could not fetch {', '.join(tasks)} from the hub ({type(exc).__name__}); "
+                            "pass --data-dir with local <task>.jsonl files") from None
     table = {}
     for name in names:
         r = res["results"][name]

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from .errors import UserError
+from .errors import Interrupted, UserError
 
 
 def _add_run_options(p):
@@ -19,6 +20,28 @@ def _add_run_options(p):
     p.add_argument("--update-reference", action="store_true", help="also rewrite figures/<id>/ (the committed reference)")
     p.add_argument("--backend", choices=("ours", "verl"), default="ours", help="trainer: ours (default) or verl")
     p.add_argument("--dry-run", action="store_true", help="with --backend verl: print the launch command only")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a config key of every arm, e.g. --set rollout.group_size=4 (YAML value; "
+                        "null deletes the key); repeatable")
+
+
+def _check_positive(**values):
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
+def prepare_out(out: Path | None):
+    """Create --out (or refuse it, in one line) before anything trains."""
+    if out is None:
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".replicate-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write --out {out}: {exc.strerror or exc}; choose a writable directory") from None
 
 
 def cmd_list(args):
@@ -36,13 +59,23 @@ def cmd_list(args):
 
 
 def cmd_reproduce(spec, args):
+    from .specs import parse_overrides
+    _check_positive(steps=args.steps, seeds=args.seeds)
+    overrides = parse_overrides(args.overrides)
     if args.backend == "verl":
+        if overrides:
+            raise UserError("--set is not passed to --backend verl yet; edit the spec instead")
         from .backends.verl import run_or_print
         run_or_print(spec, args.scale, args.dry_run, store=args.store)
         return
-    from .experiment import reproduce
+    from .experiment import plan, reproduce
+    from .runners import RUNNERS
+    if RUNNERS[spec.runner].trains:  # bad --set / --steps values fail here, before --out or any training
+        plan(spec, args.scale or spec.default_scale, args.seeds, args.steps, overrides)
+    prepare_out(args.out)
     res = reproduce(spec, scale=args.scale, seeds=args.seeds, steps=args.steps, out=args.out, store=args.store,
-                    force=args.force, resume=args.resume, update_reference=args.update_reference)
+                    force=args.force, resume=args.resume, update_reference=args.update_reference,
+                    overrides=overrides)
     print((res["out"] / "claims.md").read_text())
     print(f"wrote {res['out']}/{spec.id}.png, .pdf, claims.json, claims.md")
 
@@ -54,6 +87,8 @@ def cmd_report(args):
 
 
 def cmd_eval(args):
+    _check_positive(k=args.k, limit=args.limit, max_gen_toks=args.max_gen_toks, batch_size=args.batch_size)
+    prepare_out(args.out)
     from .benchmarks import run_eval
     res = run_eval(args.model, [t.strip() for t in args.tasks.split(",") if t.strip()], k=args.k,
                    temperature=args.temperature, data_dir=args.data_dir, limit=args.limit,
@@ -84,7 +119,7 @@ def main(argv=None) -> int:
     p_eval = sub.add_parser("eval", help="score a model or a run on lm-eval tasks")
     p_eval.add_argument("--model", required=True, help="a run directory of the store, a model dir/.gguf, or a hub id")
     p_eval.add_argument("--tasks", required=True, help="comma-separated: math500,aime24,aime25,amc23,minerva_math,"
-                                                        "olympiadbench,tiny_addition")
+                                                        "olympiadbench,tiny_addition,tiny_countdown")
     p_eval.add_argument("--k", type=int, default=1, help="samples per problem (avg@k and pass@k)")
     p_eval.add_argument("--temperature", type=float, default=0.0)
     p_eval.add_argument("--data-dir", type=Path, help="local <task>.jsonl files instead of the hub (offline)")
@@ -102,38 +137,49 @@ def main(argv=None) -> int:
     p_chk.add_argument("--export", metavar="TABLE", help="write the reported TABLE as a results CSV instead")
     p_chk.add_argument("--out", type=Path, help="where check.json/.md (or the exported CSV) go")
     if argv and argv[0] not in ("list", "run", "report", "eval", "bench", "check", "-h", "--help"):
-        p_fig = argparse.ArgumentParser(prog=f"python -m replicate {argv[0]}")
-        p_fig.add_argument("spec_id")
+        p_fig = argparse.ArgumentParser(prog=f"python -m replicate {argv[0]}",
+                                        description=f"Reproduce the figure and claims of spec {argv[0]!r}.")
         _add_run_options(p_fig)
-        args = p_fig.parse_args(argv)
-        args.command = "figure"
+        args = p_fig.parse_args(argv[1:])
+        args.command, args.spec_id = "figure", argv[0]
     else:
         args = parser.parse_args(argv)
     try:
-        if args.command == "list":
-            cmd_list(args)
-        elif args.command == "run":
-            from .specs import load_spec
-            cmd_reproduce(load_spec(args.spec), args)
-        elif args.command == "report":
-            cmd_report(args)
-        elif args.command == "eval":
-            cmd_eval(args)
-        elif args.command == "bench":
-            cmd_bench(args)
-        elif args.command == "check":
-            from .check import cli_check
-            return cli_check(args)
-        elif args.command == "figure":
-            from .specs import find_spec
-            cmd_reproduce(find_spec(args.spec_id), args)
-        else:
-            parser.print_help()
-            return 2
+        return _dispatch(parser, args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished steps are in the run store: rerun with --resume to continue", file=sys.stderr)
+    except BrokenPipeError:  # `python -m replicate list | head -1`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt as exc:
+        msg = str(exc) if isinstance(exc, Interrupted) else \
+            "interrupted while no run was training; finished runs are kept in the run store"
+        print(msg, file=sys.stderr)
         return 130
+
+
+def _dispatch(parser, args) -> int:
+    """Run the chosen command; stdout is flushed here so a closed pipe surfaces inside main()."""
+    if args.command == "list":
+        cmd_list(args)
+    elif args.command == "run":
+        from .specs import load_spec
+        cmd_reproduce(load_spec(args.spec), args)
+    elif args.command == "report":
+        cmd_report(args)
+    elif args.command == "eval":
+        cmd_eval(args)
+    elif args.command == "bench":
+        cmd_bench(args)
+    elif args.command == "check":
+        from .check import cli_check
+        return cli_check(args)
+    elif args.command == "figure":
+        from .specs import find_spec
+        cmd_reproduce(find_spec(args.spec_id), args)
+    else:
+        parser.print_help()
+        return 2
+    sys.stdout.flush()
     return 0

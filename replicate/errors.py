@@ -3,3 +3,7 @@
 
 class UserError(Exception):
     """Bad input from the user (spec, path, name); the message names the fix."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what is (and is not) saved said in its message."""

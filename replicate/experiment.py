@@ -12,7 +12,7 @@ from .figures import render
 from .errors import UserError
 from .paths import code_fingerprint, digest, reference_dir, results_root, store_root
 from .runners import RUNNERS
-from .specs import RunConfig, Spec, deep_merge
+from .specs import RunConfig, Spec, apply_overrides
 from .store import provenance
 
 
@@ -25,11 +25,10 @@ def choose_seeds(spec_seeds: list[int], n: int | None) -> list[int]:
 
 def plan(spec: Spec, scale: str, seeds: int | None, steps: int | None,
          overrides: dict | None = None) -> tuple[dict[str, RunConfig], list[int]]:
-    """Every arm's config (scale preset, variant, then --steps and --set overrides) and the seeds to run."""
-    configs = spec.variant_configs(scale)
-    extra = deep_merge(overrides or {}, {"train": {"steps": steps}} if steps is not None else {})
-    if extra:
-        configs = {k: RunConfig.model_validate(deep_merge(c.model_dump(), extra)) for k, c in configs.items()}
+    """Every arm's config (scale preset, variant, then --set overrides and --steps) and the seeds to run."""
+    configs = {k: apply_overrides(c, overrides or {}) for k, c in spec.variant_configs(scale).items()}
+    if steps is not None:
+        configs = {k: apply_overrides(c, {"train": {"steps": steps}}, "--steps:") for k, c in configs.items()}
     return configs, choose_seeds(next(iter(configs.values())).seeds, seeds)
 
 
@@ -56,6 +55,8 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
     if runner.trains:
         configs, chosen = plan(spec, scale, seeds, steps, overrides)
     else:
+        if overrides:
+            raise UserError(f"{spec.id} trains nothing (runner {spec.runner}); --set applies to training configs only")
         configs, chosen = {}, choose_seeds(spec.runner_params.get("seeds", [0, 1, 2]), seeds)
     store_runs = runner.fn(spec, scale, configs, chosen, root, force=force, resume=resume, log=log)
     runs = {v: {s: run.metrics() for s, run in by_seed.items()} for v, by_seed in store_runs.items()}

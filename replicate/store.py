@@ -28,7 +28,15 @@ class Run:
     config_file = property(lambda self: self.path / "config.json")
     metrics_file = property(lambda self: self.path / "metrics.jsonl")
     checkpoint_file = property(lambda self: self.path / "checkpoint.pt")
+    final_file = property(lambda self: self.path / "final.pt")  # a finished run's last state (for --steps N)
     done_file = property(lambda self: self.path / "DONE")
+
+    def made_by_this_code(self) -> bool:
+        """Whether this run's provenance names the current code fingerprint."""
+        try:
+            return json.loads((self.path / "provenance.json").read_text()).get("code_fingerprint") == code_fingerprint()
+        except (OSError, ValueError):
+            return False
 
     @property
     def done(self) -> bool:
@@ -44,18 +52,30 @@ class Run:
         (self.path / "provenance.json").write_text(json.dumps(provenance(meta), indent=2))
 
     def reset(self):
-        for f in (self.metrics_file, self.checkpoint_file, self.done_file):
+        for f in (self.metrics_file, self.checkpoint_file, self.final_file, self.done_file):
             f.unlink(missing_ok=True)
 
-    def metrics(self) -> list[dict]:
+    def metrics(self, torn_ok: bool = False) -> list[dict]:
+        """The metric rows. A line that is not JSON is a UserError naming --force, except (torn_ok) an
+        unterminated last line, which a kill mid-write leaves behind: it is dropped."""
         if not self.metrics_file.exists():
             return []
-        with self.metrics_file.open() as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+        lines = self.metrics_file.read_text().split("\n")
+        rows = []
+        for i, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                if torn_ok and i == len(lines):  # no newline after it: the write never finished
+                    break
+                raise UserError(f"{self.metrics_file} line {i} is not JSON (corrupt run); pass --force to retrain it") from None
+        return rows
 
     def truncate_metrics(self, before_step: int):
         """Keep the metric lines of steps < before_step (those a checkpoint at before_step covers)."""
-        kept = [m for m in self.metrics() if m["step"] < before_step]
+        kept = [m for m in self.metrics(torn_ok=True) if m["step"] < before_step]
         tmp = self.metrics_file.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(m) + "\n" for m in kept))
         os.replace(tmp, self.metrics_file)
@@ -74,6 +94,20 @@ class Run:
         if not self.checkpoint_file.exists():
             return None
         return torch.load(self.checkpoint_file, weights_only=False)
+
+    def save_final(self, state: dict):
+        """Keep a finished run's last state (model, optimizer, RNG) so `--steps N --resume` can extend it."""
+        tmp = self.final_file.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.final_file)
+        self.checkpoint_file.unlink(missing_ok=True)
+
+    def stored_config(self) -> dict | None:
+        """config.json as written by begin(), or None when it is missing or not JSON."""
+        try:
+            return json.loads(self.config_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
 
     def finish(self):
         self.done_file.write_text("done\n")
@@ -103,11 +137,52 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-def check_resumable(run: Run, resume: bool, force: bool):
-    """Decide what to do with an existing run dir; refuse to silently overwrite an interrupted run."""
+def expected_config(config, seed: int) -> dict:
+    """What begin() writes to config.json, as it reads back, less `seeds` (not part of a run's key)."""
+    return json.loads(json.dumps({"seed": seed, **config.model_dump(exclude={"seeds"})}))
+
+
+def same_config(stored, want: dict, **replace) -> bool:
+    """stored config.json agrees with `want` on every key of `want` (top-level sections in `replace` swapped
+    in first); keys the store adds beyond the config are ignored."""
+    if not isinstance(stored, dict):
+        return False
+    stored = {**stored, **replace}
+    return all(stored.get(k) == v for k, v in want.items())
+
+
+def check_resumable(run: Run, resume: bool, force: bool, config=None, seed: int | None = None):
+    """Decide what to do with an existing run dir; refuse to silently overwrite an interrupted run, or to
+    reuse a finished one whose config.json or metrics no longer match what it should hold."""
     if force:
         run.reset()
         return
-    if run.started and not run.done and not resume:
-        last = run.metrics()[-1]["step"] if run.metrics() else -1
+    if run.done:
+        if config is not None and not same_config(run.stored_config(), expected_config(config, seed)):
+            raise UserError(f"run {run.path}: config.json does not match the run's config (edited or corrupt); "
+                            "pass --force to retrain it")
+        if not run.metrics():
+            raise UserError(f"run {run.path} is marked finished but has no metrics; pass --force to retrain it")
+    elif run.started and not resume:
+        rows = run.metrics(torn_ok=True)
+        last = rows[-1]["step"] if rows else -1
         raise UserError(f"run {run.path} stopped after step {last}; pass --resume to continue it or --force to restart it")
+
+
+def finished_sibling(run: Run, config, seed: int) -> Run | None:
+    """The finished run of the same store folder whose config equals `config` except for fewer train.steps
+    (the longest such run), from which `run` can be extended; None if there is none."""
+    want = expected_config(config, seed)
+    best, best_steps = None, 0
+    for path in sorted(run.path.parent.iterdir()) if run.path.parent.is_dir() else []:
+        other = Run(path)
+        if path == run.path or not other.done or not other.final_file.exists() or not other.made_by_this_code():
+            continue
+        got = other.stored_config()
+        if not isinstance(got, dict) or not isinstance(got.get("train"), dict):
+            continue
+        steps = got["train"].get("steps")
+        same = same_config(got, want, train={**got["train"], "steps": want["train"]["steps"]})
+        if same and isinstance(steps, int) and best_steps < steps < want["train"]["steps"]:
+            best, best_steps = other, steps
+    return best

@@ -16,6 +16,7 @@ from accelerate import Accelerator
 
 from .algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covariance_by_accuracy, kl_penalty, masked_mean,
                          token_covariance, token_rewards, value_loss)
+from .errors import Interrupted
 from .models import Critic
 from .paths import derive_seed
 from .rollout import avg_at_k, make_generator, rollout
@@ -66,6 +67,8 @@ def restore(lr: Learner, run: Run, resume: bool, log=print) -> int:
     """The step to start from: the checkpoint's with --resume (metrics after it are dropped), else 0."""
     state = run.load_checkpoint() if resume else None
     if state is None:
+        if resume and run.started:
+            log(f"no checkpoint in {run.path}; starting it from step 0")
         if resume or not run.started:
             run.reset()
         return 0
@@ -82,13 +85,40 @@ def restore(lr: Learner, run: Run, resume: bool, log=print) -> int:
     return state["step"]
 
 
-def train(run: Run, config, seed: int, store_root, resume: bool = False, progress=None, log=print) -> list[dict]:
-    """Train one run to completion, writing metrics.jsonl line by line and checkpoints as it goes."""
-    lr = setup(config, seed, store_root, run, log)
+def train(run: Run, config, seed: int, store_root, resume: bool = False, progress=None, log=print,
+          on_start=None) -> list[dict]:
+    """Train one run to completion, writing metrics.jsonl line by line and checkpoints as it goes.
+
+    on_start(step) is called once the start step is known (0, or the checkpoint's with --resume);
+    progress(step, metrics) after each step.
+    """
+    try:
+        lr = setup(config, seed, store_root, run, log)
+        start = restore(lr, run, resume, log)
+        if on_start is not None:
+            on_start(start)
+        run.begin(config, seed, {"seed": seed, "num_processes": lr.accelerator.num_processes})
+        lr.accelerator.init_trackers(run.path.name)
+        train_steps(lr, run, config, seed, start, progress)
+    except KeyboardInterrupt:
+        raise interrupted(run) from None
+    finish(lr, run, config.train.steps)
+    return run.metrics()
+
+
+def interrupted(run: Run) -> Interrupted:
+    """Ctrl-C during a run, saying truthfully what of it is saved."""
+    rows = run.metrics(torn_ok=True) if run.started else []
+    if not rows:
+        return Interrupted(f"interrupted before the first RL step of {run.path.name}: no step of it was saved "
+                           "(a warm-up is cached once it completes; finished runs are kept)")
+    return Interrupted(f"interrupted; {run.path.name} has {len(rows)} finished step(s) in the run store: rerun "
+                       "with --resume to continue it from its last checkpoint")
+
+
+def train_steps(lr: Learner, run: Run, config, seed: int, start: int, progress=None):
+    """Steps start .. train.steps-1: each validates (at the cadence), rolls out, updates and logs."""
     alg, ro, tr, ev = config.algorithm, config.rollout, config.train, config.eval
-    start = restore(lr, run, resume, log)
-    run.begin(config, seed, {"seed": seed, "num_processes": lr.accelerator.num_processes})
-    lr.accelerator.init_trackers(run.path.name)
     n_local = ro.prompts_per_step // lr.accelerator.num_processes
     shard = slice(lr.accelerator.process_index * n_local, (lr.accelerator.process_index + 1) * n_local)
     val_problems = lr.task.validation[:ev.n_prompts]
@@ -132,8 +162,6 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
             run.save_checkpoint(checkpoint(lr, step + 1))
         if progress is not None:
             progress(step, metrics)
-    finish(lr, run)
-    return run.metrics()
 
 
 def ppo_update(lr: Learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns) -> list:
@@ -251,13 +279,14 @@ def checkpoint(lr: Learner, next_step: int) -> dict:
     return state
 
 
-def finish(lr: Learner, run: Run):
+def finish(lr: Learner, run: Run, steps: int):
+    """Mark the run done; the model goes to model/, its last full state to final.pt (for extension)."""
     lr.accelerator.end_training()
     if lr.accelerator.is_main_process:
-        run.finish()
-        run.checkpoint_file.unlink(missing_ok=True)
         lr.policy.save_pretrained(run.path / "model")
         lr.tok.save_pretrained(run.path / "model")
+        run.save_final(checkpoint(lr, steps))
+        run.finish()
 
 
 def _reduce(accelerator, metrics: dict) -> dict:

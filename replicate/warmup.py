@@ -5,6 +5,7 @@ import random
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from .models import char_tokenizer, load_pretrained, tiny_model
@@ -55,7 +56,7 @@ def base_policy(config, root: Path, seed: int, log=print):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100) * max(0.1, 1 - s / w.steps))
         rng = random.Random(derive_seed(seed, "warmup-data"))
         model.train()
-        for _ in range(w.steps):
+        for _ in tqdm(range(w.steps), desc=f"warm-up (seed {seed})", unit="step", leave=False, disable=None):
             ids, attn, target = sft_batch(task, tok, task.sample(w.batch_size, rng), rng, w.noise)
             pos = (attn.cumsum(-1) - 1).clamp(min=0)
             logits = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits[:, :-1]

@@ -67,3 +67,31 @@ def test_eval_on_a_real_benchmark_file_and_bad_input(tiny_spec_file, warm_store,
         run_eval(str(run.path), ["gsm9k"])
     with pytest.raises(UserError, match="needs sampling"):
         run_eval(str(run.path), ["math500"], k=4, temperature=0.0, data_dir=SHARED)
+
+
+def test_tiny_countdown_through_lm_eval_matches_our_eval_and_tasks_must_match(tiny_spec_file, warm_store, tmp_path):
+    """A countdown run is scored by the countdown verifier on its own validation problems; scoring it on
+    tiny_addition (or an addition run on tiny_countdown) is an error, not a silent 0.0."""
+    import torch
+    from replicate.benchmarks import run_eval
+    from replicate.errors import UserError
+    from replicate.rollout import avg_at_k
+    from replicate.tasks import make_task
+    from replicate.trainer import train
+    cfg = load_spec(tiny_spec_file).resolve("tiny")
+    cfg = RunConfig.model_validate(deep_merge(cfg.model_dump(), {
+        "task": {"name": "countdown", "params": {"digits": None, "operands": [2], "holdout": 32}},
+        "warmup": {"noise": 0.1}, "train": {"steps": 1}}))
+    run = Run(tmp_path / "run")
+    train(run, cfg, 0, warm_store, log=lambda *_: None)
+    res = run_eval(str(run.path), ["tiny_countdown"], k=1, temperature=0.0, max_gen_toks=8, batch_size=32)
+    table = json.loads(res["out"].with_suffix(".json").read_text())["results"]["tiny_countdown"]
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+    model = AutoModelForCausalLM.from_pretrained(run.path / "model").eval()
+    tok = PreTrainedTokenizerFast.from_pretrained(run.path / "model")
+    tok.padding_side = "left"
+    task = make_task("countdown", operands=[2], holdout=32)
+    ours = avg_at_k(model, tok, task, task.validation, 1, 0.0, 8, torch.Generator().manual_seed(0))
+    assert table["n"] == 32 and ours > 0 and table["avg@k"] == pytest.approx(ours, abs=1e-9)
+    with pytest.raises(UserError, match="trained on 'countdown', not 'addition'; use --tasks tiny_countdown"):
+        run_eval(str(run.path), ["tiny_addition"])

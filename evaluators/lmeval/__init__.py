@@ -21,7 +21,8 @@ BENCHMARKS = {
     "olympiadbench": ("olympiadbench", "Hothan/OlympiadBench", "train"),
     "omni_math": ("omni_math", "KbsdJames/Omni-MATH", "test"),  # 4,428 problems; gold in `answer` (LaTeX)
 }
-SYNTHETIC = {"tiny_addition": "tiny_addition"}  # written per run by replicate.benchmarks from the task's validation set
+# written per run by replicate.benchmarks from the run task's validation set; countdown is scored by its own verifier
+SYNTHETIC = {"tiny_addition": "tiny_addition", "tiny_countdown": "tiny_countdown"}
 
 UTILS = '''from evaluators.lmeval.metrics import doc_to_text, process_results  # noqa: F401
 '''

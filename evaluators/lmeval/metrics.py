@@ -14,7 +14,11 @@ def doc_to_text(doc: dict) -> str:
 def process_results(doc: dict, results: list) -> dict:
     """results holds the k sampled responses of one problem (a list, or a list of one list after filters)."""
     responses = results[0] if results and isinstance(results[0], list) else list(results)
-    gold = gold_answer(doc)
-    scores = score_batch(responses, [gold] * len(responses))
+    if doc.get("_verifier") == "countdown":  # any expression reaching the target counts, not one gold answer
+        from replicate.tasks import CountdownTask, Problem
+        problem = Problem(doc["problem"], str(doc["answer"]), 0)
+        scores = [CountdownTask.reward(r.strip(), problem) for r in responses]
+    else:
+        scores = score_batch(responses, [gold_answer(doc)] * len(responses))
     k = len(scores)
     return {"acc": sum(scores) / k, f"pass@{k}": float(any(scores))}
