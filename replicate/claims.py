@@ -92,7 +92,7 @@ def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | No
                     f"{_fmt(r['mean'])} [{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}]")
         lines.append(f"| **{r['id']}**: {r['statement']} | {_fmt(r['paper_value'])} | {measured} ({per}) | "
                      f"{r['metric']} {r['op']} {_fmt(r['threshold'])}{' in every run' if r['over'] == 'every' else ''} | "
-                     f"{r["beats"] or "-"} | {r['verdict']} |")
+                     f"{r['beats'] or '-'} | {r['verdict']} |")
     lines += ["", "Thresholds and why:"] + [f"- {r['id']}: {r['threshold_reason'] or 'from the paper statement'} "
                                              f"(source: {r['source']})" for r in rows]
     if extra:

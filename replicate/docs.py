@@ -149,7 +149,7 @@ FIELD_NOTES = {
         "op": "The claim holds when `value op threshold`.",
         "threshold": "The line the measured value must clear, fixed before the run.",
         "threshold_reason": "Why that threshold reads the paper's statement (written before the run).",
-        "null": "The baseline the claim beats, computed from the same runs (shown in the 'null it beats' column).",
+        "beats": "The null the claim beats, computed from the same runs (shown in the 'null it beats' column).",
         "over": "`mean`: judge the seeds' mean by its 95% t-interval; `every`: every run must hold.",
     },
 }
@@ -321,7 +321,7 @@ def advantages() -> str:
 
 def policy_losses() -> str:
     rows = [[f"`{name}`", "<br>".join(hparams(fn)) or "none",
-             "yes" if getattr(fn, "selects_tokens", False) else "no", _doc(fn)]
+             "yes" if getattr(fn, "select", None) else "no", _doc(fn)]
             for name, fn in POLICY_LOSSES.items()]
     table = _table(["policy loss", "hyperparameters (`policy_loss_params`)", "`cov_scope` applies",
                     "what it computes"], rows)

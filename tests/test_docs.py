@@ -66,7 +66,7 @@ def test_worked_example_loads(tmp_path):
         assert arms["grpo"].algorithm.policy_loss_params == {"clip_ratio": 0.2, "clip_ratio_c": 10.0}
         assert arms["clip_higher"].algorithm.policy_loss_params["clip_ratio_high"] == 0.28
     assert {c.metric.partition("@")[2] for c in spec.claims} == {"grpo", "clip_higher"}
-    assert any(c.null for c in spec.claims) and any(c.over == "every" for c in spec.claims)
+    assert any(c.beats for c in spec.claims) and any(c.over == "every" for c in spec.claims)
 
 
 def test_worked_example_loads_beside_the_experiments_tree(tmp_path):
