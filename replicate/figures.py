@@ -201,7 +201,65 @@ def panel_cov_by_accuracy(ax, runs, analysis, title):
     ax.set_title(f"{title} (moving average, {w} steps)")
 
 
-PANELS = {"curves": panel_curves, "law_fit": panel_law_fit, "lemma_scatter": panel_lemma_scatter,
+def _by_level(seeds: dict, phase: str, key: str):
+    """Levels and a [seed, level] array of `key` from the preference runner's before/after rows."""
+    per = [{r["level"]: r[key] for r in rows if r.get("phase") == phase} for rows in seeds.values()]
+    levels = sorted(set.intersection(*(set(p) for p in per))) if per else []
+    return np.array(levels), np.array([[p[lv] for lv in levels] for p in per])
+
+
+def _panel_levels(ax, runs, key, ylabel, title):
+    """`key` by difficulty level: the original model (black) and each arm after training; mean over seeds,
+    bars span the seeds (min to max)."""
+    first = next(iter(runs.values()))
+    lv, base = _by_level(first, "before", key)
+    ax.errorbar(lv, base.mean(0), yerr=[base.mean(0) - base.min(0), base.max(0) - base.mean(0)], color="black",
+                marker="o", lw=2, capsize=2, label="original (before)")
+    arms = [v for v in runs if v != "base"]
+    for i, variant in enumerate(arms):
+        lv, vals = _by_level(runs[variant], "after", key)
+        off = (i - (len(arms) - 1) / 2) * 0.06
+        ax.errorbar(lv + off, vals.mean(0), yerr=[vals.mean(0) - vals.min(0), vals.max(0) - vals.mean(0)],
+                    color=COLORS[i % len(COLORS)], marker="s", ms=3, capsize=2,
+                    ls="-" if variant == "dast" else "--", label=f"{variant} (after)")
+    ax.set_xlabel("difficulty level (digits)")
+    ax.set_ylabel(ylabel)
+    ax.set_xticks(lv)
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+
+
+def panel_tokens_by_level(ax, runs, analysis, title):
+    _panel_levels(ax, runs, "tokens", "mean response tokens (greedy)", title)
+
+
+def panel_acc_by_level(ax, runs, analysis, title):
+    _panel_levels(ax, runs, "acc", "accuracy (greedy)", title)
+    ax.set_ylim(-0.02, 1.02)
+
+
+def panel_compression_by_level(ax, runs, analysis, title):
+    """Compression ratio 1 - tokens/original tokens per level and arm (bars: mean over seeds; dots: seeds)."""
+    arms = [v for v in runs if v != "base"]
+    width = 0.8 / max(1, len(arms))
+    for i, variant in enumerate(arms):
+        lv, after = _by_level(runs[variant], "after", "tokens")
+        _, before = _by_level(runs[variant], "before", "tokens")
+        comp = 1 - after / before
+        x = lv + (i - (len(arms) - 1) / 2) * width
+        ax.bar(x, comp.mean(0), width, color=COLORS[i % len(COLORS)], alpha=0.7, label=variant)
+        for row in comp:
+            ax.scatter(x, row, s=6, color="black", zorder=3)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("difficulty level (digits)")
+    ax.set_ylabel("compression (1 - tokens / original tokens)")
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+
+
+PANELS = {"tokens_by_level": panel_tokens_by_level, "acc_by_level": panel_acc_by_level,
+          "compression_by_level": panel_compression_by_level,
+          "curves": panel_curves, "law_fit": panel_law_fit, "lemma_scatter": panel_lemma_scatter,
           "lemma_error": panel_lemma_error, "lm_lemma_scatter": panel_lm_lemma_scatter,
           "lm_theorem_scatter": panel_lm_theorem_scatter,
           "cov_vs_entropy_change": panel_cov_vs_entropy_change, "cov_by_accuracy": panel_cov_by_accuracy}

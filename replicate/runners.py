@@ -122,3 +122,6 @@ def run_lemma_lm(spec, scale, configs, seeds, root, force=False, resume=False, l
     from .studies import logit_step_probe
     return _study(spec, scale, configs, seeds, root, force, log,
                   lambda seed: logit_step_probe(configs["main"], seed, root, log=log, **spec.runner_params))
+
+
+from . import preference  # noqa: E402,F401  (registers RUNNERS["preference"]: DAST and its baselines)

@@ -226,6 +226,7 @@ class VariantSpec(Strict):
     """A named arm of a comparison: overrides merged over the resolved scale config."""
     name: str
     overrides: dict[str, Any] = {}
+    runner_params: dict[str, Any] = {}  # merged over the spec's runner_params for this arm (runners that read them)
 
 
 class Spec(Strict):

@@ -6,8 +6,10 @@ from .arithmetic import AdditionTask
 from .base import Problem
 from .countdown import CountdownTask
 from .math_data import MathTask
+from .scratch_addition import ScratchAdditionTask
 
-TASKS = {"addition": AdditionTask, "countdown": CountdownTask, "math": MathTask}
+TASKS = {"addition": AdditionTask, "countdown": CountdownTask, "math": MathTask,
+         "scratch_addition": ScratchAdditionTask}
 
 
 def make_task(name: str, **params):
@@ -16,4 +18,4 @@ def make_task(name: str, **params):
     return TASKS[name](**params)
 
 
-__all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "CountdownTask", "MathTask"]
+__all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "CountdownTask", "MathTask", "ScratchAdditionTask"]

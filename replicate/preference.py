@@ -1,0 +1,280 @@
+"""The `preference` runner: DAST (Shen et al. 2025) and its offline baselines, end to end at tiny scale.
+
+Per seed, from the seed's warm-up base policy (warmup.base_policy):
+  1. sample N = rollout.group_size responses per training problem at rollout.temperature, capped at
+     rollout.max_new_tokens tokens (cached in the run store: <store>/_dast_samples/<key>/, shared by every arm,
+     spec and re-run with the same base policy and sampling settings), and evaluate the base policy greedily
+     per difficulty level (the "before" rows, cached beside the samples);
+  2. per arm (a `method` and its parameters, from runner_params merged with the variant's runner_params):
+     dast              p, L_r, L_budget and the budget-aware reward per problem (replicate.dast), dual-correct /
+                       dual-incorrect pairs with the δ cut, SimPO (PREFERENCE_LOSSES["simpo"])
+     simpo_shortest    SimPO on (shortest correct, longest correct) per problem
+     sft_shortest      supervised fine-tuning on the shortest correct response per problem
+     length_penalty    reward = correct - α·L/L_cap for every response (a uniform length penalty), pairs by that
+                       reward with build_pairs (dual-correct: shorter wins; dual-incorrect: shorter wins too), SimPO
+     base              no training (the original model)
+  3. greedy evaluation on the task's held-out problems per level: accuracy and mean response tokens (EOS
+     counted), before and after.
+Rows (metrics.jsonl): phase "meta" (levels), "pairs" (pair statistics), "train" (per optimiser step), "before" /
+"after" (one per level: acc, tokens, scratchpad share).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import random
+from pathlib import Path
+
+import torch
+
+from .dast import PreferencePair, Response, build_pairs, score_problem
+from .algorithms.preference import PREFERENCE_LOSSES
+from .models import response_logprobs
+from .paths import derive_seed, digest
+from .runners import register_runner
+from .rollout import encode_prompts, generate, make_generator, score_responses
+from .store import Run
+from .tasks import Problem, make_task
+from .warmup import base_policy, warmup_key
+
+METHODS = ("dast", "simpo_shortest", "sft_shortest", "length_penalty", "base")
+
+DEFAULTS = {
+    "method": "dast",
+    "n_train": 200,            # training problems per seed
+    "l_max": None,             # L_max of the budget; None = the sampling cap rollout.max_new_tokens (the paper's)
+    "l_max_from": "cap",       # "cap" or "longest" (dast.problem_stats)
+    "delta": 0.15,             # δ: the global cut of the smallest-gap pairs
+    "max_pairs_per_problem": 2,
+    "dual_correct": True,
+    "dual_incorrect": True,
+    "beta": 2.0,               # SimPO β (not reported by DAST; SimPO's recommended range)
+    "gamma": 1.0,              # SimPO γ (absolute margin; γ/β = 0.5)
+    "alpha": 0.5,              # length_penalty: reward = correct - α·L/L_cap
+    "batch_size": 16,          # pairs (or SFT examples) per optimiser step
+    "eval_max_new_tokens": None,  # greedy evaluation cap; None = rollout.max_new_tokens
+    "easy_levels": [1, 2],
+    "hard_levels": [4, 5],
+}
+
+
+def arm_params(spec, variant: str, scale: str) -> dict:
+    """runner_params (with their per-scale `scales:` overrides) merged with the variant's runner_params."""
+    base = {k: v for k, v in spec.runner_params.items() if k != "scales"}
+    base.update(spec.runner_params.get("scales", {}).get(scale, {}))
+    for v in spec.variants:
+        if v.name == variant:
+            base.update(v.runner_params)
+    out = {**DEFAULTS, **base}
+    unknown = set(out) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"preference runner: unknown parameter(s) {sorted(unknown)}; known: {', '.join(DEFAULTS)}")
+    if out["method"] not in METHODS:
+        raise ValueError(f"preference runner: unknown method {out['method']!r}; choose one of {', '.join(METHODS)}")
+    return out
+
+
+# ---- sampling and evaluation ---------------------------------------------------------------------------------
+
+def _gen_texts(model, tok, task, problems, n, temperature, max_new_tokens, gen, batch=512):
+    """[(text, length in tokens incl. EOS, finished, correct)] for n responses per problem (problem-major)."""
+    rows = [p for p in problems for _ in range(n)]
+    out = []
+    for s in range(0, len(rows), batch):
+        chunk = rows[s:s + batch]
+        ids, mask = encode_prompts(tok, [p.prompt for p in chunk])
+        resp, rmask = generate(model, ids, mask, max_new_tokens, temperature, tok.eos_token_id, tok.pad_token_id, gen)
+        scores = score_responses(tok, task, resp, rmask, chunk)
+        finished = (resp == tok.eos_token_id).any(dim=1).tolist()
+        texts = tok.batch_decode(resp, skip_special_tokens=True)
+        lengths = rmask.sum(1).long().tolist()
+        out += [(t, int(n_), bool(f), bool(c >= 1.0)) for t, n_, f, c in zip(texts, lengths, finished, scores)]
+    return out
+
+
+def evaluate_levels(model, tok, task, max_new_tokens) -> list[dict]:
+    """Greedy accuracy, mean tokens and scratchpad share per level on the task's held-out problems."""
+    model.eval()
+    res = _gen_texts(model, tok, task, task.validation, 1, 0.0, max_new_tokens, None)
+    rows = []
+    for level in sorted({p.level for p in task.validation}):
+        idx = [i for i, p in enumerate(task.validation) if p.level == level]
+        pad = getattr(task, "has_scratchpad", None)
+        row = {"level": level, "n": len(idx), "acc": sum(res[i][3] for i in idx) / len(idx),
+               "tokens": sum(res[i][1] for i in idx) / len(idx)}
+        if pad:
+            row["scratchpad"] = sum(pad(res[i][0]) for i in idx) / len(idx)
+        rows.append(row)
+    return rows
+
+
+def sample_cache(config, root: Path, seed: int, n_train: int, eval_cap: int, log=print):
+    """(problems, samples per problem, base eval rows) for one seed, sampled once and cached in the store."""
+    ro = config.rollout
+    key = digest({"warmup": warmup_key(config, seed), "n": ro.group_size, "temperature": ro.temperature,
+                  "cap": ro.max_new_tokens, "n_train": n_train, "eval_cap": eval_cap})
+    cache = Path(root) / "_dast_samples" / f"s{seed}-{key}"
+    if (cache / "DONE").exists():
+        data = json.loads((cache / "samples.json").read_text())
+        problems = [Problem(**p) for p in data["problems"]]
+        return problems, [[tuple(s) for s in g] for g in data["samples"]], data["base_eval"]
+    model, tok = base_policy(config, root, seed, log=log)
+    task = make_task(config.task.name, **config.task.params)
+    problems = task.sample(n_train, random.Random(derive_seed(seed, "dast-problems")))
+    torch.manual_seed(derive_seed(seed, "dast-sampling"))
+    flat = _gen_texts(model, tok, task, problems, ro.group_size, ro.temperature, ro.max_new_tokens,
+                      make_generator(derive_seed(seed, "dast-sampling"), "cpu"))
+    samples = [flat[i * ro.group_size:(i + 1) * ro.group_size] for i in range(len(problems))]
+    base_eval = evaluate_levels(model, tok, task, eval_cap)
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "samples.json").write_text(json.dumps({"problems": [p.__dict__ for p in problems], "samples": samples,
+                                                    "base_eval": base_eval}))
+    (cache / "DONE").write_text("done\n")
+    return problems, samples, base_eval
+
+
+# ---- training data per method -----------------------------------------------------------------------------
+
+def _responses(i, group, rewards=None):
+    return [Response(i, text, length, ok, 0.0 if rewards is None else rewards[j])
+            for j, (text, length, _, ok) in enumerate(group)]
+
+
+def make_training_data(problems, samples, params: dict, cap: int):
+    """(pairs, sft examples) for one arm from the shared samples. Pairs are dast.PreferencePair."""
+    method, pairs, sft = params["method"], [], []
+    if method == "dast":
+        l_max = params["l_max"] or cap
+        groups = {i: score_problem(i, [(t, n, ok) for t, n, _, ok in g], l_max, params["l_max_from"])
+                  for i, g in enumerate(samples)}
+        pairs = build_pairs(groups, params["delta"], params["max_pairs_per_problem"], params["dual_correct"],
+                            params["dual_incorrect"])
+    elif method == "length_penalty":
+        groups = {i: _responses(i, g, [float(ok) - params["alpha"] * n / cap for _, n, _, ok in g])
+                  for i, g in enumerate(samples)}
+        pairs = build_pairs(groups, params["delta"], params["max_pairs_per_problem"])
+    elif method in ("simpo_shortest", "sft_shortest"):
+        for i, g in enumerate(samples):
+            correct = sorted((r for r in _responses(i, g) if r.correct), key=lambda r: r.length)
+            if method == "sft_shortest" and correct:
+                sft.append((i, correct[0]))
+            elif method == "simpo_shortest" and len(correct) >= 2 and correct[0].length < correct[-1].length:
+                pairs.append(PreferencePair(i, correct[0], correct[-1], "shortest_vs_longest"))
+    return pairs, sft
+
+
+def pair_stats(pairs, sft, problems) -> dict:
+    row = {"n_pairs": len(pairs), "n_sft": len(sft),
+           "n_dual_correct": sum(p.kind == "dual_correct" for p in pairs),
+           "n_dual_incorrect": sum(p.kind == "dual_incorrect" for p in pairs)}
+    if pairs:
+        row["chosen_minus_rejected_tokens"] = sum(p.chosen.length - p.rejected.length for p in pairs) / len(pairs)
+    for level in sorted({p.level for p in problems}):
+        lp = [p for p in pairs if problems[p.problem_id].level == level]
+        row[f"n_pairs_L{level}"] = len(lp)
+        row[f"pair_dlen_L{level}"] = (sum(p.chosen.length - p.rejected.length for p in lp) / len(lp)) if lp else 0.0
+    return row
+
+
+def _tokens(tok, text: str, finished: bool) -> list[int]:
+    return tok(text, add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if finished else [])
+
+
+def _batch(tok, prompts, responses):
+    ids, mask = encode_prompts(tok, prompts)
+    width = max(map(len, responses))
+    resp = torch.full((len(responses), width), tok.pad_token_id)
+    rmask = torch.zeros(len(responses), width)
+    for i, r in enumerate(responses):
+        resp[i, :len(r)] = torch.tensor(r)
+        rmask[i, :len(r)] = 1
+    return ids, mask, resp, rmask
+
+
+def train_arm(model, tok, problems, samples, pairs, sft, params, config, seed, log_row):
+    """SimPO on the pairs (or SFT on the examples): train.ppo_epochs epochs, mini-batches of batch_size,
+    AdamW at train.optimizer.lr, grad clip train.grad_clip. Log one row per optimiser step."""
+    finished = {(i, t): f for i, g in enumerate(samples) for t, _, f, _ in g}
+    items = pairs or sft
+    if not items:
+        return
+    opt = torch.optim.AdamW(model.parameters(), lr=config.train.optimizer.lr,
+                            weight_decay=config.train.optimizer.weight_decay)
+    rng = random.Random(derive_seed(seed, "dast-order"))
+    loss_fn, step = PREFERENCE_LOSSES["simpo"], 0
+    model.train()
+    for epoch in range(config.train.ppo_epochs):
+        order = list(range(len(items)))
+        rng.shuffle(order)
+        for s in range(0, len(order), params["batch_size"]):
+            chunk = [items[j] for j in order[s:s + params["batch_size"]]]
+            if pairs:
+                prompts = [problems[p.problem_id].prompt for p in chunk]
+                w = _batch(tok, prompts, [_tokens(tok, p.chosen.text, finished[p.problem_id, p.chosen.text]) for p in chunk])
+                lo = _batch(tok, prompts, [_tokens(tok, p.rejected.text, finished[p.problem_id, p.rejected.text]) for p in chunk])
+                lw, _ = response_logprobs(model, w[0], w[1], w[2], 1.0)
+                ll, _ = response_logprobs(model, lo[0], lo[1], lo[2], 1.0)
+                loss, m = loss_fn(lw, ll, w[3], lo[3], beta=params["beta"], gamma=params["gamma"])
+            else:
+                b = _batch(tok, [problems[i].prompt for i, _ in chunk],
+                           [_tokens(tok, r.text, finished[i, r.text]) for i, r in chunk])
+                lp, _ = response_logprobs(model, *b[:3], 1.0)
+                loss = -(lp * b[3]).sum() / b[3].sum()
+                m = {}
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+            opt.step()
+            log_row({"phase": "train", "epoch": epoch, "loss": loss.item(), **m})
+            step += 1
+    model.eval()
+
+
+# ---- the runner -----------------------------------------------------------------------------------------------
+
+@register_runner("preference")
+def run_preference(spec, scale, configs, seeds, root, force=False, resume=False, log=print) -> dict:
+    """{variant: {seed: rows}}; a finished arm run with the same config and parameters is reused."""
+    out = {v: {} for v in configs}
+    for seed in seeds:
+        for variant, config in configs.items():
+            params = arm_params(spec, variant, scale)
+            run = Run(Path(root) / spec.id / f"{scale}-{variant}-s{seed}-"
+                      f"{digest({'config': config.model_dump(exclude={'seeds'}), 'params': params})}")
+            if run.done and not force:
+                out[variant][seed] = run.metrics()
+                continue
+            cap = config.rollout.max_new_tokens
+            eval_cap = params["eval_max_new_tokens"] or cap
+            problems, samples, base_eval = sample_cache(config, root, seed, params["n_train"], eval_cap, log=log)
+            run.path.mkdir(parents=True, exist_ok=True)
+            run.reset()
+            run.config_file.write_text(json.dumps({"seed": seed, "runner": "preference", "variant": variant,
+                                                   "params": params, "config": config.model_dump()}, indent=2))
+            step = [0]
+
+            def log_row(row):
+                run.append_metrics({"step": step[0], **row})
+                step[0] += 1
+            log_row({"phase": "meta", "method": params["method"], "easy_levels": params["easy_levels"],
+                     "hard_levels": params["hard_levels"], "n_train": len(problems), "n_samples": config.rollout.group_size,
+                     "train_sample_acc": sum(ok for g in samples for *_, ok in g) / sum(map(len, samples))})
+            for row in base_eval:
+                log_row({"phase": "before", **row})
+            pairs, sft = make_training_data(problems, samples, params, cap)
+            log_row({"phase": "pairs", **pair_stats(pairs, sft, problems)})
+            if params["method"] == "base":
+                after = base_eval
+            else:
+                model, tok = base_policy(config, root, seed, log=log)
+                model = copy.deepcopy(model)
+                torch.manual_seed(derive_seed(seed, f"dast-train-{variant}"))
+                train_arm(model, tok, problems, samples, pairs, sft, params, config, seed, log_row)
+                after = evaluate_levels(model, tok, make_task(config.task.name, **config.task.params), eval_cap)
+            for row in after:
+                log_row({"phase": "after", **row})
+            run.finish()
+            log(f"{spec.id} {variant} seed {seed}: pairs {len(pairs)}, sft {len(sft)}; after "
+                + ", ".join(f"L{r['level']} acc {r['acc']:.2f} tok {r['tokens']:.1f}" for r in after))
+            out[variant][seed] = run.metrics()
+    return out

@@ -1,0 +1,105 @@
+"""The preference runner end to end at toy size: rows with the analysis' metrics, pairs on real samples, and the
+overthinking warm-up."""
+import random
+
+import pytest
+
+from replicate.analysis import ANALYSES
+from replicate.dast import build_pairs, score_problem
+from replicate.preference import arm_params, make_training_data, sample_cache
+from replicate.specs import Spec
+from replicate.tasks import make_task
+from replicate.warmup import base_policy
+
+TASK = {"name": "scratch_addition", "params": {"digits": [1, 2, 3], "max_checks": 2, "direct": 0.2,
+                                               "holdout_per_level": 6}}
+
+
+def toy_spec(warmup_steps=60):
+    return Spec.model_validate({
+        "id": "dast-toy", "paper": "dast", "reproduces": "toy", "runner": "preference",
+        "runner_params": {"n_train": 10, "batch_size": 4, "easy_levels": [1], "hard_levels": [3], "delta": 0.15},
+        "body": {"model": {"kind": "tiny", "config": {"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64,
+                                                      "num_hidden_layers": 2, "num_attention_heads": 2,
+                                                      "num_key_value_heads": 1, "max_position_embeddings": 64}},
+                 "task": TASK, "warmup": {"steps": warmup_steps, "batch_size": 16, "lr": 3e-3},
+                 "rollout": {"group_size": 6, "temperature": 1.0, "max_new_tokens": 40},
+                 "train": {"ppo_epochs": 1, "optimizer": {"lr": 1e-3}}, "seeds": [0]},
+        "variants": [{"name": "base", "runner_params": {"method": "base"}},
+                     {"name": "dast", "runner_params": {"method": "dast"}},
+                     {"name": "simpo_shortest", "runner_params": {"method": "simpo_shortest"}},
+                     {"name": "sft_shortest", "runner_params": {"method": "sft_shortest"}},
+                     {"name": "length_penalty", "runner_params": {"method": "length_penalty"}}],
+        "analyses": ["dast"]})
+
+
+def test_runner_end_to_end_writes_declared_metrics(tmp_path):
+    from replicate.experiment import plan
+    from replicate.runners import RUNNERS
+    spec = toy_spec()
+    configs, seeds = plan(spec, "tiny", None, None)
+    runs = RUNNERS["preference"].fn(spec, "tiny", configs, seeds, tmp_path, log=lambda *a: None)
+    assert set(runs) == {"base", "dast", "simpo_shortest", "sft_shortest", "length_penalty"}
+    rows = runs["dast"][0]
+    assert {r["phase"] for r in rows} >= {"meta", "before", "pairs", "after"}
+    assert [r["level"] for r in rows if r["phase"] == "after"] == [1, 2, 3]
+    assert all({"acc", "tokens", "n"} <= set(r) for r in rows if r["phase"] in ("before", "after"))
+    assert runs["base"][0][-1]["acc"] == next(r for r in rows if r["phase"] == "before" and r["level"] == 3)["acc"]
+    res = ANALYSES["dast"](runs)  # raises on an undeclared metric
+    for key in ("compression@dast", "acc_change_hard@dast", "compression_easy_minus_hard@dast",
+                "acc_change_hard_vs_dast@simpo_shortest"):
+        metric, _, arm = key.partition("@")
+        assert len(res["per_seed"][metric][arm]) == 1
+    assert res["per_seed"]["compression"]["base"] == [0.0]
+    # a second call reuses the finished runs (same rows, nothing retrained)
+    again = RUNNERS["preference"].fn(spec, "tiny", configs, seeds, tmp_path, log=lambda *a: None)
+    assert again["dast"][0] == rows
+
+
+def test_pairs_on_real_samples_respect_the_rules(tmp_path):
+    spec = toy_spec()
+    config = spec.variant_configs("tiny")["dast"]
+    problems, samples, _ = sample_cache(config, tmp_path, 0, 16, 40)
+    assert all(len(g) == 6 for g in samples)
+    groups = {i: score_problem(i, [(t, n, ok) for t, n, _, ok in g], 40) for i, g in enumerate(samples)}
+    all_pairs = build_pairs(groups, 0.0)
+    pairs, _ = make_training_data(problems, samples, arm_params(spec, "dast", "tiny"), 40)
+    assert len(pairs) == len(all_pairs) - int(0.15 * len(all_pairs) + 1e-9) or len(pairs) <= len(all_pairs)
+    per_problem = {}
+    for p in pairs:
+        per_problem[p.problem_id] = per_problem.get(p.problem_id, 0) + 1
+        assert p.chosen.text != p.rejected.text and p.gap > 0
+        assert p.chosen.correct == p.rejected.correct == (p.kind == "dual_correct")
+        if p.kind == "dual_correct":
+            assert p.chosen.length < p.rejected.length  # shorter correct wins
+        else:
+            assert p.chosen.length > p.rejected.length  # longer wrong wins (up to the budget)
+    assert max(per_problem.values(), default=0) <= 2
+    if all_pairs:
+        kept_gaps = sorted(p.gap for p in pairs)
+        dropped = sorted(p.gap for p in all_pairs)[:len(all_pairs) - len(pairs)]
+        assert not dropped or not kept_gaps or max(dropped) <= min(kept_gaps)
+    ablated, _ = make_training_data(problems, samples, {**arm_params(spec, "dast", "tiny"), "dual_incorrect": False}, 40)
+    assert all(p.kind == "dual_correct" for p in ablated)
+
+
+def test_solution_overthinks_on_every_level():
+    task = make_task("scratch_addition", digits=[1, 2, 5], max_checks=2)
+    rng = random.Random(0)
+    for p in task.sample(30, rng):
+        s = task.solution(p, rng)
+        assert task.has_scratchpad(s) and task.reward(s, p) == 1.0
+    direct = make_task("scratch_addition", direct=1.0)
+    p = direct.sample(1, rng)[0]
+    assert direct.solution(p, rng) == ">" + p.answer and direct.reward(">" + p.answer, p) == 1.0
+
+
+@pytest.mark.slow
+def test_overthinking_warmup_writes_scratchpads_on_easy_levels(tmp_path):
+    from replicate.preference import evaluate_levels
+    spec = toy_spec(warmup_steps=300)
+    config = spec.variant_configs("tiny")["dast"]
+    model, tok = base_policy(config, tmp_path, 0, log=lambda *a: None)
+    rows = evaluate_levels(model, tok, make_task(TASK["name"], **TASK["params"]), 40)
+    easy = next(r for r in rows if r["level"] == 1)
+    assert easy["scratchpad"] >= 0.8  # greedy decoding writes the scratchpad even on one-digit sums
