@@ -30,7 +30,7 @@ import torch
 from .dast import PreferencePair, Response, build_pairs, score_problem
 from .algorithms.preference import PREFERENCE_LOSSES
 from .models import response_logprobs
-from .paths import derive_seed, digest
+from .paths import code_fingerprint, derive_seed, digest
 from .runners import register_runner
 from .rollout import encode_prompts, generate, make_generator, score_responses
 from .store import Run
@@ -234,15 +234,15 @@ def train_arm(model, tok, problems, samples, pairs, sft, params, config, seed, l
 
 @register_runner("preference")
 def run_preference(spec, scale, configs, seeds, root, force=False, resume=False, log=print) -> dict:
-    """{variant: {seed: rows}}; a finished arm run with the same config and parameters is reused."""
+    """{variant: {seed: Run}}; a finished arm run with the same config, parameters and code is reused."""
     out = {v: {} for v in configs}
     for seed in seeds:
         for variant, config in configs.items():
             params = arm_params(spec, variant, scale)
             run = Run(Path(root) / spec.id / f"{scale}-{variant}-s{seed}-"
-                      f"{digest({'config': config.model_dump(exclude={'seeds'}), 'params': params})}")
+                      f"{digest({'config': config.model_dump(exclude={'seeds'}), 'params': params, 'code': code_fingerprint()})}")
             if run.done and not force:
-                out[variant][seed] = run.metrics()
+                out[variant][seed] = run
                 continue
             cap = config.rollout.max_new_tokens
             eval_cap = params["eval_max_new_tokens"] or cap
@@ -276,5 +276,5 @@ def run_preference(spec, scale, configs, seeds, root, force=False, resume=False,
             run.finish()
             log(f"{spec.id} {variant} seed {seed}: pairs {len(pairs)}, sft {len(sft)}; after "
                 + ", ".join(f"L{r['level']} acc {r['acc']:.2f} tok {r['tokens']:.1f}" for r in after))
-            out[variant][seed] = run.metrics()
+            out[variant][seed] = run
     return out
