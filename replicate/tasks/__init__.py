@@ -6,8 +6,9 @@ from .arithmetic import AdditionTask
 from .base import Problem
 from .countdown import CountdownTask
 from .math_data import MathTask
+from .short_answer import ShortAnswerTask
 
-TASKS = {"addition": AdditionTask, "countdown": CountdownTask, "math": MathTask}
+TASKS = {"addition": AdditionTask, "countdown": CountdownTask, "math": MathTask, "short_answer": ShortAnswerTask}
 
 
 def make_task(name: str, **params):
@@ -16,4 +17,4 @@ def make_task(name: str, **params):
     return TASKS[name](**params)
 
 
-__all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "CountdownTask", "MathTask"]
+__all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "CountdownTask", "MathTask", "ShortAnswerTask"]
