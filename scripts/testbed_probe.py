@@ -42,6 +42,33 @@ def level_report(config, root, seed):
     return out
 
 
+def strategy_report(model, tok, config, prefix):
+    """addition_mix: share of T=1 responses using each strategy (direct = starts with '>'), accuracy of each,
+    and token entropy of each, on the validation prompts (1 sample each)."""
+    from replicate.algorithms.aggregation import masked_mean
+    from replicate.rollout import sample_batch
+    from replicate.tasks import make_task
+    task = make_task(config.task.name, **config.task.params)
+    probs = task.validation[:config.eval.n_prompts]
+    g = torch.Generator().manual_seed(1)
+    out = {}
+    for temp, tag in ((1.0, "T1"), (config.eval.temperature, "Teval")):
+        b = sample_batch(model, tok, task, probs, 2, temp, config.rollout.max_new_tokens, g)
+        texts = tok.batch_decode(b.responses, skip_special_tokens=True)
+        direct = torch.tensor([t.startswith(">") for t in texts])
+        sc = b.scores.float()
+        out[f"{prefix}_direct_share_{tag}"] = round(float(direct.float().mean()), 3)
+        out[f"{prefix}_acc_direct_{tag}"] = round(float(sc[direct].mean()), 3) if direct.any() else None
+        out[f"{prefix}_acc_scratch_{tag}"] = round(float(sc[~direct].mean()), 3) if (~direct).any() else None
+        if tag == "T1":
+            with torch.no_grad():
+                ent = b.logprobs(model, with_entropy=True)[1]
+            m = b.response_mask
+            out[f"{prefix}_H_direct"] = round(masked_mean(ent[direct], m[direct]).item(), 3) if direct.any() else None
+            out[f"{prefix}_H_scratch"] = round(masked_mean(ent[~direct], m[~direct]).item(), 3) if (~direct).any() else None
+    return out
+
+
 def main():
     name, seed, over = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
     spec_path = sys.argv[sys.argv.index("--spec") + 1] if "--spec" in sys.argv else "experiments/entropy-mechanism/fig1.yaml"
@@ -57,15 +84,25 @@ def main():
     if "--base-only" in sys.argv or "--levels" in sys.argv:
         base_levels = level_report(config, root, seed)
         if "--base-only" in sys.argv:
+            if config.task.name == "addition_mix":
+                base_levels.update(strategy_report(*base_policy(config, root, seed, log=lambda *a: None), config, "base"))
             out = {"name": name, "seed": seed, "warmup_s": round(t_warm, 1), **base_levels, "overrides": over}
             print(json.dumps(out))
             with open("/tmp/tb-results.jsonl", "a") as fh:
                 fh.write(json.dumps(out) + "\n")
             return
+    strat = {}
+    if config.task.name == "addition_mix":
+        strat = strategy_report(*base_policy(config, root, seed, log=lambda *a: None), config, "base")
     run = Run(f"/tmp/tb-out/{name}-s{seed}-{config.digest()}")
     t0 = time.time()
     metrics = train(run, config, seed, root, resume=False, log=lambda *a: None)
     t_rl = time.time() - t0
+    if config.task.name == "addition_mix":
+        from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+        fm = AutoModelForCausalLM.from_pretrained(run.path / "model")
+        ftok = PreTrainedTokenizerFast.from_pretrained(run.path / "model")
+        strat.update(strategy_report(fm, ftok, config, "final"))
     steps, h, r = eval_points(metrics)
     e = np.exp(h)
     r_eh = np.corrcoef(e, h)[0, 1]
@@ -84,7 +121,7 @@ def main():
            "drop_share_1/3": round(sh["entropy_drop_share_first_third"], 2),
            "gain_share_1/3": round(sh["acc_gain_share_first_third"], 2),
            "acc_curve": [round(float(x), 3) for x in r], "H_curve": [round(float(x), 3) for x in h],
-           "overrides": over}
+           **strat, "overrides": over}
     line = json.dumps(out)
     print(line)
     with open("/tmp/tb-results.jsonl", "a") as fh:

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from ..errors import UserError
+from .addition_mix import AdditionMixTask
 from .arithmetic import AdditionTask
 from .base import Problem
 from .countdown import CountdownTask
 from .math_data import MathTask
 from .short_answer import ShortAnswerTask
 
-TASKS = {"addition": AdditionTask, "countdown": CountdownTask, "math": MathTask, "short_answer": ShortAnswerTask}
+TASKS = {"addition": AdditionTask, "addition_mix": AdditionMixTask, "countdown": CountdownTask, "math": MathTask, "short_answer": ShortAnswerTask}
 
 
 def make_task(name: str, **params):
@@ -17,4 +18,4 @@ def make_task(name: str, **params):
     return TASKS[name](**params)
 
 
-__all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "CountdownTask", "MathTask", "ShortAnswerTask"]
+__all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "AdditionMixTask", "CountdownTask", "MathTask", "ShortAnswerTask"]
