@@ -19,7 +19,9 @@ from .paths import results_root
 
 # synthetic lm-eval task -> (the run-store task it scores, its default params for a model without a run)
 SYNTHETIC_TASKS = {"tiny_addition": ("addition", {"digits": [2], "holdout": 256}),
-                   "tiny_countdown": ("countdown", {"operands": 3, "holdout": 256})}
+                   "tiny_countdown": ("countdown", {"operands": 3, "holdout": 256}),
+                   "tiny_short_answer": ("short_answer", {"op": "*", "operands": [2], "digits": 2, "mod": 10,
+                                                          "holdout": 256})}
 
 
 def run_dir_of(model: str) -> Path | None:

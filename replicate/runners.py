@@ -6,8 +6,10 @@ metrics rows from the store and never know which runner produced a run. A spec n
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from tqdm import tqdm
@@ -47,6 +49,10 @@ def run_rl(spec, scale, configs, seeds, root, force=False, resume=False, log=pri
     pending = [t for t in todo if not t[3].done]
     if len(todo) > len(pending):
         log(f"reusing {len(todo) - len(pending)} finished run(s) from {root / spec.id}")
+    workers = parallel_workers(pending)
+    if workers > 1:
+        run_in_processes(spec, scale, pending, root, resume, workers, log)
+        return {v: {s: run for vv, _, s, run in todo if vv == v} for v in configs}
     for i, (variant, config, seed, run) in enumerate(pending, 1):
         if resume and not run.started:
             extend(run, config, seed, log=tqdm.write)
@@ -56,6 +62,54 @@ def run_rl(spec, scale, configs, seeds, root, force=False, resume=False, log=pri
         finally:
             bar.close()
     return {v: {s: run for vv, _, s, run in todo if vv == v} for v in configs}
+
+
+def parallel_workers(pending) -> int:
+    """How many processes train at once: $REPLICATE_WORKERS, else one per CPU core (at most one per seed) for
+    tiny models on a CPU-only machine outside `accelerate launch`, else 1."""
+    if os.environ.get("REPLICATE_WORKERS"):
+        return max(1, int(os.environ["REPLICATE_WORKERS"]))
+    import torch
+    if torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return 1
+    if not pending or any(c.model.kind != "tiny" for _, c, _, _ in pending):
+        return 1
+    return max(1, min(os.cpu_count() or 1, len({s for _, _, s, _ in pending})))
+
+
+def run_in_processes(spec, scale, pending, root, resume, workers, log):
+    """Train the pending runs in `workers` processes, one seed's runs per job in order (the arms of a seed share
+    its warm-up, so no two processes ever build the same warm-up). Tiny runs use one thread each, in or out of
+    a pool, so their numbers do not depend on the worker count."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    jobs: dict[int, list] = {}
+    for variant, config, seed, run in pending:
+        jobs.setdefault(seed, []).append((variant, config.model_dump(), seed, str(run.path)))
+    total = sum(c.train.steps for _, c, _, _ in pending)
+    log(f"training {len(pending)} run(s) of {spec.id} [{scale}] in {workers} processes ({total} steps in all)")
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool, \
+            tqdm(total=len(pending), desc=f"{spec.id} [{scale}] runs", unit="run", leave=False) as bar:
+        futures = [pool.submit(_train_group, group, str(root), resume) for group in jobs.values()]
+        for fut in as_completed(futures):
+            for line in fut.result():
+                tqdm.write(line)
+                bar.update(1)
+
+
+def _train_group(group, root, resume) -> list[str]:
+    from .specs import RunConfig
+    from .trainer import train
+    lines = []
+    for variant, config, seed, path in group:
+        run, config = Run(Path(path)), RunConfig.model_validate(config)
+        if resume and not run.started:
+            extend(run, config, seed, log=lambda *_: None)
+        rows = train(run, config, seed, root, resume=resume, log=lambda *_: None)
+        last = next((r for r in reversed(rows) if "val_acc" in r), {})
+        lines.append(f"finished {run.path.name}: {len(rows)} steps, final entropy {rows[-1]['entropy']:.3f}, "
+                     f"val acc {last.get('val_acc', float('nan')):.3f}")
+    return lines
 
 
 def extend(run: Run, config, seed: int, log=print) -> bool:

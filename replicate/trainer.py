@@ -42,6 +42,8 @@ class Learner:
 
 
 def setup(config, seed: int, store_root, run: Run, log=print) -> Learner:
+    if config.model.kind == "tiny" and not torch.cuda.is_available():
+        torch.set_num_threads(1)  # tiny models gain nothing from threads; one thread makes pooled runs equal
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with=_trackers(), project_dir=str(run.path))
     torch.manual_seed(seed)
     model, tok = base_policy(config, store_root, seed, log=log)

@@ -40,6 +40,7 @@ def base_policy(config, root: Path, seed: int, log=print):
     initialisation and data order come from the seed, so seeds are independent base policies) and reused."""
     if config.model.kind == "pretrained":
         return load_pretrained(config.model.path, config.model.gguf_file, config.model.dtype)
+    torch.set_num_threads(1)  # tiny models: one thread, so a cached warm-up never depends on who made it
     task = make_task(config.task.name, **config.task.params)
     cache = Path(root) / "_warmup" / warmup_key(config, seed)
     if (cache / "DONE").exists():

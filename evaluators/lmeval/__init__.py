@@ -22,7 +22,8 @@ BENCHMARKS = {
     "omni_math": ("omni_math", "KbsdJames/Omni-MATH", "test"),  # 4,428 problems; gold in `answer` (LaTeX)
 }
 # written per run by replicate.benchmarks from the run task's validation set; countdown is scored by its own verifier
-SYNTHETIC = {"tiny_addition": "tiny_addition", "tiny_countdown": "tiny_countdown"}
+SYNTHETIC = {"tiny_addition": "tiny_addition", "tiny_countdown": "tiny_countdown",
+             "tiny_short_answer": "tiny_short_answer"}
 
 UTILS = '''from evaluators.lmeval.metrics import doc_to_text, process_results  # noqa: F401
 '''

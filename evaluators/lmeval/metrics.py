@@ -14,10 +14,10 @@ def doc_to_text(doc: dict) -> str:
 def process_results(doc: dict, results: list) -> dict:
     """results holds the k sampled responses of one problem (a list, or a list of one list after filters)."""
     responses = results[0] if results and isinstance(results[0], list) else list(results)
-    if doc.get("_verifier") == "countdown":  # any expression reaching the target counts, not one gold answer
-        from replicate.tasks import CountdownTask, Problem
+    if doc.get("_verifier") in ("countdown", "short_answer"):  # the tiny task's own verifier, as in training
+        from replicate.tasks import TASKS, Problem
         problem = Problem(doc["problem"], str(doc["answer"]), 0)
-        scores = [CountdownTask.reward(r.strip(), problem) for r in responses]
+        scores = [TASKS[doc["_verifier"]].reward(r.strip(), problem) for r in responses]
     else:
         scores = score_batch(responses, [gold_answer(doc)] * len(responses))
     k = len(scores)

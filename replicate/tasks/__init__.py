@@ -1,15 +1,17 @@
-"""Verifiable tasks by name: synthetic ones for the tiny tier."""
+"""Verifiable tasks by name: synthetic ones for the tiny tier, math data sets for the others."""
 from __future__ import annotations
 
 from ..errors import UserError
+from .addition_mix import AdditionMixTask
 from .arithmetic import AdditionTask
 from .base import Problem
 from .countdown import CountdownTask
 from .math_data import MathTask
 from .scratch_addition import ScratchAdditionTask
+from .short_answer import ShortAnswerTask
 
-TASKS = {"addition": AdditionTask, "countdown": CountdownTask, "math": MathTask,
-         "scratch_addition": ScratchAdditionTask}
+TASKS = {"addition": AdditionTask, "addition_mix": AdditionMixTask, "countdown": CountdownTask, "math": MathTask,
+         "scratch_addition": ScratchAdditionTask, "short_answer": ShortAnswerTask}
 
 
 def make_task(name: str, **params):
@@ -18,4 +20,5 @@ def make_task(name: str, **params):
     return TASKS[name](**params)
 
 
-__all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "CountdownTask", "MathTask", "ScratchAdditionTask"]
+__all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "AdditionMixTask", "CountdownTask", "MathTask",
+           "ScratchAdditionTask", "ShortAnswerTask"]

@@ -1,0 +1,71 @@
+"""Short-answer arithmetic: a verifiable task whose whole response is one or two answer digits.
+
+Prompt "3+7+5=" (op "+") or "47*38=" (op "*"); response the result modulo `mod` ("5", "6"), or the full
+result when mod is 0 ("47+38=" -> "85": direct-answer addition). No scratchpad, so a policy's uncertainty
+sits on the few answer tokens: a partly trained model has high per-token entropy at moderate accuracy,
+and RL can sharpen it (a contextual-bandit-like regime). The level is the number of operands, or the
+number of digits per operand when only one operand count is asked for and several digit counts are.
+"""
+from __future__ import annotations
+
+import random
+
+from .base import Problem
+
+
+class ShortAnswerTask:
+    alphabet = "0123456789+*="
+
+    def __init__(self, op: str = "+", operands: list[int] | int = 3, digits: list[int] | int = 1, mod: int = 10,
+                 holdout: int = 256, holdout_seed: int = 12345):
+        if op not in ("+", "*"):
+            raise ValueError(f"op must be '+' or '*', not {op!r}")
+        if mod < 0:
+            raise ValueError("mod must be >= 0 (0 = the full result)")
+        self.op, self.mod = op, mod
+        self.operands = [operands] if isinstance(operands, int) else list(operands)
+        self.digits = [digits] if isinstance(digits, int) else list(digits)
+        self.by_digits = len(self.operands) == 1 and len(self.digits) > 1
+        self.validation = self._sample(random.Random(holdout_seed), holdout, exclude=set())
+        self._held = {p.prompt for p in self.validation}
+
+    def _problem(self, rng: random.Random) -> Problem:
+        k, d = rng.choice(self.operands), rng.choice(self.digits)
+        lo = 10 ** (d - 1) if d > 1 else 0
+        xs = [rng.randrange(lo, 10 ** d) for _ in range(k)]
+        value = sum(xs) if self.op == "+" else _product(xs)
+        answer = str(value % self.mod if self.mod else value)
+        return Problem(self.op.join(map(str, xs)) + "=", answer, d if self.by_digits else k)
+
+    def _sample(self, rng, n, exclude):
+        out = []
+        while len(out) < n:
+            p = self._problem(rng)
+            if p.prompt not in exclude:
+                out.append(p)
+        return out
+
+    def sample(self, n: int, rng: random.Random) -> list[Problem]:
+        """Training problems, never one of the validation set."""
+        return self._sample(rng, n, self._held)
+
+    @staticmethod
+    def solution(problem: Problem, rng: random.Random | None = None, noise: float = 0.0) -> str:
+        """The answer; with noise, a uniformly drawn wrong answer of the same length with that probability."""
+        if rng is not None and noise > 0 and rng.random() < noise:
+            n = len(problem.answer)
+            wrong = [str(v) for v in range(10 ** n) if str(v) != problem.answer and len(str(v)) == n]
+            return rng.choice(wrong or [problem.answer + "0"])
+        return problem.answer
+
+    @staticmethod
+    def reward(response: str, problem: Problem, finished: bool = True) -> float:
+        """1.0 when the response ends (EOS) and is exactly the answer."""
+        return float(finished and response == problem.answer)
+
+
+def _product(xs):
+    out = 1
+    for x in xs:
+        out *= x
+    return out
