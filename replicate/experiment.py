@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .analysis import ANALYSES
 from .claims import judge_claims, write_claims
 from .figures import render
 from .errors import UserError
-from .paths import code_fingerprint, digest, reference_dir, results_root, store_root
+from .paths import REPO, code_fingerprint, digest, home, reference_dir, results_root, store_root
 from .runners import RUNNERS
 from .specs import RunConfig, Spec, apply_overrides
 from .store import provenance
@@ -48,33 +49,33 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
         raise UserError("--update-reference takes a full run only (the spec's seeds and steps, no --set); "
                         "drop --seeds/--steps/--set")
     out = Path(out or results_root() / spec.id / (scale if full else f"{scale}-{digest(requested, n=8)}"))
-    ensure_writable(out)
-    root = store_root(store)
-    t0 = time.time()
-    runner = RUNNERS[spec.runner]
-    if runner.trains:
-        configs, chosen = plan(spec, scale, seeds, steps, overrides)
-    else:
-        if overrides:
-            raise UserError(f"{spec.id} trains nothing (runner {spec.runner}); --set applies to training configs only")
-        configs, chosen = {}, choose_seeds(spec.runner_params.get("seeds", [0, 1, 2]), seeds)
-    store_runs = runner.fn(spec, scale, configs, chosen, root, force=force, resume=resume, log=log)
-    runs = {v: {s: run.metrics() for s, run in by_seed.items()} for v, by_seed in store_runs.items()}
-    analysis = analyse(spec, runs)
-    paths = render(spec, runs, analysis, out, scale)
-    rows = judge_claims(spec.claims, analysis["per_seed"])
-    extra = {"kind": "full" if full else "smoke", "requested": requested,
-             "provenance": result_provenance(spec, configs, store_runs), "pooled": analysis["pooled"],
-             "per_seed": analysis["per_seed"], "wall_time_s": time.time() - t0}
-    write_claims(out, spec.id, scale, chosen, rows, extra)
-    remember(spec.id, out)
-    if update_reference:
-        ref = reference_dir() / spec.id
-        ref.mkdir(parents=True, exist_ok=True)
-        for f in [*paths, out / "claims.json", out / "claims.md"]:
-            shutil.copy2(f, ref / f.name)
-        log(f"reference result updated in {ref}")
-    return {"out": out, "claims": rows, "analysis": analysis, "runs": runs}
+    with output_dir(out):
+        root = store_root(store)
+        t0 = time.time()
+        runner = RUNNERS[spec.runner]
+        if runner.trains:
+            configs, chosen = plan(spec, scale, seeds, steps, overrides)
+        else:
+            if overrides:
+                raise UserError(f"{spec.id} trains nothing (runner {spec.runner}); --set applies to training configs only")
+            configs, chosen = {}, choose_seeds(spec.runner_params.get("seeds", [0, 1, 2]), seeds)
+        store_runs = runner.fn(spec, scale, configs, chosen, root, force=force, resume=resume, log=log)
+        runs = {v: {s: run.metrics() for s, run in by_seed.items()} for v, by_seed in store_runs.items()}
+        analysis = analyse(spec, runs)
+        paths = render(spec, runs, analysis, out, scale)
+        rows = judge_claims(spec.claims, analysis["per_seed"])
+        extra = {"kind": "full" if full else "smoke", "requested": requested,
+                 "provenance": result_provenance(spec, configs, store_runs), "pooled": analysis["pooled"],
+                 "per_seed": analysis["per_seed"], "wall_time_s": time.time() - t0}
+        write_claims(out, spec.id, scale, chosen, rows, extra)
+        remember(spec.id, out)
+        if update_reference:
+            ref = reference_dir() / spec.id
+            ref.mkdir(parents=True, exist_ok=True)
+            for f in [*paths, out / "claims.json", out / "claims.md"]:
+                shutil.copy2(f, ref / f.name)
+            log(f"reference result updated in {ref}")
+        return {"out": out, "claims": rows, "analysis": analysis, "runs": runs}
 
 
 def analyse(spec: Spec, runs: dict) -> dict:
@@ -87,8 +88,24 @@ def analyse(spec: Spec, runs: dict) -> dict:
     return analysis
 
 
-def ensure_writable(out: Path):
-    """Create the output directory before anything trains, or refuse in one line."""
+@contextmanager
+def output_dir(out: Path):
+    """The output directory, created (or refused in one line) before anything trains; if what follows fails,
+    the empty directories it created are removed again."""
+    created = ensure_writable(out)
+    try:
+        yield out
+    except BaseException:
+        for d in created:  # deepest first
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        raise
+
+
+def ensure_writable(out: Path) -> list[Path]:
+    """Create the output directory before anything trains, or refuse in one line; returns the directories it
+    created (so a run that fails before writing anything can leave no empty folders behind)."""
+    created = [d for d in [out, *out.parents] if not d.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -96,16 +113,28 @@ def ensure_writable(out: Path):
         probe.unlink()
     except OSError as exc:
         raise UserError(f"cannot write results to {out}: {exc.strerror or exc}; pass --out DIR somewhere writable") from None
+    return created
 
 
 def result_provenance(spec: Spec, configs: dict, store_runs: dict) -> dict:
     """Where a result came from: the spec file and its hash, every run directory with its config hash, the
     code fingerprint and the library versions."""
     text = Path(spec.path).read_text() if spec.path and Path(spec.path).exists() else ""
-    runs = [{"variant": v, "seed": s, "dir": str(run.path), "steps": len(run.metrics()),
+    spec_file = _relative(Path(spec.path)) if spec.path else None
+    runs = [{"variant": v, "seed": s, "dir": _relative(run.path), "steps": len(run.metrics()),
              **({"config_digest": configs[v].digest()} if v in configs else {})}
             for v, by_seed in store_runs.items() for s, run in by_seed.items()]
-    return {**provenance({}), "spec_file": spec.path, "spec_digest": digest(text), "runs": runs}
+    return {**provenance({}), "spec_file": spec_file, "spec_digest": digest(text), "runs": runs}
+
+
+def _relative(path: Path) -> str:
+    """A path relative to the checkout or the home when it lies inside one (references stay portable)."""
+    for base in (REPO, home()):
+        try:
+            return str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(path)
 
 
 def remember(spec_id: str, out: Path):

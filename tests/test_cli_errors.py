@@ -177,9 +177,9 @@ def test_extension_equals_an_uninterrupted_run(finished, warm_store, tmp_path):
         shutil.copytree(warm_store / "_warmup", tmp_path / f"s{steps}" / "_warmup")
     c4, _ = plan(spec, "tiny", 1, 4)
     c6, seeds = plan(spec, "tiny", 1, 6)
-    short = run_rl(spec, "tiny", c4, seeds, tmp_path / "s4", **QUIET)["main"][0]
-    extended = run_rl(spec, "tiny", c6, seeds, tmp_path / "s4", resume=True, **QUIET)["main"][0]
-    scratch = run_rl(spec, "tiny", c6, seeds, tmp_path / "s6", **QUIET)["main"][0]
+    short = run_rl(spec, "tiny", c4, seeds, tmp_path / "s4", **QUIET)["main"][0].metrics()
+    extended = run_rl(spec, "tiny", c6, seeds, tmp_path / "s4", resume=True, **QUIET)["main"][0].metrics()
+    scratch = run_rl(spec, "tiny", c6, seeds, tmp_path / "s6", **QUIET)["main"][0].metrics()
     assert len(short) == 4 and len(extended) == len(scratch) == 6
     assert "val_acc" in extended[3] and "val_acc" not in scratch[3]
     assert _strip(extended[:4]) == _strip(short)  # the first 4 rows are the short run's, copied
@@ -195,10 +195,10 @@ def test_extension_needs_resume(finished, warm_store, tmp_path, monkeypatch):
     import replicate.runners as runners
     spec = load_spec(finished[0])
     shutil.copytree(warm_store / "_warmup", tmp_path / "_warmup")
-    short = run_rl(spec, "tiny", plan(spec, "tiny", 1, 3)[0], [0], tmp_path, **QUIET)["main"][0]
+    short = run_rl(spec, "tiny", plan(spec, "tiny", 1, 3)[0], [0], tmp_path, **QUIET)["main"][0].metrics()
     calls = []
     monkeypatch.setattr(runners, "extend", lambda *a, **k: calls.append(a))
-    rows = run_rl(spec, "tiny", plan(spec, "tiny", 1, 5)[0], [0], tmp_path, **QUIET)["main"][0]
+    rows = run_rl(spec, "tiny", plan(spec, "tiny", 1, 5)[0], [0], tmp_path, **QUIET)["main"][0].metrics()
     assert calls == [] and len(rows) == 5 and _strip(rows[:2]) == _strip(short[:2])
 
 

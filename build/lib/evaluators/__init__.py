@@ -1,1 +1,0 @@
-"""Evaluators: verifiable scoring of model output (math answers, sandboxed code)."""
