@@ -30,7 +30,14 @@ class ModelSpec(Strict):
     config: dict[str, Any] = {}
     path: str | None = None
     gguf_file: str | None = None
-    dtype: str = "float32"
+    dtype: str = "float32"  # parameters' dtype, tiny and pretrained alike
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v):
+        if v not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"unknown model dtype {v!r}; choose float32, bfloat16 or float16")
+        return v
 
     @model_validator(mode="after")
     def _path_for_pretrained(self):

@@ -298,3 +298,13 @@ def test_old_bug_cpu_generator_fails(tiny, fake_cuda, monkeypatch):
     cfg = tiny.cfg.model_copy(update={"eval": tiny.cfg.eval.model_copy(update={"temperature": 1.0})})
     with pytest.raises(DeviceMismatch, match="generator"):
         train_steps(fake_learner(tiny), SimpleNamespace(append_metrics=lambda r: None), cfg, 0, 0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_tiny_model_follows_spec_dtype(dtype, tmp_path):
+    from replicate.warmup import base_policy
+    cfg = RunConfig.model_validate({**TINY_BODY, "model": {**TINY_BODY["model"], "dtype": dtype}})
+    for _ in range(2):  # built, then loaded from the warm-up cache
+        model, _ = base_policy(cfg, tmp_path, 0, log=lambda *a: None)
+        assert {p.dtype for p in model.parameters()} == {getattr(torch, dtype)}
+    assert RunConfig.model_validate(TINY_BODY).model.dtype == "float32"
