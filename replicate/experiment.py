@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from .analysis import ANALYSES
 from .claims import judge_claims, write_claims
 from .figures import render
 from .errors import UserError
-from .paths import code_fingerprint, digest, reference_dir, results_root, store_root
+from .paths import code_fingerprint, digest, is_main_process, reference_dir, results_root, store_root
 from .runners import RUNNERS
 from .specs import RunConfig, Spec, apply_overrides
 from .store import provenance
@@ -59,6 +60,8 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
             raise UserError(f"{spec.id} trains nothing (runner {spec.runner}); --set applies to training configs only")
         configs, chosen = {}, choose_seeds(spec.runner_params.get("seeds", [0, 1, 2]), seeds)
     store_runs = runner.fn(spec, scale, configs, chosen, root, force=force, resume=resume, log=log)
+    if not is_main_process():  # under `accelerate launch`: process 0 alone analyses and writes the result
+        return {"out": out, "claims": [], "analysis": None, "runs": None}
     runs = {v: {s: run.metrics() for s, run in by_seed.items()} for v, by_seed in store_runs.items()}
     analysis = analyse(spec, runs)
     paths = render(spec, runs, analysis, out, scale)
@@ -91,7 +94,7 @@ def ensure_writable(out: Path):
     """Create the output directory before anything trains, or refuse in one line."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
+        probe = out / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as exc:

@@ -454,11 +454,12 @@ def _has_path(d, loc) -> bool:
 
 
 def all_specs(directory: Path | None = None) -> dict[str, Path]:
-    """Map every spec id and alias to its file, searching sub-folders (not `reported/`, which holds numbers)."""
+    """Map every spec id and alias to its file, searching sub-folders (not `reported/`, which holds numbers, nor
+    `accelerate/`, which holds `accelerate launch --config_file` configs)."""
     directory = directory or experiments_dir()
     out = {}
     for file in sorted(directory.rglob("*.yaml")):
-        if "reported" in file.relative_to(directory).parts:
+        if {"reported", "accelerate"} & set(file.relative_to(directory).parts):
             continue
         try:
             data = yaml.safe_load(file.read_text()) or {}
