@@ -76,6 +76,8 @@ def cmd_reproduce(spec, args):
     res = reproduce(spec, scale=args.scale, seeds=args.seeds, steps=args.steps, out=args.out, store=args.store,
                     force=args.force, resume=args.resume, update_reference=args.update_reference,
                     overrides=overrides)
+    if res["analysis"] is None:  # a process other than 0 of `accelerate launch`: process 0 reports
+        return
     print((res["out"] / "claims.md").read_text())
     print(f"wrote {res['out']}/{spec.id}.png, .pdf, claims.json, claims.md")
 

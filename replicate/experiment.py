@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ from .analysis import ANALYSES
 from .claims import judge_claims, write_claims
 from .figures import render
 from .errors import UserError
-from .paths import REPO, code_fingerprint, digest, home, reference_dir, results_root, store_root
+from .paths import REPO, code_fingerprint, digest, home, is_main_process, reference_dir, results_root, store_root
 from .runners import RUNNERS
 from .specs import RunConfig, Spec, apply_overrides
 from .store import provenance
@@ -60,6 +61,8 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
                 raise UserError(f"{spec.id} trains nothing (runner {spec.runner}); --set applies to training configs only")
             configs, chosen = {}, choose_seeds(spec.runner_params.get("seeds", [0, 1, 2]), seeds)
         store_runs = runner.fn(spec, scale, configs, chosen, root, force=force, resume=resume, log=log)
+        if not is_main_process():  # under `accelerate launch`: process 0 alone analyses and writes the result
+            return {"out": out, "claims": [], "analysis": None, "runs": None}
         runs = {v: {s: run.metrics() for s, run in by_seed.items()} for v, by_seed in store_runs.items()}
         analysis = analyse(spec, runs)
         paths = render(spec, runs, analysis, out, scale)
@@ -108,7 +111,7 @@ def ensure_writable(out: Path) -> list[Path]:
     created = [d for d in [out, *out.parents] if not d.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
+        probe = out / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as exc:

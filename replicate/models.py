@@ -32,14 +32,15 @@ def char_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
     return fast
 
 
-def tiny_model(config: dict, tokenizer) -> torch.nn.Module:
-    """A small causal LM of a transformers architecture, randomly initialised from `config` (no download)."""
+def tiny_model(config: dict, tokenizer, dtype: str = "float32") -> torch.nn.Module:
+    """A small causal LM of a transformers architecture, randomly initialised from `config` (no download), with
+    parameters in `dtype` (the spec's model.dtype)."""
     cfg = dict(config)
     model_type = cfg.pop("model_type", "qwen2")
     hf_config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                                      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                      **cfg)
-    return AutoModelForCausalLM.from_config(hf_config)
+    return AutoModelForCausalLM.from_config(hf_config, dtype=getattr(torch, dtype))
 
 
 def resolve_package_path(path: str) -> str:

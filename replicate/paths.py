@@ -16,6 +16,16 @@ PACKAGE = Path(__file__).resolve().parent
 REPO = PACKAGE.parent  # the source checkout (meaningful only when figures/ sits beside the package)
 
 
+def world_size() -> int:
+    """Processes of this job: `accelerate launch` (torchrun) sets WORLD_SIZE; 1 otherwise."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a multi-process launch (or the only process): the one that writes results."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def home() -> Path:
     return Path(os.environ.get("REPLICATE_HOME") or ".").expanduser()
 

@@ -79,10 +79,10 @@ def arm_params(spec, variant: str, scale: str) -> dict:
 def _gen_texts(model, tok, task, problems, n, temperature, max_new_tokens, gen, batch=512):
     """[(text, length in tokens incl. EOS, finished, correct)] for n responses per problem (problem-major)."""
     rows = [p for p in problems for _ in range(n)]
-    out = []
+    out, device = [], next(model.parameters()).device
     for s in range(0, len(rows), batch):
         chunk = rows[s:s + batch]
-        ids, mask = encode_prompts(tok, [p.prompt for p in chunk])
+        ids, mask = encode_prompts(tok, [p.prompt for p in chunk], device)
         resp, rmask = generate(model, ids, mask, max_new_tokens, temperature, tok.eos_token_id, tok.pad_token_id, gen)
         scores = score_responses(tok, task, resp, rmask, chunk)
         finished = (resp == tok.eos_token_id).any(dim=1).tolist()
@@ -123,7 +123,7 @@ def sample_cache(config, root: Path, seed: int, n_train: int, eval_cap: int, log
     problems = task.sample(n_train, random.Random(derive_seed(seed, "dast-problems")))
     torch.manual_seed(derive_seed(seed, "dast-sampling"))
     flat = _gen_texts(model, tok, task, problems, ro.group_size, ro.temperature, ro.max_new_tokens,
-                      make_generator(derive_seed(seed, "dast-sampling"), "cpu"))
+                      make_generator(derive_seed(seed, "dast-sampling"), next(model.parameters()).device))
     samples = [flat[i * ro.group_size:(i + 1) * ro.group_size] for i in range(len(problems))]
     base_eval = evaluate_levels(model, tok, task, eval_cap)
     cache.mkdir(parents=True, exist_ok=True)
@@ -180,13 +180,13 @@ def _tokens(tok, text: str, finished: bool) -> list[int]:
     return tok(text, add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if finished else [])
 
 
-def _batch(tok, prompts, responses):
-    ids, mask = encode_prompts(tok, prompts)
+def _batch(tok, prompts, responses, device=None):
+    ids, mask = encode_prompts(tok, prompts, device)
     width = max(map(len, responses))
-    resp = torch.full((len(responses), width), tok.pad_token_id)
-    rmask = torch.zeros(len(responses), width)
+    resp = torch.full((len(responses), width), tok.pad_token_id, device=device)
+    rmask = torch.zeros(len(responses), width, device=device)
     for i, r in enumerate(responses):
-        resp[i, :len(r)] = torch.tensor(r)
+        resp[i, :len(r)] = torch.tensor(r, device=device)
         rmask[i, :len(r)] = 1
     return ids, mask, resp, rmask
 
@@ -201,7 +201,7 @@ def train_arm(model, tok, problems, samples, pairs, sft, params, config, seed, l
     opt = torch.optim.AdamW(model.parameters(), lr=config.train.optimizer.lr,
                             weight_decay=config.train.optimizer.weight_decay)
     rng = random.Random(derive_seed(seed, "dast-order"))
-    loss_fn, step = PREFERENCE_LOSSES["simpo"], 0
+    loss_fn, step, device = PREFERENCE_LOSSES["simpo"], 0, next(model.parameters()).device
     model.train()
     for epoch in range(config.train.ppo_epochs):
         order = list(range(len(items)))
@@ -210,14 +210,14 @@ def train_arm(model, tok, problems, samples, pairs, sft, params, config, seed, l
             chunk = [items[j] for j in order[s:s + params["batch_size"]]]
             if pairs:
                 prompts = [problems[p.problem_id].prompt for p in chunk]
-                w = _batch(tok, prompts, [_tokens(tok, p.chosen.text, finished[p.problem_id, p.chosen.text]) for p in chunk])
-                lo = _batch(tok, prompts, [_tokens(tok, p.rejected.text, finished[p.problem_id, p.rejected.text]) for p in chunk])
+                w = _batch(tok, prompts, [_tokens(tok, p.chosen.text, finished[p.problem_id, p.chosen.text]) for p in chunk], device)
+                lo = _batch(tok, prompts, [_tokens(tok, p.rejected.text, finished[p.problem_id, p.rejected.text]) for p in chunk], device)
                 lw, _ = response_logprobs(model, w[0], w[1], w[2], 1.0)
                 ll, _ = response_logprobs(model, lo[0], lo[1], lo[2], 1.0)
                 loss, m = loss_fn(lw, ll, w[3], lo[3], beta=params["beta"], gamma=params["gamma"])
             else:
                 b = _batch(tok, [problems[i].prompt for i, _ in chunk],
-                           [_tokens(tok, r.text, finished[i, r.text]) for i, r in chunk])
+                           [_tokens(tok, r.text, finished[i, r.text]) for i, r in chunk], device)
                 lp, _ = response_logprobs(model, *b[:3], 1.0)
                 loss = -(lp * b[3]).sum() / b[3].sum()
                 m = {}

@@ -53,9 +53,15 @@ def run_rl(spec, scale, configs, seeds, root, force=False, resume=False, log=pri
     if workers > 1:
         run_in_processes(spec, scale, pending, root, resume, workers, log)
         return {v: {s: run for vv, _, s, run in todo if vv == v} for v in configs}
+    from .paths import is_main_process, world_size
     for i, (variant, config, seed, run) in enumerate(pending, 1):
         if resume and not run.started:
-            extend(run, config, seed, log=tqdm.write)
+            if is_main_process():
+                extend(run, config, seed, log=tqdm.write)
+            if world_size() > 1:  # the others wait for process 0's copy (the trainer's own state, cpu as there)
+                import torch
+                from accelerate import PartialState
+                PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
         bar = _StepBar(f"{spec.id} [{scale}] {variant} s{seed} ({i}/{len(pending)})", config.train.steps)
         try:
             train(run, config, seed, root, resume=resume, progress=bar.update, log=tqdm.write, on_start=bar.open)
@@ -67,10 +73,13 @@ def run_rl(spec, scale, configs, seeds, root, force=False, resume=False, log=pri
 def parallel_workers(pending) -> int:
     """How many processes train at once: $REPLICATE_WORKERS, else one per CPU core (at most one per seed) for
     tiny models on a CPU-only machine outside `accelerate launch`, else 1."""
+    from .paths import world_size
+    if world_size() > 1:  # under `accelerate launch` the processes share each run; no pool on top
+        return 1
     if os.environ.get("REPLICATE_WORKERS"):
         return max(1, int(os.environ["REPLICATE_WORKERS"]))
     import torch
-    if torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if torch.cuda.is_available():
         return 1
     if not pending or any(c.model.kind != "tiny" for _, c, _, _ in pending):
         return 1
@@ -131,6 +140,9 @@ class _StepBar:
         self.desc, self.total, self.bar = desc, total, None
 
     def open(self, start: int):
+        from .paths import is_main_process
+        if not is_main_process():  # one bar per run, not one per process
+            return
         self.bar = tqdm(total=self.total, initial=start, desc=self.desc, unit="step", leave=False)
 
     def update(self, step: int, m: dict):

@@ -30,7 +30,14 @@ class ModelSpec(Strict):
     config: dict[str, Any] = {}
     path: str | None = None
     gguf_file: str | None = None
-    dtype: str = "float32"
+    dtype: str = "float32"  # parameters' dtype, tiny and pretrained alike
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v):
+        if v not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"unknown model dtype {v!r}; choose float32, bfloat16 or float16")
+        return v
 
     @model_validator(mode="after")
     def _path_for_pretrained(self):
@@ -447,11 +454,12 @@ def _has_path(d, loc) -> bool:
 
 
 def all_specs(directory: Path | None = None) -> dict[str, Path]:
-    """Map every spec id and alias to its file, searching sub-folders (not `reported/`, which holds numbers)."""
+    """Map every spec id and alias to its file, searching sub-folders (not `reported/`, which holds numbers, nor
+    `accelerate/`, which holds `accelerate launch --config_file` configs)."""
     directory = directory or experiments_dir()
     out = {}
     for file in sorted(directory.rglob("*.yaml")):
-        if "reported" in file.relative_to(directory).parts:
+        if {"reported", "accelerate"} & set(file.relative_to(directory).parts):
             continue
         try:
             data = yaml.safe_load(file.read_text()) or {}

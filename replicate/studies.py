@@ -70,7 +70,7 @@ def _one_step(policy, batch, alg, lr, direction, noise, b) -> list[dict]:
         grads = [p.grad for p in policy.parameters() if p.grad is not None]
         norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
         if direction == "random":
-            grads = [torch.randn(g.shape, generator=noise) for g in grads]
+            grads = [torch.randn(g.shape, generator=noise).to(g.device) for g in grads]  # drawn on the CPU: same on any device
             scale = norm / torch.sqrt(sum((g ** 2).sum() for g in grads))
             grads = [g * scale for g in grads]
         for p, g in zip([p for p in policy.parameters() if p.grad is not None], grads):

@@ -46,7 +46,8 @@ def setup(config, seed: int, store_root, run: Run, log=print) -> Learner:
         torch.set_num_threads(1)  # tiny models gain nothing from threads; one thread makes pooled runs equal
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with=_trackers(), project_dir=str(run.path))
     torch.manual_seed(seed)
-    model, tok = base_policy(config, store_root, seed, log=log)
+    with accelerator.main_process_first():  # process 0 builds (and caches) the warm-up; the others load it
+        model, tok = base_policy(config, store_root, seed, log=log)
     alg, opt = config.algorithm, config.train.optimizer
     extra = {"betas": opt.betas} if opt.name == "adamw" else {}
     optimizer = (torch.optim.AdamW if opt.name == "adamw" else torch.optim.SGD)(
@@ -67,12 +68,14 @@ def setup(config, seed: int, store_root, run: Run, log=print) -> Learner:
 
 def restore(lr: Learner, run: Run, resume: bool, log=print) -> int:
     """The step to start from: the checkpoint's with --resume (metrics after it are dropped), else 0."""
+    acc = lr.accelerator
     state = run.load_checkpoint() if resume else None
     if state is None:
-        if resume and run.started:
+        if resume and run.started and acc.is_main_process:
             log(f"no checkpoint in {run.path}; starting it from step 0")
-        if resume or not run.started:
+        if (resume or not run.started) and acc.is_main_process:
             run.reset()
+        acc.wait_for_everyone()  # no process reads the run before process 0 has reset it
         return 0
     lr.policy.load_state_dict(state["model"])
     lr.optimizer.load_state_dict(state["optimizer"])
@@ -80,10 +83,14 @@ def restore(lr: Learner, run: Run, resume: bool, log=print) -> int:
         lr.accelerator.unwrap_model(lr.critic).load_state_dict(state["critic"])
         lr.critic_opt.load_state_dict(state["critic_optimizer"])
     lr.py_rng.setstate(state["rng"]["python"])
-    lr.gen.set_state(state["rng"]["torch"])
+    per_process = state["rng"].get("torch_per_process")  # each process's own sampling generator
+    lr.gen.set_state(per_process[acc.process_index] if per_process and len(per_process) == acc.num_processes
+                     else state["rng"]["torch"])
     torch.set_rng_state(state["rng"]["torch_global"])
-    run.truncate_metrics(state["step"])
-    log(f"resuming {run.path.name} at step {state['step']}")
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        run.truncate_metrics(state["step"])
+        log(f"resuming {run.path.name} at step {state['step']}")
     return state["step"]
 
 
@@ -99,7 +106,8 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
         start = restore(lr, run, resume, log)
         if on_start is not None:
             on_start(start)
-        run.begin(config, seed, {"seed": seed, "num_processes": lr.accelerator.num_processes})
+        if lr.accelerator.is_main_process:
+            run.begin(config, seed, {"seed": seed, "num_processes": lr.accelerator.num_processes})
         lr.accelerator.init_trackers(run.path.name)
         train_steps(lr, run, config, seed, start, progress)
     except KeyboardInterrupt:
@@ -160,8 +168,11 @@ def train_steps(lr: Learner, run: Run, config, seed: int, start: int, progress=N
         if lr.accelerator.is_main_process:
             run.append_metrics(metrics)
         lr.accelerator.log({k: v for k, v in metrics.items() if k != "step"}, step=step)
-        if (step + 1) % tr.checkpoint_every == 0 and step + 1 < tr.steps and lr.accelerator.is_main_process:
-            run.save_checkpoint(checkpoint(lr, step + 1))
+        if (step + 1) % tr.checkpoint_every == 0 and step + 1 < tr.steps:
+            state = checkpoint(lr, step + 1)  # every process takes part (each adds its generator's state)
+            if lr.accelerator.is_main_process:
+                run.save_checkpoint(state)
+            lr.accelerator.wait_for_everyone()
         if progress is not None:
             progress(step, metrics)
 
@@ -272,8 +283,14 @@ def entropy_change(lr: Learner, batch, entropy_before, probe) -> dict:
 
 
 def checkpoint(lr: Learner, next_step: int) -> dict:
+    """The full state to resume from. Collective under several processes: it gathers every process's sampling
+    generator state (process 0 writes the file; each process restores its own generator from it)."""
+    gens = [lr.gen.get_state().cpu()]
+    if lr.accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+        gens = gather_object(gens)
     state = {"model": lr.policy.state_dict(), "optimizer": lr.optimizer.state_dict(), "step": next_step,
-             "rng": {"python": lr.py_rng.getstate(), "torch": lr.gen.get_state(),
+             "rng": {"python": lr.py_rng.getstate(), "torch": lr.gen.get_state(), "torch_per_process": gens,
                      "torch_global": torch.get_rng_state()}}
     if lr.critic is not None:
         state.update(critic=lr.accelerator.unwrap_model(lr.critic).state_dict(),
@@ -283,12 +300,14 @@ def checkpoint(lr: Learner, next_step: int) -> dict:
 
 def finish(lr: Learner, run: Run, steps: int):
     """Mark the run done; the model goes to model/, its last full state to final.pt (for extension)."""
-    lr.accelerator.end_training()
+    state = checkpoint(lr, steps)  # collective: before end_training, which ends the process group
     if lr.accelerator.is_main_process:
         lr.policy.save_pretrained(run.path / "model")
         lr.tok.save_pretrained(run.path / "model")
-        run.save_final(checkpoint(lr, steps))
+        run.save_final(state)
         run.finish()
+    lr.accelerator.wait_for_everyone()  # the run is done (DONE written) for every process when train returns
+    lr.accelerator.end_training()
 
 
 def _reduce(accelerator, metrics: dict) -> dict:

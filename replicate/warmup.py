@@ -46,10 +46,10 @@ def base_policy(config, root: Path, seed: int, log=print):
     if (cache / "DONE").exists():
         tok = PreTrainedTokenizerFast.from_pretrained(cache)
         tok.padding_side = "left"
-        return AutoModelForCausalLM.from_pretrained(cache), tok
+        return AutoModelForCausalLM.from_pretrained(cache, dtype=getattr(torch, config.model.dtype)), tok
     tok = char_tokenizer(task.alphabet)
     torch.manual_seed(derive_seed(seed, "warmup-init"))
-    model = tiny_model(config.model.config, tok)
+    model = tiny_model(config.model.config, tok, config.model.dtype)
     w = config.warmup
     if w.steps:
         log(f"warm-up (seed {seed}): {w.steps} supervised steps on {config.task.name} (cached in {cache})")
