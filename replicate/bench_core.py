@@ -251,14 +251,15 @@ def bench_update(args) -> list[dict]:
             peak = mm_reps * 2 * n ** 3 / med(times["matmul"])
             dt = med(times["update"])
             toks = B * (P + T)
-            flops = 6 * n_params * toks / dt
+            head = vocab * model.config.hidden_size  # the LM head runs on the T response positions only
+            flops = 6 * ((n_params - head) * toks + head * B * T) / dt
             rows.append({"shape": shape, "params": n_params, "B": B, "P": P, "T": T, "micro": micro,
                          "reps": len(times["update"]), "update_s": dt, "tok_s": toks / dt, "flop_s": flops,
                          "peak_matmul_flop_s": peak, "mfu": flops / peak, "seconds": times})
             del model, opt
         path = write_json("update", device, {"rows": rows, "note": "one PPO update = response_logprobs + vanilla "
                                              "PPO loss (token-mean) + backward per micro-batch, one AdamW step; "
-                                             "FLOPs = 6 * params * (P+T) * B (attention not counted); peak = a "
+                                             "FLOPs = 6 * B * (body params * (P+T) + head params * T), the LM head scoring only the response (attention not counted); peak = a "
                                              f"{'1024^3 float32' if device == 'cpu' else '8192^3 bf16'} matmul "
                                              "timed interleaved with the update"}, getattr(args, "out", None))
         print(table(f"update on {device}: tokens/s of fwd+bwd+AdamW and MFU against the measured matmul peak",
