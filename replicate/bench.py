@@ -98,4 +98,17 @@ def bench_evaluators(args):
     print(f"  evaluators.code sandbox         {sbx_rate:7.1f} runs/s   ratio {sbx_rate / plain_rate:.2f}x (goal >= 1x)")
 
 
-BENCHES = {"evaluators": bench_evaluators}
+def _core(name):
+    def run(args):
+        from . import bench_core, bench_rl
+        fns = {"rollout": bench_core.bench_rollout, "update": bench_core.bench_update,
+               "entropy": bench_core.bench_entropy, "rl-step": bench_rl.bench_rl_step, "all": bench_core.bench_all}
+        if getattr(args, "threads", None):
+            import torch
+            torch.set_num_threads(args.threads)
+        return fns[name](args)
+    return run
+
+
+BENCHES = {"evaluators": bench_evaluators, **{name: _core(name) for name in ("rollout", "update", "entropy", "rl-step",
+                                                                             "all")}}

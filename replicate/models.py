@@ -94,6 +94,11 @@ def cache_kwarg(model) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+def last_logits_only(model, n: int) -> dict:
+    """forward() keywords computing the LM head on the last n positions only (where the model supports it)."""
+    return {"logits_to_keep": n} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+
 def forward_responses(model, prompt_ids, prompt_mask, responses, **kwargs):
     """One forward pass over left-padded prompts followed by their responses (positions skip the padding)."""
     ids = torch.cat([prompt_ids, responses], dim=1)
@@ -102,9 +107,12 @@ def forward_responses(model, prompt_ids, prompt_mask, responses, **kwargs):
 
 
 def response_logits(model, prompt_ids, prompt_mask, responses, temperature):
-    """Next-token logits / temperature at each response position, [B, T, V]."""
-    logits = forward_responses(model, prompt_ids, prompt_mask, responses).logits
-    return logits[:, prompt_ids.shape[1] - 1:-1].float() / temperature
+    """Next-token logits / temperature at each response position, [B, T, V] (the LM head runs on those
+    positions only, not on the prompt's)."""
+    T = responses.shape[1]
+    logits = forward_responses(model, prompt_ids, prompt_mask, responses, **last_logits_only(model, T + 1)).logits
+    logits = logits[:, -T - 1:-1].float()
+    return logits if temperature == 1 else logits / temperature
 
 
 def response_logprobs(model, prompt_ids, prompt_mask, responses, temperature, with_entropy=False):

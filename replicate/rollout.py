@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .models import cache_kwarg, response_logprobs
+from .models import cache_kwarg, last_logits_only, response_logprobs
 from .tasks import Problem
 
 
@@ -69,16 +69,20 @@ def generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, eos_id
     """
     pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
     key = cache_kwarg(model)
-    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=True)
-    attn, next_pos = prompt_mask, pos[:, -1:] + 1
-    done = torch.zeros(prompt_ids.shape[0], dtype=torch.bool, device=prompt_ids.device)
+    B, P = prompt_ids.shape
+    # the whole attention mask, allocated once: step t attends to the first P + t columns
+    attn = torch.cat([prompt_mask, prompt_mask.new_ones(B, max_new_tokens)], dim=1)
+    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=True,
+                **last_logits_only(model, 1))  # the prefill needs the last position's logits only
+    next_pos = pos[:, -1:] + 1
+    done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
     tokens, valid = [], []
-    for _ in range(max_new_tokens):
+    for t in range(max_new_tokens):
         logits = out.logits[:, -1, :].float()
         if temperature == 0:
             nxt = logits.argmax(-1)
         else:
-            probs = torch.softmax(logits / temperature, dim=-1)
+            probs = torch.softmax(logits if temperature == 1 else logits / temperature, dim=-1)
             nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         valid.append(~done)
         nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
@@ -86,9 +90,8 @@ def generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, eos_id
         done = done | (nxt == eos_id)
         if done.all():
             break
-        attn = torch.cat([attn, torch.ones_like(nxt[:, None])], dim=1)
-        out = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True,
-                    **{key: _cache_of(out)})
+        out = model(input_ids=nxt[:, None], attention_mask=attn[:, :P + t + 1], position_ids=next_pos,
+                    use_cache=True, **{key: _cache_of(out)})
         next_pos = next_pos + 1
     return torch.stack(tokens, 1), torch.stack(valid, 1).float()
 

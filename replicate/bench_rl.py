@@ -1,0 +1,134 @@
+"""`python -m replicate bench rl-step`: our whole RL step (replicate.trainer.train) vs TRL's GRPOTrainer, on the
+same tiny model shape, task, verifier, batch shape and number of updates, interleaved run by run.
+
+Both sides start from a random-init copy of the fig1 tiny testbed's model (2-layer Qwen2, d=64, our character
+tokenizer) on fig1's task (last digit of a 2-digit product), 32 prompts x 8 responses per step, at most 4 new
+tokens at temperature 1, one AdamW step per RL step (lr 7e-4, grad clip 1), clip 0.2, token-mean loss, no KL,
+and are scored by the task's own verifier (a response is right when it ends with EOS and is the answer).
+Per-step time is the median gap between consecutive step ends (the first step of TRL, which warms up, and our
+first and last steps, which also validate, are left out).
+"""
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from .bench_core import machine, med, table, write_json
+
+PROMPTS, GROUP, NEW_TOKENS, LR = 32, 8, 4, 7e-4
+
+
+def _fig1_config(steps: int, prompts: int, group: int):
+    from .specs import apply_overrides, find_spec
+    cfg = find_spec("fig1").resolve("tiny")
+    return apply_overrides(cfg, {"warmup": {"steps": 0}, "train": {"steps": steps, "checkpoint_every": 10_000},
+                                 "rollout": {"prompts_per_step": prompts, "group_size": group},
+                                 "eval": {"every": 10_000, "n_prompts": 4, "k": 1}}, what="bench rl-step")
+
+
+def run_ours(cfg, seed: int) -> dict:
+    from .store import Run
+    from .trainer import train
+    ends = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = train(Run(Path(tmp) / "run"), cfg, seed, Path(tmp) / "store", log=lambda *_: None,
+                     progress=lambda step, m: ends.append(time.perf_counter()))
+    gaps = [b - a for a, b in zip(ends, ends[1:])][:-1]  # step 1 .. steps-2 (0 and the last one validate)
+    return {"step_s": med(gaps), "response_length": sum(r["response_length"] for r in rows) / len(rows),
+            "steps_timed": len(gaps)}
+
+
+def run_trl(cfg, seed: int) -> dict:
+    """TRL's GRPOTrainer offline on a config-built model with our char tokenizer and a reward calling our verifier."""
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from .models import char_tokenizer, tiny_model
+    from .tasks import Problem, make_task
+    task = make_task(cfg.task.name, **cfg.task.params)
+    tok = char_tokenizer(task.alphabet)
+    torch.manual_seed(seed)
+    model = tiny_model(cfg.model.config, tok)
+    ro, steps = cfg.rollout, cfg.train.steps
+    problems = task.sample(ro.prompts_per_step * steps, random.Random(seed))
+    data = Dataset.from_dict({"prompt": [p.prompt for p in problems], "answer": [p.answer for p in problems]})
+
+    def reward(prompts, completions, answer, completion_ids=None, **_):
+        finished = [tok.eos_token_id in ids for ids in completion_ids] if completion_ids else [True] * len(answer)
+        return [task.reward(c, Problem(p, a, 0), f) for p, c, a, f in zip(prompts, completions, answer, finished)]
+
+    class Ends(TrainerCallback):
+        def __init__(self):
+            self.t = []
+
+        def on_step_end(self, *args, **kwargs):
+            self.t.append(time.perf_counter())
+    ends = Ends()
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        args = GRPOConfig(output_dir=tmp, per_device_train_batch_size=ro.prompts_per_step * ro.group_size,
+                          num_generations=ro.group_size, max_completion_length=ro.max_new_tokens,
+                          temperature=ro.temperature, learning_rate=cfg.train.optimizer.lr, lr_scheduler_type="constant",
+                          optim="adamw_torch", max_grad_norm=cfg.train.grad_clip, epsilon=0.2, beta=0.0,
+                          loss_type="dapo", max_steps=steps, use_cpu=not torch.cuda.is_available(), bf16=False,
+                          logging_steps=1, save_strategy="no", report_to="none", disable_dropout=True, seed=seed)
+        trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=data, processing_class=tok,
+                              callbacks=[ends])
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+        trainer.remove_callback(PrinterCallback)  # no per-step log dicts on stdout
+        trainer.remove_callback(ProgressCallback)
+        trainer.train()
+    lengths = [r["completions/mean_length"] for r in trainer.state.log_history if "completions/mean_length" in r]
+    gaps = [b - a for a, b in zip(ends.t, ends.t[1:])]  # steps 1 .. steps-1 (step 0 warms up)
+    return {"step_s": med(gaps), "response_length": sum(lengths) / len(lengths), "steps_timed": len(gaps)}
+
+
+def bench_rl_step(args) -> dict:
+    quick = getattr(args, "quick", False)
+    steps = 4 if quick else 6
+    prompts, group = (8, 4) if quick else (PROMPTS, GROUP)
+    reps = max(1, getattr(args, "reps", None) or (1 if quick else 3))
+    cfg = _fig1_config(steps, prompts, group)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    threads = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(1)  # what our trainer sets for tiny models on CPU; TRL gets the same
+    try:
+        runs = {"ours": [], "trl": []}
+        for r in range(reps):
+            for name in (["ours", "trl"] if r % 2 == 0 else ["trl", "ours"]):
+                runs[name].append((run_ours if name == "ours" else run_trl)(cfg, seed=r))
+        info = machine(device)
+    finally:
+        torch.set_num_threads(threads)
+    rows = prompts * group
+    res = {}
+    for name, rs in runs.items():
+        step_s = med([x["step_s"] for x in rs])
+        length = sum(x["response_length"] for x in rs) / len(rs)
+        res[name] = {"step_s": step_s, "response_length": length, "samples_s": rows / step_s,
+                     "response_tok_s": rows * length / step_s, "runs": rs}
+    payload = {"config": {"prompts_per_step": prompts, "group_size": group, "max_new_tokens": NEW_TOKENS,
+                          "steps_per_run": steps, "runs_per_arm": reps, "model": cfg.model.config,
+                          "task": {"name": cfg.task.name, **cfg.task.params}},
+               "ours": res["ours"], "trl": res["trl"], "ours_over_trl": res["trl"]["step_s"] / res["ours"]["step_s"],
+               "note": "per-step time = median gap between step ends; tokens/s counts response tokens "
+                       "(rows x mean response length); both sides random-init, so lengths are near the cap"}
+    path = write_json("rl-step", device, {**payload, "machine": info}, getattr(args, "out", None))
+    import trl
+    print(table(f"rl-step on {device} ({info['torch_threads']} thread(s)): fig1 tiny testbed, {prompts} prompts x "
+                f"{group}, <= {NEW_TOKENS} new tokens, 1 update/step, {steps} steps x {reps} runs per arm",
+                ["trainer", "s/step", "samples/s", "resp tokens/s", "mean resp len", "ours speedup"],
+                [["ours (replicate.trainer)", round(res["ours"]["step_s"], 3), round(res["ours"]["samples_s"]),
+                  round(res["ours"]["response_tok_s"]), round(res["ours"]["response_length"], 2),
+                  round(payload["ours_over_trl"], 2)],
+                 [f"TRL {trl.__version__} GRPOTrainer", round(res["trl"]["step_s"], 3), round(res["trl"]["samples_s"]),
+                  round(res["trl"]["response_tok_s"]), round(res["trl"]["response_length"], 2), 1.0]])
+          + f"\n  -> {path}")
+    return payload

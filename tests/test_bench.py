@@ -1,0 +1,34 @@
+"""`python -m replicate bench {rollout,update,entropy,rl-step}` with a tiny budget: each writes its JSON with
+ratios and positive rates."""
+import json
+
+import pytest
+
+from replicate.cli import main
+
+
+@pytest.mark.parametrize("what", ["rollout", "update", "entropy", "rl-step"])
+def test_bench_arm_writes_ratios(what, tmp_path, capsys):
+    if what == "rl-step":
+        pytest.importorskip("trl")  # the `bench` extra
+    assert main(["bench", what, "--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / f"{what}-cpu.json").read_text())
+    assert data["machine"]["torch"] and data["machine"]["torch_threads"] >= 1
+    if what == "rl-step":
+        assert data["ours_over_trl"] > 0
+        assert data["ours"]["response_tok_s"] > 0 and data["trl"]["response_tok_s"] > 0
+        assert 0 < data["ours"]["response_length"] <= 4
+    else:
+        assert data["rows"]
+        for row in data["rows"]:
+            if what == "rollout":
+                assert row["ours_tok_s"] > 0 and row["hf_generate_tok_s"] > 0 and row["ours_over_hf"] > 0
+            elif what == "update":
+                assert row["tok_s"] > 0 and row["peak_matmul_flop_s"] > 0 and 0 < row["mfu"]
+            else:
+                assert row["seconds"] > 0 and row["extra_over_logits"] > 0
+        if what == "entropy":
+            chunked = data["rows"][-1]
+            assert chunked["memory_over_unchunked"] > 0 and chunked["time_over_unchunked"] > 0
+            assert chunked["entropy_only_extra_over_logits"] < data["rows"][0]["entropy_only_extra_over_logits"]
+    assert f"{what}-cpu.json" in capsys.readouterr().out
