@@ -106,8 +106,8 @@ def provenance_line(payload: dict) -> str:
     kind = ("Full result" if payload.get("kind", "full") == "full" else
             f"Smoke run (--seeds {req.get('seeds')}, --steps {req.get('steps')}, --set {req.get('overrides')}): "
             "not comparable with the full result")
-    steps = sorted({r.get("steps") for r in prov.get("runs", [])} - {None})
-    return (f"{kind}. Seeds {payload.get('seeds')}, steps per run {steps}; spec {prov.get('spec_file')} "
+    rows = sorted({r.get("rows") for r in prov.get("runs", [])} - {None})
+    return (f"{kind}. Seeds {payload.get('seeds')}, metric rows per run {rows}; spec {prov.get('spec_file')} "
             f"(sha {prov.get('spec_digest')}); code fingerprint {prov.get('code_fingerprint')}, git "
             f"{str(prov.get('git_revision'))[:10]}; torch {prov.get('torch')}, transformers {prov.get('transformers')}; "
             f"CPU {prov.get('processor')}. A reference is bit-exact only on the CPU kind that made it: compare verdicts "

@@ -124,7 +124,7 @@ def result_provenance(spec: Spec, configs: dict, store_runs: dict) -> dict:
     code fingerprint and the library versions."""
     text = Path(spec.path).read_text() if spec.path and Path(spec.path).exists() else ""
     spec_file = _relative(Path(spec.path)) if spec.path else None
-    runs = [{"variant": v, "seed": s, "dir": _relative(run.path), "steps": len(run.metrics()),
+    runs = [{"variant": v, "seed": s, "dir": _relative(run.path), "rows": len(run.metrics()),
              **({"config_digest": configs[v].digest()} if v in configs else {})}
             for v, by_seed in store_runs.items() for s, run in by_seed.items()]
     return {**provenance({}), "spec_file": spec_file, "spec_digest": digest(text), "runs": runs}
