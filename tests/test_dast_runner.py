@@ -38,7 +38,8 @@ def test_runner_end_to_end_writes_declared_metrics(tmp_path):
     from replicate.runners import RUNNERS
     spec = toy_spec()
     configs, seeds = plan(spec, "tiny", None, None)
-    runs = RUNNERS["preference"].fn(spec, "tiny", configs, seeds, tmp_path, log=lambda *a: None)
+    store_runs = RUNNERS["preference"].fn(spec, "tiny", configs, seeds, tmp_path, log=lambda *a: None)
+    runs = {v: {s: run.metrics() for s, run in by_seed.items()} for v, by_seed in store_runs.items()}
     assert set(runs) == {"base", "dast", "simpo_shortest", "sft_shortest", "length_penalty"}
     rows = runs["dast"][0]
     assert {r["phase"] for r in rows} >= {"meta", "before", "pairs", "after"}
@@ -53,7 +54,7 @@ def test_runner_end_to_end_writes_declared_metrics(tmp_path):
     assert res["per_seed"]["compression"]["base"] == [0.0]
     # a second call reuses the finished runs (same rows, nothing retrained)
     again = RUNNERS["preference"].fn(spec, "tiny", configs, seeds, tmp_path, log=lambda *a: None)
-    assert again["dast"][0] == rows
+    assert again["dast"][0].path == store_runs["dast"][0].path and again["dast"][0].metrics() == rows
 
 
 def test_pairs_on_real_samples_respect_the_rules(tmp_path):

@@ -104,7 +104,9 @@ def test_fig8_smoke(tmp_path, fig_store):
     assert any(k.startswith("cov_acc_") for r in rows for k in r)
     claims = json.loads((tmp_path / "out" / "claims.json").read_text())["claims"]
     assert {c["id"] for c in claims} == {"cov_mostly_positive", "cov_tracks_entropy_change",
-                                         "cov_tracks_entropy_change_rank", "easy_prompts_larger_cov"}
+                                         "cov_changes_track_entropy_changes", "cov_tracks_entropy_change_rank",
+                                         "easy_prompts_larger_cov"}
+    assert all(c["beats"] for c in claims)  # every claim names the null it beats
     from replicate.report import write_report
     page = write_report(tmp_path / "REPORT.md").read_text()
     assert "## fig1" in page and "## fig8" in page

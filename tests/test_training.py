@@ -111,7 +111,9 @@ def test_run_spec_file_writes_figure_claims_and_reuses_runs(tiny_spec_file, warm
     c1 = claims["claims"][0]
     assert claims["seeds"] == [0, 1] and len(c1["values"]) == 2
     # the claim's values are the runs' own measurements, and its verdict follows from them
-    runs = sorted(p for p in (warm_store / "tinytest").iterdir() if p.name.startswith("tiny-main-"))
+    runs = [REPO / r["dir"] if not Path(r["dir"]).is_absolute() else Path(r["dir"])
+            for r in claims["provenance"]["runs"]]
+    assert len(runs) == 2 and all(p.is_relative_to(warm_store) for p in runs)
     measured = sorted(early_shares(Run(p).metrics())["entropy_final_over_initial"] for p in runs)
     assert sorted(c1["values"]) == pytest.approx(measured, rel=1e-12)
     assert c1["verdict"] == verdict(c1["values"], "<=", 1.0)

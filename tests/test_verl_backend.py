@@ -140,7 +140,7 @@ def test_kl_terms_translate():
 
 
 @pytest.mark.parametrize("field, make", [
-    ("cov_scope", lambda: _config(policy_loss="kl_cov", policy_loss_params={"cov_scope": "batch"})),
+    ("cov_scope", lambda: _config(policy_loss="kl_cov", cov_scope="batch")),
     ("model.kind", lambda: find_spec("fig1").resolve("tiny")),
     ("task.name", lambda: find_spec("fig1").resolve("tiny").model_copy(
         update={"model": _config().model, "warmup": _config().warmup})),

@@ -27,6 +27,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import UserError
+from ..algorithms import POLICY_LOSSES
 from ..specs import RunConfig
 
 VERL_VERSION = "0.9.1"
@@ -81,9 +82,9 @@ def check_expressible(config: RunConfig):
     if alg.policy_loss not in LOSS_MODES:
         raise UserError(f"algorithm.policy_loss {alg.policy_loss!r} has no verl loss_mode; "
                         f"choose one of {', '.join(LOSS_MODES)}")
-    if pl.get("cov_scope", "microbatch") != "microbatch":
-        raise UserError("algorithm.policy_loss_params.cov_scope 'batch': verl selects Clip-Cov/KL-Cov tokens "
-                        "per micro-batch only; use cov_scope: microbatch or --backend ours")
+    if alg.cov_scope != "microbatch" and POLICY_LOSSES[alg.policy_loss].select is not None:
+        raise UserError("algorithm.cov_scope 'batch': verl selects Clip-Cov/KL-Cov tokens per micro-batch only; "
+                        "use cov_scope: microbatch or --backend ours")
     if alg.advantage_params.get("epsilon", 1e-6) != 1e-6:
         raise UserError("algorithm.advantage_params.epsilon: verl fixes GRPO's epsilon at 1e-6")
     if config.warmup.steps:
