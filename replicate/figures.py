@@ -257,7 +257,57 @@ def panel_compression_by_level(ax, runs, analysis, title):
     ax.set_title(title)
 
 
-PANELS = {"tokens_by_level": panel_tokens_by_level, "acc_by_level": panel_acc_by_level,
+def _panel_arms(ax, runs, key, ylabel, title, log=False):
+    """`key` over steps, one colour per arm (mean over seeds, band min..max)."""
+    for i, (variant, seeds) in enumerate(runs.items()):
+        steps, vals = _series(seeds, key)
+        if len(steps):
+            _band(ax, steps, vals, COLORS[i % len(COLORS)], variant)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("RL step")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+
+
+def panel_arm_entropy(ax, runs, analysis, title):
+    """Policy entropy over steps, one line per arm (mean over seeds, band min..max; log scale)."""
+    _panel_arms(ax, runs, "entropy", "policy entropy (nats / token, log scale)", title, log=True)
+
+
+def panel_arm_length(ax, runs, analysis, title):
+    """Mean response length (tokens) over steps, one line per arm (mean over seeds, band min..max)."""
+    _panel_arms(ax, runs, "response_length", "response length (tokens)", title)
+
+
+def panel_arm_accuracy(ax, runs, analysis, title):
+    """Validation accuracy over steps, one line per arm (mean over seeds, band min..max)."""
+    _panel_arms(ax, runs, "val_acc", "validation accuracy", title)
+
+
+def panel_level_bars(ax, runs, analysis, title):
+    """Final accuracy per difficulty level and the average, one bar per arm (mean over seeds, 95% t interval)."""
+    table = analysis.get("table") or []
+    if not table:
+        return
+    cols = [c for c in table[0] if c != "arm" and not c.endswith("_ci")]
+    width = 0.8 / len(table)
+    x = np.arange(len(cols))
+    for i, row in enumerate(table):
+        vals = [np.nan if row[c] is None else row[c] for c in cols]
+        err = [0 if row[f"{c}_ci"] is None else row[f"{c}_ci"] for c in cols]
+        ax.bar(x + (i - (len(table) - 1) / 2) * width, vals, width, yerr=err, capsize=2,
+               color=COLORS[i % len(COLORS)], label=row["arm"])
+    ax.set_xticks(x)
+    ax.set_xticklabels(cols)
+    ax.set_ylabel("final accuracy (%)")
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+
+
+PANELS = {"arm_entropy": panel_arm_entropy, "arm_length": panel_arm_length, "arm_accuracy": panel_arm_accuracy,
+          "level_bars": panel_level_bars, "tokens_by_level": panel_tokens_by_level, "acc_by_level": panel_acc_by_level,
           "compression_by_level": panel_compression_by_level,
           "curves": panel_curves, "law_fit": panel_law_fit, "lemma_scatter": panel_lemma_scatter,
           "lemma_error": panel_lemma_error, "lm_lemma_scatter": panel_lm_lemma_scatter,
