@@ -73,7 +73,8 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
     if update_reference:
         ref = reference_dir() / spec.id
         ref.mkdir(parents=True, exist_ok=True)
-        for f in [*paths, out / "claims.json", out / "claims.md"]:
+        tables = [out / "table.csv", out / "table.md"] if analysis.get("table") else []
+        for f in [*paths, out / "claims.json", out / "claims.md", *tables]:
             shutil.copy2(f, ref / f.name)
         log(f"reference result updated in {ref}")
     return {"out": out, "claims": rows, "analysis": analysis, "runs": runs}

@@ -306,7 +306,32 @@ def panel_level_bars(ax, runs, analysis, title):
     ax.set_title(title)
 
 
-PANELS = {"arm_entropy": panel_arm_entropy, "arm_length": panel_arm_length, "arm_accuracy": panel_arm_accuracy,
+def panel_cov_top_bars(ax, runs, analysis, title):
+    """Table 1: mean Cov_i over the top p% of tokens and over all tokens (mean over steps and seeds; dots: seeds),
+    log scale, next to the paper's (secondary) values as red ticks."""
+    import yaml
+    from .analysis.control import TOP_GROUPS
+    from .paths import experiments_dir
+    arm = next(iter(runs))
+    per = analysis["per_seed"]
+    x = np.arange(len(TOP_GROUPS))
+    vals = [np.mean(per[f"mean_{key}"][arm]) for _, key in TOP_GROUPS]
+    ax.bar(x, vals, color=COLORS[0], alpha=0.7, label=f"{arm} (tiny), mean over steps and seeds")
+    for i, (_, key) in enumerate(TOP_GROUPS):
+        ax.scatter([i] * len(per[f"mean_{key}"][arm]), per[f"mean_{key}"][arm], s=8, color="black", zorder=3)
+    ref = experiments_dir() / "reported" / "entropy-mechanism" / "table1.yaml"
+    if ref.exists():
+        paper = [r["mean_cov"] for r in yaml.safe_load(ref.read_text())["rows"]]
+        ax.scatter(x, paper, marker="_", s=300, color=COLORS[1], zorder=4, label="paper (secondary)")
+    ax.set_yscale("log")
+    ax.set_xticks(x)
+    ax.set_xticklabels([g for g, _ in TOP_GROUPS], fontsize=8)
+    ax.set_ylabel("mean Cov_i of the group")
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+
+
+PANELS = {"cov_top_bars": panel_cov_top_bars, "arm_entropy": panel_arm_entropy, "arm_length": panel_arm_length, "arm_accuracy": panel_arm_accuracy,
           "level_bars": panel_level_bars, "tokens_by_level": panel_tokens_by_level, "acc_by_level": panel_acc_by_level,
           "compression_by_level": panel_compression_by_level,
           "curves": panel_curves, "law_fit": panel_law_fit, "lemma_scatter": panel_lemma_scatter,

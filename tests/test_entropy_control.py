@@ -183,4 +183,29 @@ def test_list_shows_every_figure_and_table_of_the_paper(capsys):
         assert any(line.startswith(a["id"] + " ") or line == a["id"] or line.startswith(a["id"] + " (")
                    for line in lines) or a.get("spec"), a["id"]
     assert "fig3 (entropy-mechanism): not built yet" in out
-    assert "fig11 (entropy-mechanism): not built yet" not in out
+    for built in ("fig9", "fig10", "fig11", "fig12", "table1", "table2"):
+        assert f"{built} (entropy-mechanism): not built yet" not in out
+
+
+def test_knob_trend_and_cov_top_read_the_logged_metrics():
+    from replicate.analysis import ANALYSES
+    runs = {"grpo": {0: _rows([0.1] * 10, [0.3])},
+            "k0.02": {0: _rows([0.2] * 10, [0.3])}, "k0.05": {0: _rows([0.3] * 10, [0.3])},
+            "k0.1": {0: _rows([0.5] * 10, [0.3])}}
+    out = ANALYSES["knob_trend"](runs)["per_seed"]
+    assert out["plateau_rise"] == {"k0.1": [pytest.approx(0.3)]}
+    assert out["plateau_spearman"]["k0.1"] == [pytest.approx(1.0)]
+    top = {"cov_top_0p02": 5.0, "cov_top_0p2": 5.0, "cov_top_2p0": 2.0, "cov_top_20p0": 0.5, "cov_top_50p0": 0.2,
+           "cov_all": 0.01}
+    rows = [{"step": i, "entropy": 1.0, **top} for i in range(4)]
+    res = ANALYSES["cov_top"]({"grpo": {0: rows}})
+    assert res["per_seed"]["cov_top_monotone"]["grpo"] == [1.0]
+    assert res["per_seed"]["cov_top2_over_all"]["grpo"] == [pytest.approx(200.0)]
+    assert res["pooled"]["grpo"]["table1"]["top 2%"] == pytest.approx(2.0)
+
+
+def test_fig12_and_table1_reuse_fig11s_runs():
+    fig11 = {v.digest() for v in find_spec("fig11").variant_configs("tiny").values()}
+    fig12 = find_spec("fig12").variant_configs("tiny")
+    assert {fig12[a].digest() for a in ("grpo", "r0.05", "k0.05")} <= fig11
+    assert find_spec("table1").variant_configs("tiny")["grpo"].digest() in fig11

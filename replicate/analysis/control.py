@@ -118,3 +118,72 @@ def level_table(per_seed: dict, arms: list[str]) -> list[dict]:
 METRICS = ("entropy_end", "entropy_start", "acc_end", "response_length_end", "acc_avg", "entropy_max_over_start",
            "entropy_min_minus_ref_final", "entropy_end_over_ref_end", "acc_end_minus_ref", "acc_avg_minus_ref",
            *(f"acc_L{lv}" for lv in LEVELS))
+
+
+TOP_GROUPS = (("top 0.02%", "cov_top_0p02"), ("top 0.2%", "cov_top_0p2"), ("top 2%", "cov_top_2p0"),
+              ("top 20%", "cov_top_20p0"), ("top 50%", "cov_top_50p0"), ("all", "cov_all"))
+
+
+def cov_top(runs: dict) -> dict:
+    """Table 1: per run, the mean over steps of each step's mean Cov_i over the top p% of its tokens (and over all
+    tokens), logged by the trainer (covariance.top_fraction_means); cov_top_monotone = 1 when the six group
+    means never increase from the top 0.02% down to all tokens and the first exceeds the last;
+    cov_top2_over_all = the top-2% mean over the all-token mean (how concentrated the covariance is).
+    pooled: the table (mean over seeds of each group) per arm."""
+    per_seed, pooled = {}, {}
+    for variant, seeds in runs.items():
+        for rows in seeds.values():
+            means = [float(np.mean([r[key] for r in rows if key in r])) if any(key in r for r in rows) else math.nan
+                     for _, key in TOP_GROUPS]
+            for (_, key), m in zip(TOP_GROUPS, means):
+                record(per_seed, f"mean_{key}", variant, m)
+            mono = all(a >= b for a, b in zip(means, means[1:])) and means[0] > means[-1]
+            record(per_seed, "cov_top_monotone", variant, float(mono) if all(map(math.isfinite, means)) else math.nan)
+            record(per_seed, "cov_top2_over_all", variant, means[2] / means[-1] if means[-1] else math.nan)
+        pooled[variant] = {"table1": {label: float(np.mean(per_seed[f"mean_{key}"][variant]))
+                                      for label, key in TOP_GROUPS}}
+    return {"per_seed": per_seed, "pooled": pooled}
+
+
+COV_TOP_METRICS = (*(f"mean_{key}" for _, key in TOP_GROUPS), "cov_top_monotone", "cov_top2_over_all")
+
+
+def knob_trend(runs: dict) -> dict:
+    """Sensitivity (Fig. 12): arms named <knob><value> (`r0.02`, `k0.1`, `beta2`; any other name, e.g. `grpo`,
+    is left out) form one family per knob. Per seed and family: plateau_rise = the final entropy (mean of the
+    last SMOOTH steps) at the family's largest value minus that at its smallest, recorded under the arm of the
+    largest value; plateau_spearman = the rank correlation of the final entropy with the value over the
+    family's arms (NaN with fewer than 3 arms), recorded there too."""
+    import re
+    from scipy import stats
+    fams: dict = {}
+    for arm in runs:
+        m = re.fullmatch(r"([a-z_]+?)_?(\d+(?:\.\d+)?(?:e-?\d+)?)", arm)
+        if m and m.group(1) != "grpo":
+            fams.setdefault(m.group(1), []).append((float(m.group(2)), arm))
+    per_seed = {}
+    for fam, arms in fams.items():
+        arms.sort()
+        top = arms[-1][1]
+        for seed in runs[top]:
+            ends = [float(_entropy(runs[a][seed])[-SMOOTH:].mean()) if seed in runs[a] else math.nan for _, a in arms]
+            record(per_seed, "plateau_rise", top, ends[-1] - ends[0])
+            rho = stats.spearmanr([v for v, _ in arms], ends)[0] if len(arms) >= 3 else math.nan
+            record(per_seed, "plateau_spearman", top, float(rho))
+    return {"per_seed": per_seed, "pooled": {}}
+
+
+def selection_share(runs: dict) -> dict:
+    """The cov_scope figure: per run, the mean over steps of the share of valid tokens Clip-Cov / KL-Cov acted on
+    (the trainer's `cov_frac`, averaged over a step's micro-batches), and its ratio to the reference arm's on the
+    same seed (`grpo` if present, else the first arm): share_ratio_dev = |share / share_ref - 1|."""
+    ref_name = reference_arm(runs)
+    share = {v: {s: float(np.mean([r["cov_frac"] for r in rows if "cov_frac" in r] or [math.nan]))
+                 for s, rows in seeds.items()} for v, seeds in runs.items()}
+    per_seed = {}
+    for variant, seeds in share.items():
+        for seed, val in seeds.items():
+            ref = share[ref_name].get(seed, math.nan)
+            record(per_seed, "selected_share", variant, val)
+            record(per_seed, "share_ratio_dev", variant, abs(val / ref - 1) if ref else math.nan)
+    return {"per_seed": per_seed, "pooled": {}}
