@@ -53,9 +53,11 @@ def load_reported(name: str) -> dict:
         for method, row in methods.items():
             for bench, cell in row.items():
                 cells[(model, method, bench)] = float(cell["value"])
+    stand_ins = data.get("stand_ins") or {}
     return {"name": name, "path": path, "models": data["models"], "methods": data["methods"],
             "benchmarks": data["benchmarks"], "tolerance": data["tolerance"], "claims": data.get("claims", []),
-            "cells": cells, "raw": data}
+            "cells": cells, "raw": data, "stand_ins": stand_ins,
+            "stand_in_columns": sorted({c for s in stand_ins.values() for c in s.get("columns", [])})}
 
 
 def export_csv(reported: dict) -> str:
@@ -103,9 +105,10 @@ def _columns(header: list[str], reported: dict, path: Path) -> dict[int, str]:
     for i, (raw, key) in enumerate(zip(header, keys)):
         if key in ("model", "method"):
             continue
-        if key not in names:
+        stand_in = {_key(c): c for c in reported.get("stand_in_columns", [])}
+        if key not in names and key not in stand_in:
             raise UserError(f"{path}:1: unknown column {raw!r}; benchmark columns are {', '.join(reported['benchmarks'])}")
-        cols[i] = names[key]
+        cols[i] = names.get(key) or stand_in[key]
     if not cols:
         raise UserError(f"{path}:1: no benchmark columns; add some of {', '.join(reported['benchmarks'])}")
     return cols
@@ -147,7 +150,7 @@ def read_results(path: Path, reported: dict) -> dict:
             continue
         if len(row) != len(rows[0]):
             raise UserError(f"{path}:{line}: {len(row)} fields, the header has {len(rows[0])}")
-        model = _match(row[i_model], reported["models"], "model", f"{path}:{line}")
+        model = _match(row[i_model], [*reported["models"], *reported.get("stand_ins", {})], "model", f"{path}:{line}")
         method = _match(row[i_method], reported["methods"], "method", f"{path}:{line}")
         if (model, method) in seen:
             raise UserError(f"{path}:{line}: second row for {model} / {method}; keep one row per model and method")
@@ -241,8 +244,9 @@ def measured_average(reported: dict, measured: dict, model: str, method: str) ->
 def check_claims(reported: dict, measured: dict) -> list[dict]:
     """The ordering claims ('X above Y on the average'), per model, on the measured table."""
     out = []
+    stand_ins = [m for m in reported.get("stand_ins", {}) if any(k[0] == m for k in measured)]
     for claim in reported["claims"]:
-        for model in reported["models"]:
+        for model in [*reported["models"], *stand_ins]:
             better, how_b = measured_average(reported, measured, model, claim["better"])
             than, how_t = measured_average(reported, measured, model, claim["than"])
             holds = None if better is None or than is None else better > than

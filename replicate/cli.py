@@ -56,6 +56,22 @@ def cmd_list(args):
         scales = ",".join(dict.fromkeys([spec.default_scale, *spec.scales]))
         aliases = f" ({', '.join(spec.aliases)})" if spec.aliases else ""
         print(f"{spec.id}{aliases}\n    {spec.reproduces}\n    scales: {scales}; last result: {last_result(spec.id)}")
+    for paper, item in unbuilt_artifacts(all_specs()):
+        print(f"{item['id']} ({paper}): not built yet: {item['what']}")
+
+
+def unbuilt_artifacts(specs: dict) -> list[tuple[str, dict]]:
+    """(paper, artifact) for every entry of experiments/reported/<paper>/artifacts.yaml that no spec builds (its
+    id, or its `spec:`, is no spec id or alias)."""
+    import yaml
+    from .paths import experiments_dir
+    out = []
+    for path in sorted((experiments_dir() / "reported").glob("*/artifacts.yaml")):
+        data = yaml.safe_load(path.read_text()) or {}
+        for item in data.get("artifacts", []):
+            if item["id"] not in specs and item.get("spec") not in specs:
+                out.append((data.get("paper", path.parent.name), item))
+    return out
 
 
 def cmd_reproduce(spec, args):

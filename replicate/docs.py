@@ -135,6 +135,9 @@ FIELD_NOTES = {
     "VariantSpec": {
         "name": "The arm's name: claims name it as `metric@name`; runs are stored per arm.",
         "overrides": "A partial RunConfig deep-merged over the resolved scale config.",
+        "runner_params": "Merged over the spec's `runner_params` for this arm (runners that read them).",
+        "scales": "Per-scale overrides of this arm (`tiny`, `small`, `paper`), merged after `overrides` at that scale: "
+                  "an arm whose hyperparameters differ by scale (Clip-Cov's r at tiny vs paper scale).",
     },
     "PanelSpec": {
         "kind": "A registered panel kind (see Panels).",

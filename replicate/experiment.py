@@ -71,20 +71,45 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
                  "provenance": result_provenance(spec, configs, store_runs), "pooled": analysis["pooled"],
                  "per_seed": analysis["per_seed"], "wall_time_s": time.time() - t0}
         write_claims(out, spec.id, scale, chosen, rows, extra)
+        if analysis.get("table"):
+            write_table(out, analysis["table"], len(chosen))
         remember(spec.id, out)
         if update_reference:
             ref = reference_dir() / spec.id
             ref.mkdir(parents=True, exist_ok=True)
-            for f in [*paths, out / "claims.json", out / "claims.md"]:
+            tables = [out / "table.csv", out / "table.md"] if analysis.get("table") else []
+            for f in [*paths, out / "claims.json", out / "claims.md", *tables]:
                 shutil.copy2(f, ref / f.name)
             log(f"reference result updated in {ref}")
         return {"out": out, "claims": rows, "analysis": analysis, "runs": runs}
+
+
+STAND_IN_MODEL = "tiny"  # the model column of a tiny-tier table.csv (a stand-in model of the reported tables)
+
+
+def write_table(out: Path, table: list[dict], n_seeds: int):
+    """table.csv (model,method,<level>...,average: mean over seeds, percent), the form `python -m replicate
+    check` reads, and table.md with each cell's 95% t half-interval over the seeds."""
+    import csv
+    cols = [k for k in table[0] if k != "arm" and not k.endswith("_ci")]
+    with open(out / "table.csv", "w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["model", "method", *cols])
+        for row in table:
+            w.writerow([STAND_IN_MODEL, row["arm"], *("" if row[c] is None else row[c] for c in cols)])
+    cell = lambda r, c: "—" if r[c] is None else f"{r[c]:.1f} ± {r[c + '_ci']:.1f}" if r[c + "_ci"] is not None else f"{r[c]:.1f}"
+    lines = [f"Accuracy (%) of the final policies, mean ± 95% t half-interval over {n_seeds} seeds", "",
+             "| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    lines += [f"| {r['arm']} | " + " | ".join(cell(r, c) for c in cols) + " |" for r in table]
+    (out / "table.md").write_text("\n".join(lines) + "\n")
 
 
 def analyse(spec: Spec, runs: dict) -> dict:
     analysis = {"per_seed": {}, "pooled": {}}
     for name in spec.analyses:
         res = ANALYSES[name](runs)
+        if any(len(row) > 3 for row in res.get("table", [])):  # a table with columns beyond the average
+            analysis["table"] = res["table"]
         analysis["per_seed"].update(res["per_seed"])
         for variant, vals in res["pooled"].items():
             analysis["pooled"].setdefault(variant, {}).update(vals)

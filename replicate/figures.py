@@ -257,7 +257,82 @@ def panel_compression_by_level(ax, runs, analysis, title):
     ax.set_title(title)
 
 
-PANELS = {"tokens_by_level": panel_tokens_by_level, "acc_by_level": panel_acc_by_level,
+def _panel_arms(ax, runs, key, ylabel, title, log=False):
+    """`key` over steps, one colour per arm (mean over seeds, band min..max)."""
+    for i, (variant, seeds) in enumerate(runs.items()):
+        steps, vals = _series(seeds, key)
+        if len(steps):
+            _band(ax, steps, vals, COLORS[i % len(COLORS)], variant)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("RL step")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+
+
+def panel_arm_entropy(ax, runs, analysis, title):
+    """Policy entropy over steps, one line per arm (mean over seeds, band min..max; log scale)."""
+    _panel_arms(ax, runs, "entropy", "policy entropy (nats / token, log scale)", title, log=True)
+
+
+def panel_arm_length(ax, runs, analysis, title):
+    """Mean response length (tokens) over steps, one line per arm (mean over seeds, band min..max)."""
+    _panel_arms(ax, runs, "response_length", "response length (tokens)", title)
+
+
+def panel_arm_accuracy(ax, runs, analysis, title):
+    """Validation accuracy over steps, one line per arm (mean over seeds, band min..max)."""
+    _panel_arms(ax, runs, "val_acc", "validation accuracy", title)
+
+
+def panel_level_bars(ax, runs, analysis, title):
+    """Final accuracy per difficulty level and the average, one bar per arm (mean over seeds, 95% t interval)."""
+    table = analysis.get("table") or []
+    if not table:
+        return
+    cols = [c for c in table[0] if c != "arm" and not c.endswith("_ci")]
+    width = 0.8 / len(table)
+    x = np.arange(len(cols))
+    for i, row in enumerate(table):
+        vals = [np.nan if row[c] is None else row[c] for c in cols]
+        err = [0 if row[f"{c}_ci"] is None else row[f"{c}_ci"] for c in cols]
+        ax.bar(x + (i - (len(table) - 1) / 2) * width, vals, width, yerr=err, capsize=2,
+               color=COLORS[i % len(COLORS)], label=row["arm"])
+    ax.set_xticks(x)
+    ax.set_xticklabels(cols)
+    ax.set_ylabel("final accuracy (%)")
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+
+
+def panel_cov_top_bars(ax, runs, analysis, title):
+    """Table 1: mean Cov_i over the top p% of tokens and over all tokens (mean over steps and seeds; dots: seeds),
+    log scale, next to the paper's (secondary) values as red ticks."""
+    import yaml
+    from .analysis.control import TOP_GROUPS
+    from .paths import experiments_dir
+    arm = next(iter(runs))
+    per = analysis["per_seed"]
+    x = np.arange(len(TOP_GROUPS))
+    vals = [np.mean(per[f"mean_{key}"][arm]) for _, key in TOP_GROUPS]
+    ax.bar(x, vals, color=COLORS[0], alpha=0.7, label=f"{arm} (tiny), mean over steps and seeds")
+    for i, (_, key) in enumerate(TOP_GROUPS):
+        ax.scatter([i] * len(per[f"mean_{key}"][arm]), per[f"mean_{key}"][arm], s=8, color="black", zorder=3)
+    ref = experiments_dir() / "reported" / "entropy-mechanism" / "table1.yaml"
+    if ref.exists():
+        paper = [r["mean_cov"] for r in yaml.safe_load(ref.read_text())["rows"]]
+        ax.scatter(x, paper, marker="_", s=300, color=COLORS[1], zorder=4, label="paper (secondary)")
+    ax.set_yscale("log")
+    ax.set_xticks(x)
+    ax.set_xticklabels([g for g, _ in TOP_GROUPS], fontsize=8)
+    ax.set_ylabel("mean Cov_i of the group")
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+
+
+PANELS = {"cov_top_bars": panel_cov_top_bars, "arm_entropy": panel_arm_entropy, "arm_length": panel_arm_length, "arm_accuracy": panel_arm_accuracy,
+          "level_bars": panel_level_bars, "tokens_by_level": panel_tokens_by_level, "acc_by_level": panel_acc_by_level,
           "compression_by_level": panel_compression_by_level,
           "curves": panel_curves, "law_fit": panel_law_fit, "lemma_scatter": panel_lemma_scatter,
           "lemma_error": panel_lemma_error, "lm_lemma_scatter": panel_lm_lemma_scatter,

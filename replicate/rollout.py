@@ -170,11 +170,15 @@ def _concat(groups: list[RolloutBatch], pad_id: int, group_size: int) -> Rollout
 
 
 @torch.no_grad()
-def avg_at_k(model, tokenizer, task, problems, k, temperature, max_new_tokens, generator, batch_size=256) -> float:
-    """avg@k accuracy: k samples per problem at `temperature` (k=1 at temperature 0 is greedy)."""
+def avg_at_k(model, tokenizer, task, problems, k, temperature, max_new_tokens, generator, batch_size=256,
+             per_problem: bool = False):
+    """avg@k accuracy: k samples per problem at `temperature` (k=1 at temperature 0 is greedy); with
+    per_problem, the list of each problem's mean score over its k samples instead (same samples)."""
     scores = []
     for start in range(0, len(problems), batch_size):
         batch = sample_batch(model, tokenizer, task, problems[start:start + batch_size], k, temperature,
                              max_new_tokens, generator)
         scores += batch.scores.tolist()
+    if per_problem:  # rows are each problem's k samples in a row
+        return [sum(scores[i:i + k]) / k for i in range(0, len(scores), k)]
     return sum(scores) / len(scores)

@@ -15,7 +15,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from .paths import code_fingerprint, digest
-from .store import Run, check_resumable, finished_sibling
+from .store import Run, check_resumable, finished_sibling, shared_run
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,11 @@ def run_rl(spec, scale, configs, seeds, root, force=False, resume=False, log=pri
     todo = [(v, c, s, Run.for_config(root, spec.id, v, c, s, scale)) for v, c in configs.items() for s in seeds]
     for _, config, seed, run in todo:
         check_resumable(run, resume, force, config, seed)
+    if not force:  # a finished run of another spec with the same seed, config and code is reused, not retrained
+        shared = [None if run.started else shared_run(run, config, seed) for _, config, seed, run in todo]
+        if any(shared):
+            log(f"sharing {sum(map(bool, shared))} finished run(s) of other specs with the same config and code")
+        todo = [(v, c, s, other or run) for (v, c, s, run), other in zip(todo, shared)]
     pending = [t for t in todo if not t[3].done]
     if len(todo) > len(pending):
         log(f"reusing {len(todo) - len(pending)} finished run(s) from {root / spec.id}")
@@ -88,13 +93,16 @@ def parallel_workers(pending) -> int:
 
 def run_in_processes(spec, scale, pending, root, resume, workers, log):
     """Train the pending runs in `workers` processes, one seed's runs per job in order (the arms of a seed share
-    its warm-up, so no two processes ever build the same warm-up). Tiny runs use one thread each, in or out of
+    its warm-up, so no two processes ever build the same warm-up), or one run per job once that seed's
+    warm-up is cached. Tiny runs use one thread each, in or out of
     a pool, so their numbers do not depend on the worker count."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
-    jobs: dict[int, list] = {}
-    for variant, config, seed, run in pending:
-        jobs.setdefault(seed, []).append((variant, config.model_dump(), seed, str(run.path)))
+    from .warmup import warmup_cached
+    jobs: dict[object, list] = {}
+    for variant, config, seed, run in pending:  # a seed whose warm-up is cached: its arms may run side by side
+        key = (seed, variant) if warmup_cached(config, root, seed) else seed
+        jobs.setdefault(key, []).append((variant, config.model_dump(), seed, str(run.path)))
     total = sum(c.train.steps for _, c, _, _ in pending)
     log(f"training {len(pending)} run(s) of {spec.id} [{scale}] in {workers} processes ({total} steps in all)")
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool, \

@@ -234,6 +234,15 @@ class VariantSpec(Strict):
     name: str
     overrides: dict[str, Any] = {}
     runner_params: dict[str, Any] = {}  # merged over the spec's runner_params for this arm (runners that read them)
+    scales: dict[str, dict[str, Any]] = {}  # per-scale overrides of this arm, merged after `overrides`
+
+    @field_validator("scales")
+    @classmethod
+    def _scale_names(cls, v):
+        for name in v:
+            if name not in SCALES:
+                raise ValueError(f"unknown scale {name!r}; scales are {', '.join(SCALES)}")
+        return v
 
 
 class Spec(Strict):
@@ -306,7 +315,10 @@ class Spec(Strict):
         base = self.resolve(scale)
         if not self.variants:
             return {"main": base}
-        return {v.name: RunConfig.model_validate(deep_merge(base.model_dump(), v.overrides)) for v in self.variants}
+        scale = scale or self.default_scale
+        return {v.name: RunConfig.model_validate(deep_merge(deep_merge(base.model_dump(), v.overrides),
+                                                            v.scales.get(scale, {})))
+                for v in self.variants}
 
 
 def merge_scale(body: dict, override: dict) -> dict:

@@ -186,3 +186,24 @@ def finished_sibling(run: Run, config, seed: int) -> Run | None:
         if same and isinstance(steps, int) and best_steps < steps < want["train"]["steps"]:
             best, best_steps = other, steps
     return best
+
+
+def shared_run(run: Run, config, seed: int) -> Run | None:
+    """A finished run of ANOTHER spec in the same store with the same seed, config and code: a run directory
+    named `<scale>-<arm>-s<seed>-<key>` elsewhere under the store root whose `-s<seed>-<key>` suffix equals
+    this run's (the key hashes the config and the code fingerprint) and whose config.json matches. Specs that
+    train the same arm (fig11 and table2, fig9's GRPO arm) then train it once. None if there is none."""
+    suffix = "-s" + run.path.name.split("-s", 1)[1] if "-s" in run.path.name else None
+    spec_dir = run.path.parent
+    root = spec_dir.parent
+    if suffix is None or not root.is_dir():
+        return None
+    want = expected_config(config, seed)
+    for other_dir in sorted(root.iterdir()):
+        if other_dir == spec_dir or not other_dir.is_dir() or other_dir.name.startswith("_"):
+            continue
+        for path in sorted(other_dir.glob(f"*{suffix}")):
+            other = Run(path)
+            if other.done and path.name.endswith(suffix) and same_config(other.stored_config(), want) and other.metrics():
+                return other
+    return None

@@ -15,7 +15,7 @@ import torch
 from accelerate import Accelerator
 
 from .algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covariance_by_accuracy, kl_penalty, masked_mean,
-                         token_covariance, token_rewards, value_loss)
+                         token_covariance, token_rewards, top_fraction_means, value_loss)
 from .errors import Interrupted
 from .models import Critic
 from .paths import derive_seed
@@ -139,8 +139,11 @@ def train_steps(lr: Learner, run: Run, config, seed: int, start: int, progress=N
         lr.policy.eval()
         # -- validation of the policy about to be updated (so val_acc pairs with this step's entropy)
         if step % ev.every == 0 or step == tr.steps - 1:
-            metrics["val_acc"] = avg_at_k(lr.policy, lr.tok, lr.task, val_problems, ev.k, ev.temperature,
-                                          ro.max_new_tokens, make_generator(derive_seed(seed, "eval", step), lr.accelerator.device))
+            scores = avg_at_k(lr.policy, lr.tok, lr.task, val_problems, ev.k, ev.temperature, ro.max_new_tokens,
+                              make_generator(derive_seed(seed, "eval", step), lr.accelerator.device), per_problem=True)
+            metrics["val_acc"] = sum(scores) / len(scores)
+            if step == tr.steps - 1:  # the final policy's accuracy per difficulty level (Table 2's columns)
+                metrics.update(accuracy_by_level(val_problems, scores))
         # -- rollout: group_size samples of each prompt, scored by the verifier
         batch = rollout(lr.policy, lr.tok, lr.task, ro, shard, lr.py_rng, lr.gen)
         mask = batch.response_mask
@@ -222,6 +225,14 @@ def select_tokens(lr: Learner, loss_fn, batch, mb, old_log_prob, advantages, par
     return loss_fn.select(old_log_prob[mb], log_prob, advantages[mb], batch.response_mask[mb], **params)
 
 
+def accuracy_by_level(problems, scores) -> dict:
+    """val_acc_L<level>: the mean of each problem's avg@k score over the problems of that level."""
+    by: dict = {}
+    for p, s in zip(problems, scores):
+        by.setdefault(p.level, []).append(s)
+    return {f"val_acc_L{lv}": sum(v) / len(v) for lv, v in sorted(by.items())}
+
+
 def mini_batches(batch, n: int) -> list[torch.Tensor]:
     """Row indices of n mini-batches with equal numbers of whole groups (a remainder of groups is left out)."""
     groups = batch.groups()
@@ -251,6 +262,7 @@ def rollout_metrics(batch, old_log_prob, entropy, advantages) -> dict:
         "groups_short": batch.groups_short,
         "group_size": len(batch.groups()[0]),
         **covariance_by_accuracy(old_log_prob, advantages, mask, batch.scores, batch.groups()),
+        **top_fraction_means(old_log_prob, advantages, mask),
     }
 
 

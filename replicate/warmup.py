@@ -35,6 +35,11 @@ def warmup_key(config, seed: int) -> str:
                    "warmup": config.warmup.model_dump(), "seed": seed, "code": code_fingerprint()}, n=12)
 
 
+def warmup_cached(config, root: Path, seed: int) -> bool:
+    """Whether base_policy builds nothing for this config and seed (a pretrained model, or a cached warm-up)."""
+    return config.model.kind != "tiny" or (Path(root) / "_warmup" / warmup_key(config, seed) / "DONE").exists()
+
+
 def base_policy(config, root: Path, seed: int, log=print):
     """(model, tokenizer) to start RL from. A tiny model is warmed up once per config and run seed (its
     initialisation and data order come from the seed, so seeds are independent base policies) and reused."""

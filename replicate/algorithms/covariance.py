@@ -32,3 +32,29 @@ def covariance_by_accuracy(log_prob, advantages, response_mask, scores, groups: 
         name = "cov_hard" if acc <= 1 / 3 else ("cov_medium" if acc < 2 / 3 else "cov_easy")
         by_bin.setdefault(name, []).append(cov)
     return {k: sum(v) / len(v) for k, v in {**by_count, **by_bin}.items()}
+
+
+TOP_PERCENTS = (0.02, 0.2, 2.0, 20.0, 50.0)  # Table 1's groups, in percent of tokens
+
+
+def top_fraction_means(log_prob: torch.Tensor, advantages: torch.Tensor, response_mask: torch.Tensor,
+                       percents: Sequence[float] = TOP_PERCENTS) -> dict:
+    """Table 1: the mean of Cov_i over the top p% of valid tokens ranked by Cov_i (at least one token), for each
+    p, and over all valid tokens; plus the quantiles of Cov_i that Clip-Cov's lb/ub are read against.
+
+    Keys: cov_top_<p> (p as written in TOP_PERCENTS, '.' -> 'p': cov_top_0p02 ... cov_top_50p0), cov_all,
+    cov_q50, cov_q90, cov_q99, cov_max, n_valid_tokens."""
+    valid = response_mask.reshape(-1) > 0
+    cov = token_covariance(log_prob, advantages, response_mask).reshape(-1)[valid]
+    out = {"n_valid_tokens": int(valid.sum())}
+    if len(cov) == 0:
+        return out
+    ranked = torch.sort(cov, descending=True).values
+    for p in percents:
+        k = max(1, int(len(ranked) * p / 100))
+        out[f"cov_top_{str(float(p)).replace('.', 'p')}"] = ranked[:k].mean().item()
+    out["cov_all"] = cov.mean().item()
+    for q in (50, 90, 99):
+        out[f"cov_q{q}"] = torch.quantile(cov, q / 100).item()
+    out["cov_max"] = ranked[0].item()
+    return out

@@ -46,6 +46,7 @@ from typing import Callable  # noqa: E402
 from .dynamics import cov_dynamics, lemma_exact, lemma_lm  # noqa: E402
 from .lemma import UPDATES  # noqa: E402
 from .dast import METRICS as DAST_METRICS, dast  # noqa: E402
+from .control import COV_TOP_METRICS, METRICS as CONTROL_METRICS, arm_compare, cov_top, knob_trend, selection_share  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,10 @@ ANALYSES = {
                                 for kind in ("pearson", "spearman", "pearson_diff")),
         "cov_easy_minus_hard", "mean_cov_easy", "mean_cov_medium", "mean_cov_hard")),
     "dast": Analysis(dast, DAST_METRICS),
+    "arm_compare": Analysis(arm_compare, CONTROL_METRICS),
+    "cov_top": Analysis(cov_top, COV_TOP_METRICS),
+    "knob_trend": Analysis(knob_trend, ("plateau_rise", "plateau_spearman")),
+    "selection_share": Analysis(selection_share, ("selected_share", "share_ratio_dev")),
 }
 
 __all__ = ["ANALYSES", "ExpLawFit", "early_prediction", "early_shares", "eval_points", "fit_exp_law", "law_vs_linear"]

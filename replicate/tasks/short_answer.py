@@ -5,6 +5,10 @@ result when mod is 0 ("47+38=" -> "85": direct-answer addition). No scratchpad, 
 sits on the few answer tokens: a partly trained model has high per-token entropy at moderate accuracy,
 and RL can sharpen it (a contextual-bandit-like regime). The level is the number of operands, or the
 number of digits per operand when only one operand count is asked for and several digit counts are.
+With level_by="last_digits" (products only), the level is instead how much of the times table the answer needs,
+read from the operands' last digits: 1 when one of them ends in 0 or 1 (the answer is 0 or the other's last
+digit), 2 when one ends in 5 (the answer is 0 or 5), 3 otherwise (a times-table lookup): three difficulty
+levels inside the same training distribution.
 """
 from __future__ import annotations
 
@@ -17,12 +21,14 @@ class ShortAnswerTask:
     alphabet = "0123456789+*="
 
     def __init__(self, op: str = "+", operands: list[int] | int = 3, digits: list[int] | int = 1, mod: int = 10,
-                 holdout: int = 256, holdout_seed: int = 12345):
+                 holdout: int = 256, holdout_seed: int = 12345, level_by: str = "default"):
         if op not in ("+", "*"):
             raise ValueError(f"op must be '+' or '*', not {op!r}")
         if mod < 0:
             raise ValueError("mod must be >= 0 (0 = the full result)")
-        self.op, self.mod = op, mod
+        if level_by not in ("default", "last_digits") or (level_by == "last_digits" and op != "*"):
+            raise ValueError(f"level_by must be 'default' or (op '*' only) 'last_digits', not {level_by!r}")
+        self.op, self.mod, self.level_by = op, mod, level_by
         self.operands = [operands] if isinstance(operands, int) else list(operands)
         self.digits = [digits] if isinstance(digits, int) else list(digits)
         self.by_digits = len(self.operands) == 1 and len(self.digits) > 1
@@ -35,7 +41,11 @@ class ShortAnswerTask:
         xs = [rng.randrange(lo, 10 ** d) for _ in range(k)]
         value = sum(xs) if self.op == "+" else _product(xs)
         answer = str(value % self.mod if self.mod else value)
-        return Problem(self.op.join(map(str, xs)) + "=", answer, d if self.by_digits else k)
+        level = d if self.by_digits else k
+        if self.level_by == "last_digits":
+            last = {x % 10 for x in xs}
+            level = 1 if last & {0, 1} else (2 if 5 in last else 3)
+        return Problem(self.op.join(map(str, xs)) + "=", answer, level)
 
     def _sample(self, rng, n, exclude):
         out = []

@@ -1,0 +1,211 @@
+"""Entropy control (fig9-fig12, table1, table2): the specs' paper presets against the official recipes, run sharing
+between specs, the arm_compare analysis, Table 1's top-fraction means, the difficulty levels, the tiny table.csv
+check, and the artifact registry in `list`."""
+import json
+import math
+
+import pytest
+import torch
+import yaml
+
+from replicate.check import REPORTED_DIR, run_check
+from replicate.specs import find_spec
+
+RECIPES = yaml.safe_load((REPORTED_DIR / "entropy-mechanism" / "recipes.yaml").read_text())
+CONTROL_SPECS = ["fig11", "table2"]
+
+
+@pytest.mark.parametrize("spec_id", CONTROL_SPECS)
+def test_paper_preset_mirrors_the_official_recipes(spec_id):
+    common, methods = RECIPES["common"], RECIPES["methods"]
+    cfgs = find_spec(spec_id).variant_configs("paper")
+    names = {"grpo": "GRPO", "clip_higher": "Clip-higher", "clip_cov": "Clip-Cov", "kl_cov": "KL-Cov"}
+    assert set(cfgs) == set(names)
+    for arm, cfg in cfgs.items():
+        ro, tr, alg = cfg.rollout, cfg.train, cfg.algorithm
+        assert cfg.model.path == "Qwen/Qwen2.5-7B"
+        assert (ro.prompts_per_step, ro.group_size) == (common["prompts_per_step"], common["responses_per_prompt"])
+        assert ro.prompts_per_step // tr.ppo_mini_batches == common["ppo_mini_batch_prompts"]
+        assert tr.ppo_mini_batches * tr.ppo_epochs == common["updates_per_rollout"]
+        assert tr.optimizer.lr == common["lr"]["Qwen2.5-7B"] and tr.grad_clip == common["grad_clip"]
+        assert ro.max_new_tokens == common["max_response_length"] and ro.temperature == common["rollout"]["temperature"]
+        assert ro.filter_groups is common["dynamic_sampling"]["enabled"]
+        assert ro.max_gen_batches == common["dynamic_sampling"]["max_gen_batches"]
+        assert alg.kl_loss_coef == 0 and alg.kl_in_reward_coef == 0 and alg.entropy_coeff == common["entropy_coeff"]
+        assert alg.loss_agg_mode == common["loss_agg_mode"] and alg.advantage == common["advantage"]
+        assert cfg.task.params["train"].endswith("DAPO-Math-17k")
+        recipe, p = methods[names[arm]], alg.policy_loss_params
+        low = p.get("clip_ratio_low", p.get("clip_ratio"))
+        high = p.get("clip_ratio_high", p.get("clip_ratio"))
+        if arm == "kl_cov":
+            assert alg.policy_loss == "kl_cov" and "clip_ratio" not in p  # no PPO clipping in KL-Cov
+            assert p["kl_cov_ratio"] == recipe["k"]["Qwen2.5-7B"] == recipe["k_percent"]["Qwen2.5-7B"] / 100
+            assert p["ppo_kl_coef"] == recipe["beta"]
+            continue
+        assert (low, high) == (recipe["clip_ratio"]["low"], recipe["clip_ratio"]["high"])
+        if arm == "clip_cov":
+            assert alg.policy_loss == "clip_cov"
+            assert (p["clip_cov_ratio"], p["clip_cov_lb"], p["clip_cov_ub"]) == (recipe["ratio"], recipe["lb"], recipe["ub"])
+        else:
+            assert alg.policy_loss == "vanilla" and p["clip_ratio_c"] == common["dual_clip_c"]
+
+
+def test_table2_trains_exactly_fig11s_runs_at_every_scale():
+    fig11, table2 = find_spec("fig11"), find_spec("table2")
+    for scale in ["tiny", *fig11.scales]:
+        a, b = fig11.variant_configs(scale), table2.variant_configs(scale)
+        assert {k: v.digest() for k, v in a.items()} == {k: v.digest() for k, v in b.items()}, scale
+        assert [c.seeds for c in a.values()] == [c.seeds for c in b.values()]
+
+
+def test_tiny_arms_share_mini_batching_and_kl_cov_has_several_updates():
+    for spec_id in ("fig11", "fig9", "fig10"):
+        cfgs = find_spec(spec_id).variant_configs("tiny")
+        assert len({(c.train.ppo_mini_batches, c.train.micro_batches, c.train.steps) for c in cfgs.values()}) == 1
+    assert find_spec("fig11").variant_configs("tiny")["kl_cov"].train.ppo_mini_batches >= 2
+    # the GRPO arm of fig9 and fig10 is fig11's (shared through the store)
+    ref = find_spec("fig11").variant_configs("tiny")["grpo"].digest()
+    assert all(find_spec(s).variant_configs("tiny")["grpo"].digest() == ref for s in ("fig9", "fig10"))
+
+
+def _finish(run, config, seed, rows):
+    from replicate.store import Run
+    run = Run(run.path)
+    run.begin(config, seed, {})
+    for r in rows:
+        run.append_metrics(r)
+    run.finish()
+    return run
+
+
+def test_a_finished_run_of_another_spec_with_the_same_config_is_shared(tmp_path):
+    from replicate.store import Run, shared_run
+    cfg = find_spec("fig11").variant_configs("tiny")["grpo"]
+    other_cfg = find_spec("fig11").variant_configs("tiny")["clip_higher"]
+    mine = Run.for_config(tmp_path, "table2", "grpo", cfg, 0, "tiny")
+    assert shared_run(mine, cfg, 0) is None
+    theirs = _finish(Run.for_config(tmp_path, "fig11", "grpo", cfg, 0, "tiny"), cfg, 0, [{"step": 0, "entropy": 1.0}])
+    assert shared_run(mine, cfg, 0).path == theirs.path
+    assert shared_run(Run.for_config(tmp_path, "table2", "grpo", cfg, 1, "tiny"), cfg, 1) is None  # other seed
+    assert shared_run(Run.for_config(tmp_path, "table2", "x", other_cfg, 0, "tiny"), other_cfg, 0) is None
+    # an unfinished run is not shared
+    (theirs.path / "DONE").unlink()
+    assert shared_run(mine, cfg, 0) is None
+
+
+def test_run_rl_reuses_the_shared_run_instead_of_training(tmp_path, monkeypatch):
+    import replicate.trainer as trainer
+    from replicate.runners import run_rl
+    from replicate.store import Run
+    spec = find_spec("table2")
+    cfg = spec.variant_configs("tiny")["grpo"]
+    theirs = _finish(Run.for_config(tmp_path, "fig11", "grpo", cfg, 0, "tiny"), cfg, 0, [{"step": 0, "entropy": 1.0}])
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: pytest.fail("trained a shared run"))
+    runs = run_rl(spec, "tiny", {"grpo": cfg}, [0], tmp_path, log=lambda *_: None)
+    assert runs["grpo"][0].path == theirs.path
+
+
+def _rows(entropies, accs, levels=None):
+    rows = [{"step": i, "entropy": h, "response_length": 2.0} for i, h in enumerate(entropies)]
+    for i, a in zip(range(0, len(rows), len(rows) // len(accs)), accs):
+        rows[i]["val_acc"] = a
+    rows[-1]["val_acc"] = accs[-1]
+    if levels:
+        rows[-1].update({f"val_acc_L{k}": v for k, v in levels.items()})
+    return rows
+
+
+def test_arm_compare_pairs_seeds_against_grpo():
+    from replicate.analysis import ANALYSES
+    flat = lambda h: [h] * 20
+    runs = {"grpo": {0: _rows([1.0] * 5 + [0.1] * 15, [0.2, 0.3, 0.3, 0.3], {1: 0.5, 2: 0.3, 3: 0.1}),
+                     1: _rows([1.0] * 5 + [0.2] * 15, [0.2, 0.4, 0.4, 0.4], {1: 0.6, 2: 0.4, 3: 0.2})},
+            "kl_cov": {0: _rows(flat(0.5), [0.2, 0.35, 0.35, 0.35], {1: 0.6, 2: 0.3, 3: 0.3}),
+                       1: _rows(flat(0.4), [0.2, 0.4, 0.4, 0.4], {1: 0.6, 2: 0.4, 3: 0.2})}}
+    out = ANALYSES["arm_compare"](runs)
+    per = out["per_seed"]
+    assert per["entropy_min_minus_ref_final"]["kl_cov"] == pytest.approx([0.4, 0.2])
+    assert per["entropy_min_minus_ref_final"]["grpo"][0] == pytest.approx(0.0)
+    assert per["acc_end_minus_ref"]["kl_cov"] == pytest.approx([0.05, 0.0])
+    assert per["entropy_end_over_ref_end"]["kl_cov"] == pytest.approx([5.0, 2.0])
+    assert per["acc_avg"]["grpo"] == pytest.approx([0.3, 0.4])
+    assert per["acc_avg_minus_ref"]["kl_cov"] == pytest.approx([0.1, 0.0])
+    table = {r["arm"]: r for r in out["table"]}
+    assert table["grpo"]["L1"] == pytest.approx(55.0) and table["kl_cov"]["average"] == pytest.approx(40.0)
+
+
+def test_top_fraction_means_rank_the_centred_cross_product():
+    from replicate.algorithms import token_covariance, top_fraction_means
+    g = torch.Generator().manual_seed(0)
+    lp, adv = -torch.rand(4, 50, generator=g) * 3, torch.randn(4, 50, generator=g)
+    mask = torch.ones(4, 50)
+    mask[:, 40:] = 0
+    out = top_fraction_means(lp, adv, mask)
+    cov = token_covariance(lp, adv, mask)[mask > 0].sort(descending=True).values
+    assert out["n_valid_tokens"] == 160
+    assert out["cov_top_0p02"] == pytest.approx(cov[0].item())           # at least one token
+    assert out["cov_top_20p0"] == pytest.approx(cov[:32].mean().item())
+    assert out["cov_all"] == pytest.approx(cov.mean().item(), abs=1e-6)
+    assert out["cov_top_0p02"] >= out["cov_top_2p0"] >= out["cov_top_20p0"] >= out["cov_top_50p0"] >= out["cov_all"]
+
+
+def test_product_levels_by_last_digits():
+    from replicate.tasks import make_task
+    task = make_task("short_answer", op="*", operands=[2], digits=[2], level_by="last_digits", holdout=300)
+    for p in task.validation:
+        a, b = (int(x) % 10 for x in p.prompt[:-1].split("*"))
+        assert p.level == (1 if {a, b} & {0, 1} else 2 if 5 in (a, b) else 3)
+    assert {p.level for p in task.validation} == {1, 2, 3}
+    with pytest.raises(ValueError):
+        make_task("short_answer", op="+", level_by="last_digits")
+
+
+def test_tiny_table_csv_is_checked_for_the_ordering_claims(tmp_path):
+    from replicate.experiment import write_table
+    table = [{"arm": a, "L1": 50.0, "L1_ci": 1.0, "average": avg, "average_ci": 2.0}
+             for a, avg in (("grpo", 30.0), ("clip_higher", 31.0), ("clip_cov", 33.0), ("kl_cov", 29.0))]
+    write_table(tmp_path, table, 3)
+    res = run_check(tmp_path, "entropy-mechanism/table2", out=tmp_path)
+    claims = {c["id"]: c["holds"] for c in res["claims"] if c["model"] == "tiny"}
+    assert claims == {"clip_cov_beats_grpo": True, "kl_cov_beats_grpo": False}
+    assert all(c["measured"] is None for c in res["cells"])  # nothing of the paper's compared with tiny numbers
+    assert "± 2.0" in (tmp_path / "table.md").read_text()
+
+
+def test_list_shows_every_figure_and_table_of_the_paper(capsys):
+    from replicate.cli import main
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    art = yaml.safe_load((REPORTED_DIR / "entropy-mechanism" / "artifacts.yaml").read_text())["artifacts"]
+    assert [a["id"] for a in art] == [*(f"fig{i}" for i in range(1, 13)), "table1", "table2"]
+    lines = out.splitlines()
+    for a in art:
+        assert any(line.startswith(a["id"] + " ") or line == a["id"] or line.startswith(a["id"] + " (")
+                   for line in lines) or a.get("spec"), a["id"]
+    assert "fig3 (entropy-mechanism): not built yet" in out
+    for built in ("fig9", "fig10", "fig11", "fig12", "table1", "table2"):
+        assert f"{built} (entropy-mechanism): not built yet" not in out
+
+
+def test_knob_trend_and_cov_top_read_the_logged_metrics():
+    from replicate.analysis import ANALYSES
+    runs = {"grpo": {0: _rows([0.1] * 10, [0.3])},
+            "k0.02": {0: _rows([0.2] * 10, [0.3])}, "k0.05": {0: _rows([0.3] * 10, [0.3])},
+            "k0.1": {0: _rows([0.5] * 10, [0.3])}}
+    out = ANALYSES["knob_trend"](runs)["per_seed"]
+    assert out["plateau_rise"] == {"k0.1": [pytest.approx(0.3)]}
+    assert out["plateau_spearman"]["k0.1"] == [pytest.approx(1.0)]
+    top = {"cov_top_0p02": 5.0, "cov_top_0p2": 5.0, "cov_top_2p0": 2.0, "cov_top_20p0": 0.5, "cov_top_50p0": 0.2,
+           "cov_all": 0.01}
+    rows = [{"step": i, "entropy": 1.0, **top} for i in range(4)]
+    res = ANALYSES["cov_top"]({"grpo": {0: rows}})
+    assert res["per_seed"]["cov_top_monotone"]["grpo"] == [1.0]
+    assert res["per_seed"]["cov_top2_over_all"]["grpo"] == [pytest.approx(200.0)]
+    assert res["pooled"]["grpo"]["table1"]["top 2%"] == pytest.approx(2.0)
+
+
+def test_fig12_and_table1_reuse_fig11s_runs():
+    fig11 = {v.digest() for v in find_spec("fig11").variant_configs("tiny").values()}
+    fig12 = find_spec("fig12").variant_configs("tiny")
+    assert {fig12[a].digest() for a in ("grpo", "r0.05", "k0.05")} <= fig11
+    assert find_spec("table1").variant_configs("tiny")["grpo"].digest() in fig11
