@@ -194,6 +194,9 @@ RUNNER_DOCS = {  # used when the runner function has no docstring
     "lemma_lm": "From the spec's base policy (its body's model, task and warm-up), one rollout batch per seed and "
                 "one plain SGD step; measured vs predicted entropy change at every response position, plus a random "
                 "step of equal norm as the null.",
+    "preference": "DAST (Shen et al. 2025) and its offline baselines, per seed from the warm-up base policy: sample "
+                  "responses per training problem, build the arm's pairs (or SFT examples), train with SimPO (or SFT), "
+                  "and evaluate greedily per difficulty level before and after. Arms share a seed's warm-up and samples.",
 }
 
 RUNNER_NOTES = {  # runner -> {parameter: meaning}; defaults are read from the code that takes them
@@ -211,7 +214,29 @@ RUNNER_NOTES = {  # runner -> {parameter: meaning}; defaults are read from the c
         "lr": "SGD step size of the one step",
         "n_batches": "rollout batches, each stepped from the base policy",
     },
+    "preference": {
+        "method": "the arm: dast, sft_shortest, simpo_shortest, length_penalty or base",
+        "n_train": "training problems per seed",
+        "l_max": "L_max of the length budget; null = the sampling cap rollout.max_new_tokens (the paper's)",
+        "l_max_from": "`cap` (the generation cap) or `longest` (the longest sampled response)",
+        "delta": "δ: the global cut of the smallest-gap pairs",
+        "max_pairs_per_problem": "pairs kept per problem (the paper's 2)",
+        "dual_correct": "use dual-correct pairs (ablation switch)",
+        "dual_incorrect": "use dual-incorrect pairs (ablation switch)",
+        "beta": "SimPO β (not reported by DAST; SimPO's recommended range)",
+        "gamma": "SimPO γ, the absolute margin",
+        "alpha": "length_penalty arm: reward = correct - α·L/L_cap",
+        "batch_size": "pairs (or SFT examples) per optimiser step",
+        "eval_max_new_tokens": "greedy evaluation cap; null = rollout.max_new_tokens",
+        "easy_levels": "levels counted as easy in the claims",
+        "hard_levels": "levels counted as hard in the claims",
+    },
 }
+
+def _preference_params() -> dict:
+    from .preference import DEFAULTS
+    return {k: _fmt_default(v) for k, v in DEFAULTS.items()}
+
 
 RUNNER_PARAM_SOURCES = {  # runner -> the function whose parameters are its runner_params
     "lemma_lm": ("replicate.studies", "logit_step_probe", {"config", "seed", "store_root", "log"}),
@@ -378,6 +403,8 @@ def runner_params(name: str) -> dict[str, str]:
         module, fn_name, skip = RUNNER_PARAM_SOURCES[name]
         fn = getattr(__import__(module, fromlist=[fn_name]), fn_name)
         return {p: _fmt_default(v.default) for p, v in inspect.signature(fn).parameters.items() if p not in skip}
+    if name == "preference":
+        return _preference_params()
     if name == "lemma_exact":
         from . import experiment, studies
         return {**_params_read(studies.lemma_exact_points), "seeds": _params_read_seeds(experiment.reproduce)}

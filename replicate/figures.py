@@ -230,10 +230,12 @@ def _panel_levels(ax, runs, key, ylabel, title):
 
 
 def panel_tokens_by_level(ax, runs, analysis, title):
+    """Mean greedy response tokens per difficulty level, before and after, per arm (DAST's by-level figure)."""
     _panel_levels(ax, runs, "tokens", "mean response tokens (greedy)", title)
 
 
 def panel_acc_by_level(ax, runs, analysis, title):
+    """Greedy accuracy per difficulty level, before and after, per arm."""
     _panel_levels(ax, runs, "acc", "accuracy (greedy)", title)
     ax.set_ylim(-0.02, 1.02)
 

@@ -53,6 +53,9 @@ def seed_values(rows: list[dict]) -> dict:
 
 
 def dast(runs: dict) -> dict:
+    """Per seed and arm: accuracy, tokens and compression (1 - tokens / base tokens) overall and per level, on
+    the easy and hard levels and their difference, the accuracy change, pair counts, and each arm's differences
+    against the DAST arm of the same seed (`*_vs_dast`)."""
     per_seed, pooled = {}, {}
     values = {v: {s: seed_values(rows) for s, rows in sorted(seeds.items())} for v, seeds in runs.items()}
     for variant, by_seed in values.items():
