@@ -13,6 +13,7 @@ from pathlib import Path
 
 from evaluators.lmeval import BENCHMARKS
 
+from .claims import finite
 from .errors import UserError
 from .paths import results_root
 
@@ -161,7 +162,7 @@ def run_eval(model: str, tasks: list[str], k: int = 1, temperature: float = 0.0,
     out.mkdir(parents=True, exist_ok=True)
     stem = f"eval-{'-'.join(tasks)}-k{k}-t{temperature:g}"
     payload = {"model": str(model), "k": k, "temperature": temperature, "limit": limit, "results": table}
-    (out / f"{stem}.json").write_text(json.dumps(payload, indent=2))
+    (out / f"{stem}.json").write_text(json.dumps(finite(payload), indent=2, allow_nan=False))
     lines = [f"| task | avg@{k} | pass@{k} | n |", "|---|---|---|---|"]
     lines += [f"| {t} | {v['avg@k']:.4f} | {v[f'pass@{k}']:.4f} | {v['n']} |" for t, v in table.items()]
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
+from .claims import finite
 from .paths import experiments_dir
 
 REPORTED_DIR = experiments_dir() / "reported"
@@ -302,7 +303,7 @@ def run_check(results: Path, against: str, tolerances: list[str] | None = None, 
               "cells": cells, "claims": claims, "failures": fails, "passed": ok, "verdict": verdict}
     out = Path(out) if out else path.parent
     out.mkdir(parents=True, exist_ok=True)
-    (out / "check.json").write_text(json.dumps(result, indent=1))
+    (out / "check.json").write_text(json.dumps(finite(result), indent=1, allow_nan=False))
     (out / "check.md").write_text(render_md(result))
     result["out"] = out
     return result

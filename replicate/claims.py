@@ -78,6 +78,8 @@ def finite(obj):
 
 
 def _fmt(x) -> str:
+    if x is None:
+        return "n/a"
     if isinstance(x, float):
         return "n/a" if math.isnan(x) else f"{x:.3g}"
     return str(x)
@@ -118,6 +120,6 @@ def write_claims(out: Path, spec_id: str, scale: str, seeds: list[int], rows: li
     out.mkdir(parents=True, exist_ok=True)
     payload = finite({"spec": spec_id, "scale": scale, "seeds": seeds, "claims": rows, **extra})
     (out / "claims.json").write_text(json.dumps(payload, indent=2, default=str, allow_nan=False))
-    md = claims_markdown(spec_id, scale, rows, extra.get("pooled"))
+    md = claims_markdown(spec_id, scale, payload["claims"], payload.get("pooled"))
     head, _, rest = md.partition("\n\n")
     (out / "claims.md").write_text(f"{head}\n\n{provenance_line(payload)}\n\n{rest}")

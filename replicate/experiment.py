@@ -182,7 +182,7 @@ def remember(spec_id: str, out: Path):
 def results_of(spec_id: str) -> list[dict]:
     """Every result of a spec on disk: its claims.json payload plus `dir` and `origin` (result or reference)."""
     index = results_root() / spec_id / "elsewhere.txt"
-    elsewhere = [Path(p) for p in index.read_text().split()] if index.exists() else []
+    elsewhere = [Path(p) for p in index.read_text().splitlines() if p] if index.exists() else []
     found = []
     for origin, base in (("result", results_root() / spec_id), ("reference", reference_dir() / spec_id),
                          *(("result", p) for p in elsewhere)):

@@ -55,14 +55,12 @@ def digest(payload, n: int = 10) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
-def derive_seed(seed: int, purpose: str, step: int = 0) -> int:
-    """An independent seed for one use (eval, probe, ...) of a run seed: every generator derives from the run seed."""
-    return int(hashlib.sha256(f"{seed}:{purpose}:{step}".encode()).hexdigest()[:15], 16)
-
 
 # Modules that only present, compare or dispatch results: changing them never changes what a run computes.
 PRESENTATION = {"cli.py", "__main__.py", "report.py", "figures.py", "claims.py", "check.py", "docs.py", "bench.py",
-                "benchmarks.py", "experiment.py", "paths.py", "errors.py", "analysis", "backends", "lmeval"}
+                "bench_core.py", "bench_rl.py", "benchmarks.py", "experiment.py", "paths.py", "errors.py", "backends",
+                "lmeval", "analysis/__init__.py", "analysis/collect.py", "analysis/control.py", "analysis/dast.py",
+                "analysis/dynamics.py", "analysis/fits.py"}  # analysis/lemma.py makes lemma_exact's rows: counted
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,6 +74,6 @@ def code_fingerprint() -> str:
     for root in (PACKAGE, PACKAGE.parent / "evaluators"):
         for f in sorted(root.rglob("*.py")):
             rel = f.relative_to(root)
-            if not PRESENTATION & {rel.parts[0], f.name}:
+            if not PRESENTATION & {rel.parts[0], str(rel)}:
                 h.update(str(rel).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:10]

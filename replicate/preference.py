@@ -30,7 +30,8 @@ import torch
 from .dast import PreferencePair, Response, build_pairs, score_problem
 from .algorithms.preference import PREFERENCE_LOSSES
 from .models import response_logprobs
-from .paths import code_fingerprint, derive_seed, digest
+from .paths import code_fingerprint, digest
+from .seeds import derive_seed
 from .runners import register_runner
 from .rollout import encode_prompts, generate, make_generator, score_responses
 from .store import Run
@@ -235,6 +236,8 @@ def train_arm(model, tok, problems, samples, pairs, sft, params, config, seed, l
 @register_runner("preference")
 def run_preference(spec, scale, configs, seeds, root, force=False, resume=False, log=print) -> dict:
     """{variant: {seed: Run}}; a finished arm run with the same config, parameters and code is reused."""
+    from .runners import one_process
+    one_process("preference")
     out = {v: {} for v in configs}
     for seed in seeds:
         for variant, config in configs.items():

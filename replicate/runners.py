@@ -129,6 +129,14 @@ def _train_group(group, root, resume) -> list[str]:
     return lines
 
 
+def one_process(runner: str):
+    """Runners other than `rl` do not shard: under `accelerate launch` every process would write the same run."""
+    from .errors import UserError
+    from .paths import world_size
+    if world_size() > 1:
+        raise UserError(f"the {runner} runner runs in one process; run it without `accelerate launch`")
+
+
 def extend(run: Run, config, seed: int, log=print) -> bool:
     """Seed a new run dir with a shorter finished sibling's metrics and final state (as its checkpoint)."""
     src = finished_sibling(run, config, seed)
@@ -167,6 +175,7 @@ class _StepBar:
 
 def _study(spec, scale, configs, seeds, root, force, log, points: Callable) -> dict:
     """{"main": {seed: Run}}; a finished study with the same parameters (and code) is reused."""
+    one_process(spec.runner)
     params, out = spec.runner_params, {}
     config = configs["main"].model_dump() if configs else None
     for seed in seeds:

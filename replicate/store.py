@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import platform
 import subprocess
 from pathlib import Path
@@ -54,6 +55,7 @@ class Run:
     def reset(self):
         for f in (self.metrics_file, self.checkpoint_file, self.final_file, self.done_file):
             f.unlink(missing_ok=True)
+        shutil.rmtree(self.path / "model", ignore_errors=True)  # no old weights beside new metrics
 
     def metrics(self, torn_ok: bool = False) -> list[dict]:
         """The metric rows. A line that is not JSON is a UserError naming --force, except (torn_ok) an
@@ -100,7 +102,6 @@ class Run:
         tmp = self.final_file.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, self.final_file)
-        self.checkpoint_file.unlink(missing_ok=True)
 
     def stored_config(self) -> dict | None:
         """config.json as written by begin(), or None when it is missing or not JSON."""
@@ -110,17 +111,22 @@ class Run:
             return None
 
     def finish(self):
+        """Mark the run done, then drop its checkpoint (final.pt holds the last state): a kill in between
+        leaves a run that is done, never one that lost both."""
         self.done_file.write_text("done\n")
+        self.checkpoint_file.unlink(missing_ok=True)
 
 
 def provenance(extra: dict) -> dict:
     import accelerate
     import transformers
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        rev = None
+    rev = None
+    if (Path(__file__).resolve().parent.parent / ".git").exists():  # a source checkout, not an installed copy
+        try:
+            rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                 cwd=Path(__file__).parent).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            rev = None
     return {"git_revision": rev, "code_fingerprint": code_fingerprint(), "python": platform.python_version(),
             "torch": torch.__version__, "transformers": transformers.__version__, "accelerate": accelerate.__version__,
             "platform": platform.platform(), "machine": platform.machine(), "processor": _cpu_model(), **extra}

@@ -10,7 +10,7 @@ from .algorithms import (ADVANTAGES, POLICY_LOSSES, entropy_from_logits, logprob
                          predicted_entropy_change, token_covariance, token_rewards)
 from .analysis.lemma import lemma_points
 from .models import response_logits
-from .paths import derive_seed
+from .seeds import derive_seed
 
 
 def lemma_exact_points(params: dict, seed: int) -> list[dict]:

@@ -17,8 +17,9 @@ from accelerate import Accelerator
 from .algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covariance_by_accuracy, kl_penalty, masked_mean,
                          token_covariance, token_rewards, top_fraction_means, value_loss)
 from .errors import Interrupted
+from .errors import UserError
 from .models import Critic
-from .paths import derive_seed
+from .seeds import derive_seed
 from .rollout import avg_at_k, make_generator, rollout
 from .store import Run
 from .tasks import make_task
@@ -38,13 +39,15 @@ class Learner:
     critic: torch.nn.Module | None
     critic_opt: torch.optim.Optimizer | None
     py_rng: random.Random
-    gen: torch.Generator
+    gen: torch.Generator          # sampling
+    loss_gen: torch.Generator     # a loss's own randomness (Clip-Cov's token draw), apart from sampling
 
 
 def setup(config, seed: int, store_root, run: Run, log=print) -> Learner:
     if config.model.kind == "tiny" and not torch.cuda.is_available():
         torch.set_num_threads(1)  # tiny models gain nothing from threads; one thread makes pooled runs equal
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with=_trackers(), project_dir=str(run.path))
+    check_sharding(config, accelerator.num_processes)
     torch.manual_seed(seed)
     with accelerator.main_process_first():  # process 0 builds (and caches) the warm-up; the others load it
         model, tok = base_policy(config, store_root, seed, log=log)
@@ -63,12 +66,25 @@ def setup(config, seed: int, store_root, run: Run, log=print) -> Learner:
         ref_model = ref_model.to(accelerator.device)
     return Learner(accelerator, model, accelerator.unwrap_model(model), optimizer, tok,
                    make_task(config.task.name, **config.task.params), ref_model, critic, critic_opt,
-                   random.Random(seed), make_generator(seed * 1000 + accelerator.process_index, accelerator.device))
+                   random.Random(seed), make_generator(seed * 1000 + accelerator.process_index, accelerator.device),
+                   make_generator(derive_seed(seed, "loss", accelerator.process_index), accelerator.device))
 
 
-def restore(lr: Learner, run: Run, resume: bool, log=print) -> int:
+def check_sharding(config, n_processes: int):
+    """Every process must run the same number of updates (else DDP waits forever): whole mini-batches of whole
+    groups on every process, and no dynamic sampling across processes (its group counts differ by process)."""
+    ro, tr = config.rollout, config.train
+    if n_processes > 1 and ro.filter_groups:
+        raise UserError("rollout.filter_groups (dynamic sampling) runs on one process in this trainer: its group "
+                        "counts differ by process; run one process or --backend verl")
+    if ro.prompts_per_step % (n_processes * tr.ppo_mini_batches):
+        raise UserError(f"rollout.prompts_per_step ({ro.prompts_per_step}) must be divisible by processes x "
+                        f"train.ppo_mini_batches ({n_processes} x {tr.ppo_mini_batches})")
+
+
+def restore(learner: Learner, run: Run, resume: bool, log=print) -> int:
     """The step to start from: the checkpoint's with --resume (metrics after it are dropped), else 0."""
-    acc = lr.accelerator
+    acc = learner.accelerator
     state = run.load_checkpoint() if resume else None
     if state is None:
         if resume and run.started and acc.is_main_process:
@@ -77,15 +93,18 @@ def restore(lr: Learner, run: Run, resume: bool, log=print) -> int:
             run.reset()
         acc.wait_for_everyone()  # no process reads the run before process 0 has reset it
         return 0
-    lr.policy.load_state_dict(state["model"])
-    lr.optimizer.load_state_dict(state["optimizer"])
-    if lr.critic is not None:
-        lr.accelerator.unwrap_model(lr.critic).load_state_dict(state["critic"])
-        lr.critic_opt.load_state_dict(state["critic_optimizer"])
-    lr.py_rng.setstate(state["rng"]["python"])
-    per_process = state["rng"].get("torch_per_process")  # each process's own sampling generator
-    lr.gen.set_state(per_process[acc.process_index] if per_process and len(per_process) == acc.num_processes
-                     else state["rng"]["torch"])
+    learner.policy.load_state_dict(state["model"])
+    learner.optimizer.load_state_dict(state["optimizer"])
+    if learner.critic is not None:
+        learner.accelerator.unwrap_model(learner.critic).load_state_dict(state["critic"])
+        learner.critic_opt.load_state_dict(state["critic_optimizer"])
+    learner.py_rng.setstate(state["rng"]["python"])
+    for gen, key in ((learner.gen, "torch"), (learner.loss_gen, "loss")):  # each process's own generators
+        per_process = state["rng"].get(f"{key}_per_process")
+        if per_process and len(per_process) == acc.num_processes:
+            gen.set_state(per_process[acc.process_index])
+        elif key in state["rng"]:
+            gen.set_state(state["rng"][key])
     torch.set_rng_state(state["rng"]["torch_global"])
     acc.wait_for_everyone()
     if acc.is_main_process:
@@ -102,17 +121,17 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
     progress(step, metrics) after each step.
     """
     try:
-        lr = setup(config, seed, store_root, run, log)
-        start = restore(lr, run, resume, log)
+        learner = setup(config, seed, store_root, run, log)
+        start = restore(learner, run, resume, log)
         if on_start is not None:
             on_start(start)
-        if lr.accelerator.is_main_process:
-            run.begin(config, seed, {"seed": seed, "num_processes": lr.accelerator.num_processes})
-        lr.accelerator.init_trackers(run.path.name)
-        train_steps(lr, run, config, seed, start, progress)
+        if learner.accelerator.is_main_process:
+            run.begin(config, seed, {"seed": seed, "num_processes": learner.accelerator.num_processes})
+        learner.accelerator.init_trackers(run.path.name)
+        train_steps(learner, run, config, seed, start, progress)
     except KeyboardInterrupt:
         raise interrupted(run) from None
-    finish(lr, run, config.train.steps)
+    finish(learner, run, config.train.steps)
     return run.metrics()
 
 
@@ -126,76 +145,76 @@ def interrupted(run: Run) -> Interrupted:
                        "with --resume to continue it from its last checkpoint")
 
 
-def train_steps(lr: Learner, run: Run, config, seed: int, start: int, progress=None):
+def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progress=None):
     """Steps start .. train.steps-1: each validates (at the cadence), rolls out, updates and logs."""
     alg, ro, tr, ev = config.algorithm, config.rollout, config.train, config.eval
-    n_local = ro.prompts_per_step // lr.accelerator.num_processes
-    shard = slice(lr.accelerator.process_index * n_local, (lr.accelerator.process_index + 1) * n_local)
-    val_problems = lr.task.validation[:ev.n_prompts]
-    probe_problems = lr.task.validation[-tr.probe_prompts:] if tr.probe_prompts else []
+    n_local = ro.prompts_per_step // learner.accelerator.num_processes
+    shard = slice(learner.accelerator.process_index * n_local, (learner.accelerator.process_index + 1) * n_local)
+    val_problems = learner.task.validation[:ev.n_prompts]
+    probe_problems = learner.task.validation[-tr.probe_prompts:] if tr.probe_prompts else []
     t0 = time.time()
     for step in range(start, tr.steps):
         metrics = {"step": step}
-        lr.policy.eval()
+        learner.policy.eval()
         # -- validation of the policy about to be updated (so val_acc pairs with this step's entropy)
         if step % ev.every == 0 or step == tr.steps - 1:
-            scores = avg_at_k(lr.policy, lr.tok, lr.task, val_problems, ev.k, ev.temperature, ro.max_new_tokens,
-                              make_generator(derive_seed(seed, "eval", step), lr.accelerator.device), per_problem=True)
+            scores = avg_at_k(learner.policy, learner.tok, learner.task, val_problems, ev.k, ev.temperature, ro.max_new_tokens,
+                              make_generator(derive_seed(seed, "eval", step), learner.accelerator.device), per_problem=True)
             metrics["val_acc"] = sum(scores) / len(scores)
             if step == tr.steps - 1:  # the final policy's accuracy per difficulty level (Table 2's columns)
                 metrics.update(accuracy_by_level(val_problems, scores))
         # -- rollout: group_size samples of each prompt, scored by the verifier
-        batch = rollout(lr.policy, lr.tok, lr.task, ro, shard, lr.py_rng, lr.gen)
+        batch = rollout(learner.policy, learner.tok, learner.task, ro, shard, learner.py_rng, learner.gen)
         mask = batch.response_mask
         rewards = token_rewards(batch.scores, mask)
         with torch.no_grad():
-            old_log_prob, entropy = batch.logprobs(lr.policy, with_entropy=True)
-            ref_log_prob = batch.logprobs(lr.ref_model)[0] if lr.ref_model is not None else None
-            old_values = lr.critic(batch.prompt_ids, batch.prompt_mask, batch.responses) * mask if lr.critic else None
+            old_log_prob, entropy = batch.logprobs(learner.policy, with_entropy=True)
+            ref_log_prob = batch.logprobs(learner.ref_model)[0] if learner.ref_model is not None else None
+            old_values = learner.critic(batch.prompt_ids, batch.prompt_mask, batch.responses) * mask if learner.critic else None
         if alg.kl_in_reward_coef:
             rewards = rewards - alg.kl_in_reward_coef * kl_penalty(old_log_prob, ref_log_prob, alg.kl_in_reward_type) * mask
         # -- advantages (GAE bootstraps from the critic's values of the response states)
         extra = {"values": old_values} if old_values is not None else {}
         advantages, returns = ADVANTAGES[alg.advantage](rewards, mask, batch.index, **alg.advantage_params, **extra)
-        probe = probe_states(lr, probe_problems, ro, seed, step) if probe_problems else None
+        probe = probe_states(learner, probe_problems, ro, seed, step) if probe_problems else None
         # -- PPO updates over mini-batches of whole groups
-        lr.policy.train()
-        update_stats = ppo_update(lr, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns)
+        learner.policy.train()
+        update_stats = ppo_update(learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns)
         # -- metrics of this step (rollout statistics are of the pre-update policy)
         metrics.update(rollout_metrics(batch, old_log_prob, entropy, advantages))
         if probe is not None:
-            metrics.update(entropy_change(lr, batch, entropy, probe))
+            metrics.update(entropy_change(learner, batch, entropy, probe))
         metrics.update(mean_stats(update_stats))
-        metrics = _reduce(lr.accelerator, metrics)
+        metrics = _reduce(learner.accelerator, metrics)
         metrics["wall_time"] = time.time() - t0
-        if lr.accelerator.is_main_process:
+        if learner.accelerator.is_main_process:
             run.append_metrics(metrics)
-        lr.accelerator.log({k: v for k, v in metrics.items() if k != "step"}, step=step)
+        learner.accelerator.log({k: v for k, v in metrics.items() if k != "step"}, step=step)
         if (step + 1) % tr.checkpoint_every == 0 and step + 1 < tr.steps:
-            state = checkpoint(lr, step + 1)  # every process takes part (each adds its generator's state)
-            if lr.accelerator.is_main_process:
+            state = checkpoint(learner, step + 1)  # every process takes part (each adds its generator's state)
+            if learner.accelerator.is_main_process:
                 run.save_checkpoint(state)
-            lr.accelerator.wait_for_everyone()
+            learner.accelerator.wait_for_everyone()
         if progress is not None:
             progress(step, metrics)
 
 
-def ppo_update(lr: Learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns) -> list:
+def ppo_update(learner: Learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns) -> list:
     """ppo_epochs × ppo_mini_batches optimizer steps, each over whole groups; the critic steps alongside."""
     alg, tr = config.algorithm, config.train
     loss_fn = POLICY_LOSSES[alg.policy_loss]
     params = dict(alg.policy_loss_params)
     if "generator" in inspect.signature(loss_fn).parameters:
-        params["generator"] = lr.gen
+        params["generator"] = learner.loss_gen
     stats = []
     for _epoch in range(tr.ppo_epochs):
         for mb in mini_batches(batch, tr.ppo_mini_batches):
-            lr.optimizer.zero_grad()
-            selected = select_tokens(lr, loss_fn, batch, mb, old_log_prob, advantages, params, alg.cov_scope)
+            learner.optimizer.zero_grad()
+            selected = select_tokens(learner, loss_fn, batch, mb, old_log_prob, advantages, params, alg.cov_scope)
             for pos in torch.arange(len(mb)).chunk(tr.micro_batches):
                 rows = mb[pos]
                 sub, m = batch.rows(rows), batch.response_mask[rows]
-                log_prob, ent = sub.logprobs(lr.model, with_entropy=bool(alg.entropy_coeff))
+                log_prob, ent = sub.logprobs(learner.model, with_entropy=bool(alg.entropy_coeff))
                 extra = {"selected": selected[pos]} if selected is not None else {}
                 pg_loss, s = loss_fn(old_log_prob[rows], log_prob, advantages[rows], m,
                                      loss_agg_mode=alg.loss_agg_mode, **params, **extra)
@@ -205,23 +224,23 @@ def ppo_update(lr: Learner, config, batch, old_log_prob, advantages, ref_log_pro
                 if alg.kl_loss_coef:
                     kl = agg_loss(kl_penalty(log_prob, ref_log_prob[rows], alg.kl_loss_type), m, alg.loss_agg_mode)
                     loss, s["kl_loss"] = loss + alg.kl_loss_coef * kl, kl.item()
-                lr.accelerator.backward(loss / len(torch.arange(len(mb)).chunk(tr.micro_batches)))
+                learner.accelerator.backward(loss / len(torch.arange(len(mb)).chunk(tr.micro_batches)))
                 stats.append({**s, "pg_loss": pg_loss.item(), "loss": loss.item()})
-            stats[-1]["grad_norm"] = float(lr.accelerator.clip_grad_norm_(lr.model.parameters(), tr.grad_clip))
-            lr.optimizer.step()
-            if lr.critic is not None:
-                stats[-1]["vf_loss"] = critic_step(lr, config, batch.rows(mb), old_values[mb], returns[mb])
+            stats[-1]["grad_norm"] = float(learner.accelerator.clip_grad_norm_(learner.model.parameters(), tr.grad_clip))
+            learner.optimizer.step()
+            if learner.critic is not None:
+                stats[-1]["vf_loss"] = critic_step(learner, config, batch.rows(mb), old_values[mb], returns[mb])
     return stats
 
 
 @torch.no_grad()
-def select_tokens(lr: Learner, loss_fn, batch, mb, old_log_prob, advantages, params, scope):
+def select_tokens(learner: Learner, loss_fn, batch, mb, old_log_prob, advantages, params, scope):
     """With cov_scope 'batch', a token-selecting loss (Clip-Cov, KL-Cov) selects over the whole mini-batch, in a
     no-grad pass at the current parameters, whatever the micro-batching; None: each micro-batch selects itself
     (verl's behaviour)."""
     if loss_fn.select is None or scope != "batch":
         return None
-    log_prob, _ = batch.rows(mb).logprobs(lr.model)
+    log_prob, _ = batch.rows(mb).logprobs(learner.model)
     return loss_fn.select(old_log_prob[mb], log_prob, advantages[mb], batch.response_mask[mb], **params)
 
 
@@ -241,13 +260,13 @@ def mini_batches(batch, n: int) -> list[torch.Tensor]:
     return [torch.tensor([i for g in groups[j * per:(j + 1) * per] for i in g]) for j in range(n)]
 
 
-def critic_step(lr: Learner, config, sub, old_values, returns) -> float:
-    lr.critic_opt.zero_grad()
-    values = lr.critic(sub.prompt_ids, sub.prompt_mask, sub.responses)
+def critic_step(learner: Learner, config, sub, old_values, returns) -> float:
+    learner.critic_opt.zero_grad()
+    values = learner.critic(sub.prompt_ids, sub.prompt_mask, sub.responses)
     loss = value_loss(values, old_values, returns, sub.response_mask, cliprange_value=config.algorithm.cliprange_value)
-    lr.accelerator.backward(loss)
-    lr.accelerator.clip_grad_norm_(lr.critic.parameters(), config.train.grad_clip)
-    lr.critic_opt.step()
+    learner.accelerator.backward(loss)
+    learner.accelerator.clip_grad_norm_(learner.critic.parameters(), config.train.grad_clip)
+    learner.critic_opt.step()
     return loss.item()
 
 
@@ -273,53 +292,54 @@ def mean_stats(update_stats: list[dict]) -> dict:
 
 
 @torch.no_grad()
-def probe_states(lr: Learner, problems, ro, seed: int, step: int):
+def probe_states(learner: Learner, problems, ro, seed: int, step: int):
     """One response per fixed probe prompt, sampled now; its per-token entropy before the update."""
     from .rollout import sample_batch
-    probe = sample_batch(lr.policy, lr.tok, lr.task, problems, 1, ro.temperature, ro.max_new_tokens,
-                         make_generator(derive_seed(seed, "probe", step), lr.accelerator.device))
-    return probe, probe.logprobs(lr.policy, with_entropy=True)[1]
+    probe = sample_batch(learner.policy, learner.tok, learner.task, problems, 1, ro.temperature, ro.max_new_tokens,
+                         make_generator(derive_seed(seed, "probe", step), learner.accelerator.device))
+    return probe, probe.logprobs(learner.policy, with_entropy=True)[1]
 
 
 @torch.no_grad()
-def entropy_change(lr: Learner, batch, entropy_before, probe) -> dict:
+def entropy_change(learner: Learner, batch, entropy_before, probe) -> dict:
     """The exact entropy change of this step's update on its own rollout states and on the probe states."""
-    lr.policy.eval()
-    after = batch.logprobs(lr.policy, with_entropy=True)[1]
+    learner.policy.eval()
+    after = batch.logprobs(learner.policy, with_entropy=True)[1]
     probe_batch, probe_before = probe
-    probe_after = probe_batch.logprobs(lr.policy, with_entropy=True)[1]
+    probe_after = probe_batch.logprobs(learner.policy, with_entropy=True)[1]
     pm = probe_batch.response_mask
     return {"delta_entropy": masked_mean(after - entropy_before, batch.response_mask).item(),
             "probe_entropy": masked_mean(probe_before, pm).item(),
             "probe_delta_entropy": masked_mean(probe_after - probe_before, pm).item()}
 
 
-def checkpoint(lr: Learner, next_step: int) -> dict:
+def checkpoint(learner: Learner, next_step: int) -> dict:
     """The full state to resume from. Collective under several processes: it gathers every process's sampling
     generator state (process 0 writes the file; each process restores its own generator from it)."""
-    gens = [lr.gen.get_state().cpu()]
-    if lr.accelerator.num_processes > 1:
+    gens = [(learner.gen.get_state().cpu(), learner.loss_gen.get_state().cpu())]
+    if learner.accelerator.num_processes > 1:
         from accelerate.utils import gather_object
         gens = gather_object(gens)
-    state = {"model": lr.policy.state_dict(), "optimizer": lr.optimizer.state_dict(), "step": next_step,
-             "rng": {"python": lr.py_rng.getstate(), "torch": lr.gen.get_state(), "torch_per_process": gens,
+    state = {"model": learner.policy.state_dict(), "optimizer": learner.optimizer.state_dict(), "step": next_step,
+             "rng": {"python": learner.py_rng.getstate(), "torch": learner.gen.get_state(), "loss": learner.loss_gen.get_state(),
+                     "torch_per_process": [g for g, _ in gens], "loss_per_process": [g for _, g in gens],
                      "torch_global": torch.get_rng_state()}}
-    if lr.critic is not None:
-        state.update(critic=lr.accelerator.unwrap_model(lr.critic).state_dict(),
-                     critic_optimizer=lr.critic_opt.state_dict())
+    if learner.critic is not None:
+        state.update(critic=learner.accelerator.unwrap_model(learner.critic).state_dict(),
+                     critic_optimizer=learner.critic_opt.state_dict())
     return state
 
 
-def finish(lr: Learner, run: Run, steps: int):
+def finish(learner: Learner, run: Run, steps: int):
     """Mark the run done; the model goes to model/, its last full state to final.pt (for extension)."""
-    state = checkpoint(lr, steps)  # collective: before end_training, which ends the process group
-    if lr.accelerator.is_main_process:
-        lr.policy.save_pretrained(run.path / "model")
-        lr.tok.save_pretrained(run.path / "model")
+    state = checkpoint(learner, steps)  # collective: before end_training, which ends the process group
+    if learner.accelerator.is_main_process:
+        learner.policy.save_pretrained(run.path / "model")
+        learner.tok.save_pretrained(run.path / "model")
         run.save_final(state)
         run.finish()
-    lr.accelerator.wait_for_everyone()  # the run is done (DONE written) for every process when train returns
-    lr.accelerator.end_training()
+    learner.accelerator.wait_for_everyone()  # the run is done (DONE written) for every process when train returns
+    learner.accelerator.end_training()
 
 
 def _reduce(accelerator, metrics: dict) -> dict:

@@ -9,7 +9,8 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from .models import char_tokenizer, load_pretrained, tiny_model
-from .paths import code_fingerprint, derive_seed, digest
+from .paths import code_fingerprint, digest
+from .seeds import derive_seed
 from .tasks import make_task
 
 

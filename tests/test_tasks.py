@@ -61,7 +61,7 @@ def test_countdown_trains_in_the_core(tmp_path, warm_store):
     rows = train(Run(tmp_path / "r"), cfg, 0, warm_store, log=lambda *_: None)
     assert len(rows) == 3 and any(r["grad_norm"] > 0 for r in rows)
     # step 0's validation, recomputed independently on the base policy with the run's own eval generator
-    from replicate.paths import derive_seed
+    from replicate.seeds import derive_seed
     from replicate.rollout import avg_at_k, make_generator
     from replicate.tasks import make_task
     from replicate.warmup import base_policy
