@@ -27,7 +27,7 @@ def _run(cmd, tmp_path, *extra):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "REPLICATE_HOME": str(tmp_path)}
     env.pop("REPLICATE_WORKERS", None)
     proc = subprocess.run([*cmd, "run", str(tmp_path / "tinytest.yaml"), "--seeds", "1", *extra],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -50,6 +50,7 @@ def test_two_processes_match_one_process_run(tmp_path):
     (tmp_path / "tinytest.yaml").write_text(TINY_SPEC)
     one, two = tmp_path / "one", tmp_path / "two"
     _run([sys.executable, "-m", "replicate"], tmp_path, "--steps", "4", "--store", str(one), "--out", str(tmp_path / "o1"))
+    shutil.copytree(one / "_warmup", two / "_warmup")  # the same base policy (same key): train it once
     _run(LAUNCH, tmp_path, "--steps", "4", "--store", str(two), "--out", str(tmp_path / "o2"))
     [r1], [r2] = _runs(one), _runs(two)  # ONE run directory, written by process 0
     assert r1.name == r2.name
