@@ -60,19 +60,26 @@ def run_rl(spec, scale, configs, seeds, root, force=False, resume=False, log=pri
         return {v: {s: run for vv, _, s, run in todo if vv == v} for v in configs}
     from .paths import is_main_process, world_size
     for i, (variant, config, seed, run) in enumerate(pending, 1):
-        if resume and not run.started:
-            if is_main_process():
-                extend(run, config, seed, log=tqdm.write)
-            if world_size() > 1:  # the others wait for process 0's copy (the trainer's own state, cpu as there)
-                import torch
-                from accelerate import PartialState
-                PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
+        extending = resume and not run.started  # decided by every process before process 0 touches the store
+        if extending and world_size() > 1:
+            _barrier()
+        if extending and is_main_process():
+            extend(run, config, seed, log=tqdm.write)
+        if extending and world_size() > 1:  # the others wait for process 0's copy
+            _barrier()
         bar = _StepBar(f"{spec.id} [{scale}] {variant} s{seed} ({i}/{len(pending)})", config.train.steps)
         try:
             train(run, config, seed, root, resume=resume, progress=bar.update, log=tqdm.write, on_start=bar.open)
         finally:
             bar.close()
     return {v: {s: run for vv, _, s, run in todo if vv == v} for v in configs}
+
+
+def _barrier():
+    """Wait for every process of an `accelerate launch` (the trainer's own state, cpu as there)."""
+    import torch
+    from accelerate import PartialState
+    PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
 
 
 def parallel_workers(pending) -> int:
