@@ -31,19 +31,6 @@ def _check_positive(**values):
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
 
 
-def prepare_out(out: Path | None):
-    """Create --out (or refuse it, in one line) before anything trains."""
-    if out is None:
-        return
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".replicate-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write --out {out}: {exc.strerror or exc}; choose a writable directory") from None
-
-
 def cmd_list(args):
     from .experiment import last_result
     from .specs import all_specs, load_spec
@@ -88,7 +75,6 @@ def cmd_reproduce(spec, args):
     from .runners import RUNNERS
     if RUNNERS[spec.runner].trains:  # bad --set / --steps values fail here, before --out or any training
         plan(spec, args.scale or spec.default_scale, args.seeds, args.steps, overrides)
-    prepare_out(args.out)
     res = reproduce(spec, scale=args.scale, seeds=args.seeds, steps=args.steps, out=args.out, store=args.store,
                     force=args.force, resume=args.resume, update_reference=args.update_reference,
                     overrides=overrides)
@@ -106,7 +92,9 @@ def cmd_report(args):
 
 def cmd_eval(args):
     _check_positive(k=args.k, limit=args.limit, max_gen_toks=args.max_gen_toks, batch_size=args.batch_size)
-    prepare_out(args.out)
+    if args.out is not None:
+        from .paths import ensure_writable
+        ensure_writable(args.out, "--out")
     from .benchmarks import run_eval
     res = run_eval(args.model, [t.strip() for t in args.tasks.split(",") if t.strip()], k=args.k,
                    temperature=args.temperature, data_dir=args.data_dir, limit=args.limit,

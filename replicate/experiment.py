@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -12,7 +11,8 @@ from .analysis import ANALYSES
 from .claims import judge_claims, write_claims
 from .figures import render
 from .errors import UserError
-from .paths import REPO, code_fingerprint, digest, home, is_main_process, reference_dir, results_root, store_root
+from .paths import (REPO, code_fingerprint, digest, ensure_writable, home, is_main_process, reference_dir,
+                    results_root, store_root)
 from .runners import RUNNERS
 from .specs import RunConfig, Spec, apply_overrides
 from .store import provenance
@@ -49,8 +49,9 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
     if update_reference and not full:
         raise UserError("--update-reference takes a full run only (the spec's seeds and steps, no --set); "
                         "drop --seeds/--steps/--set")
+    what = "--out" if out else "results to"
     out = Path(out or results_root() / spec.id / (scale if full else f"{scale}-{digest(requested, n=8)}"))
-    with output_dir(out):
+    with output_dir(out, what):
         root = store_root(store)
         t0 = time.time()
         runner = RUNNERS[spec.runner]
@@ -117,10 +118,10 @@ def analyse(spec: Spec, runs: dict) -> dict:
 
 
 @contextmanager
-def output_dir(out: Path):
+def output_dir(out: Path, what: str):
     """The output directory, created (or refused in one line) before anything trains; if what follows fails,
     the empty directories it created are removed again."""
-    created = ensure_writable(out)
+    created = ensure_writable(out, what)
     try:
         yield out
     except BaseException:
@@ -128,20 +129,6 @@ def output_dir(out: Path):
             if d.is_dir() and not any(d.iterdir()):
                 d.rmdir()
         raise
-
-
-def ensure_writable(out: Path) -> list[Path]:
-    """Create the output directory before anything trains, or refuse in one line; returns the directories it
-    created (so a run that fails before writing anything can leave no empty folders behind)."""
-    created = [d for d in [out, *out.parents] if not d.exists()]
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write results to {out}: {exc.strerror or exc}; pass --out DIR somewhere writable") from None
-    return created
 
 
 def result_provenance(spec: Spec, configs: dict, store_runs: dict) -> dict:

@@ -77,3 +77,18 @@ def code_fingerprint() -> str:
             if not PRESENTATION & {rel.parts[0], str(rel)}:
                 h.update(str(rel).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:10]
+
+
+def ensure_writable(out: Path, what: str) -> list[Path]:
+    """Create an output directory before any work, or refuse in one line naming `what` (e.g. "--out"); returns
+    the directories it created, deepest first, so a caller that fails later can remove them again."""
+    from .errors import UserError
+    created = [d for d in [out, *out.parents] if not d.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write {what} {out}: {exc.strerror or exc}; choose a writable directory") from None
+    return created
