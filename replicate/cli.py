@@ -42,7 +42,11 @@ def cmd_list(args):
         spec = load_spec(path)
         scales = ",".join(dict.fromkeys([spec.default_scale, *spec.scales]))
         aliases = f" ({', '.join(spec.aliases)})" if spec.aliases else ""
-        print(f"{spec.id}{aliases}\n    {spec.reproduces}\n    scales: {scales}; last result: {last_result(spec.id)}")
+        print(f"{spec.id}{aliases}\n    {spec.reproduces}\n    scales: {scales}; last result: "
+              f"{last_result(spec.id, spec.default_scale)}")
+        for scale in spec.scales:
+            if scale != spec.default_scale and (shown := last_result(spec.id, scale)) != "not run":
+                print(f"    at scale {scale}: {shown}")
     for paper, item in unbuilt_artifacts(all_specs()):
         print(f"{item['id']} ({paper}): not built yet: {item['what']}")
 

@@ -71,6 +71,7 @@ FIELD_NOTES = {
                 "`package:<pkg>/<file>` inside an installed package, or a hub id.",
         "gguf_file": "The GGUF file inside a hub repo named by `path`.",
         "dtype": "torch dtype of the weights (`float32`, `bfloat16`, ...).",
+        "chat": "pretrained chat models only: wrap every prompt in the tokenizer's chat template (one user turn and the generation prompt).",
     },
     "TaskSpec": {
         "name": "A registered task (see Tasks).",

@@ -76,7 +76,7 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
             write_table(out, analysis["table"], len(chosen))
         remember(spec.id, out)
         if update_reference:
-            ref = reference_dir() / spec.id
+            ref = reference_dir() / spec.id / ("" if scale == spec.default_scale else scale)
             ref.mkdir(parents=True, exist_ok=True)
             tables = [out / "table.csv", out / "table.md"] if analysis.get("table") else []
             for f in [*paths, out / "claims.json", out / "claims.md", *tables]:
@@ -182,10 +182,10 @@ def results_of(spec_id: str) -> list[dict]:
     return found
 
 
-def best_result(spec_id: str) -> dict | None:
-    """The result to show: the newest full result of the current code, else the newest full one, else the
-    reference, else the newest smoke run (never a smoke run over a full one)."""
-    found = results_of(spec_id)
+def best_result(spec_id: str, scale: str | None = None) -> dict | None:
+    """The result to show (of `scale` when given): the newest full result of the current code, else the newest
+    full one, else the reference, else the newest smoke run (never a smoke run over a full one)."""
+    found = [r for r in results_of(spec_id) if scale is None or r.get("scale") == scale]
     current = code_fingerprint()
 
     def rank(r):
@@ -209,6 +209,6 @@ def describe(result: dict) -> str:
     return f"{n_ok}/{len(result['claims'])} replicated ({label}){', made by other code' if stale else ''}"
 
 
-def last_result(spec_id: str) -> str:
-    result = best_result(spec_id)
+def last_result(spec_id: str, scale: str | None = None) -> str:
+    result = best_result(spec_id, scale)
     return describe(result) if result else "not run"

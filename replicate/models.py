@@ -2,6 +2,7 @@
 helpers that score responses under a policy, and the critic (a value model for GAE)."""
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 
@@ -86,6 +87,30 @@ def load_pretrained(path: str, gguf_file: str | None = None, dtype: str = "float
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     return model, tok
+
+
+class ChatPrompts:
+    """A task seen through a chat model's template: every prompt (training and validation) becomes one user turn
+    followed by the assistant's generation prompt, as the model was instruction-tuned to read it. Everything
+    else (rewards, levels, answers) is the task's own."""
+
+    def __init__(self, task, tokenizer):
+        if not getattr(tokenizer, "chat_template", None):
+            from .errors import UserError
+            raise UserError("model.chat is set but the tokenizer has no chat template; remove model.chat")
+        self.task, self.tokenizer = task, tokenizer
+        self.validation = [self.wrap(p) for p in task.validation]
+
+    def wrap(self, problem):
+        text = self.tokenizer.apply_chat_template([{"role": "user", "content": problem.prompt}], tokenize=False,
+                                                  add_generation_prompt=True)
+        return dataclasses.replace(problem, prompt=text)
+
+    def sample(self, n, rng):
+        return [self.wrap(p) for p in self.task.sample(n, rng)]
+
+    def __getattr__(self, name):  # reward, reward_batch, alphabet, ...
+        return getattr(self.task, name)
 
 
 def cache_kwarg(model) -> str:

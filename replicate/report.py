@@ -19,7 +19,7 @@ def write_report(out: Path | None = None) -> Path:
     for spec_id in [*specs, *others]:
         spec = specs.get(spec_id)
         lines += [f"## {spec_id}: {spec.reproduces if spec else '(a spec outside experiments/)'}", ""]
-        result = best_result(spec_id)
+        result = best_result(spec_id, spec.default_scale if spec else None)
         if result is None:
             lines += [f"Not run yet: `python -m replicate {spec_id}`.", ""]
             continue

@@ -31,6 +31,7 @@ class ModelSpec(Strict):
     path: str | None = None
     gguf_file: str | None = None
     dtype: str = "float32"  # parameters' dtype, tiny and pretrained alike
+    chat: bool = False  # prompt a pretrained chat model through its tokenizer's chat template
 
     @field_validator("dtype")
     @classmethod
@@ -43,6 +44,8 @@ class ModelSpec(Strict):
     def _path_for_pretrained(self):
         if self.kind == "pretrained" and not self.path:
             raise ValueError("a pretrained model needs `path` (a local dir, a .gguf file or a hub id)")
+        if self.kind == "tiny" and self.chat:
+            raise ValueError("`chat` needs a pretrained model with a chat template; remove it for a tiny model")
         return self
 
 

@@ -18,7 +18,7 @@ from .algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covariance_by_accu
                          token_covariance, token_rewards, top_fraction_means, value_loss)
 from .errors import Interrupted
 from .errors import UserError
-from .models import Critic
+from .models import ChatPrompts, Critic
 from .seeds import derive_seed
 from .rollout import avg_at_k, make_generator, rollout
 from .store import Run
@@ -62,10 +62,13 @@ def setup(config, seed: int, store_root, run: Run, log=print) -> Learner:
         critic_opt = torch.optim.AdamW(critic.parameters(), lr=alg.critic_lr)
         critic, critic_opt = accelerator.prepare(critic, critic_opt)
     model, optimizer = accelerator.prepare(model, optimizer)
+    task = make_task(config.task.name, **config.task.params)
+    if config.model.chat:
+        task = ChatPrompts(task, tok)
     if ref_model is not None:
         ref_model = ref_model.to(accelerator.device)
     return Learner(accelerator, model, accelerator.unwrap_model(model), optimizer, tok,
-                   make_task(config.task.name, **config.task.params), ref_model, critic, critic_opt,
+                   task, ref_model, critic, critic_opt,
                    random.Random(seed), make_generator(seed * 1000 + accelerator.process_index, accelerator.device),
                    make_generator(derive_seed(seed, "loss", accelerator.process_index), accelerator.device))
 
@@ -164,7 +167,9 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
             if step == tr.steps - 1:  # the final policy's accuracy per difficulty level (Table 2's columns)
                 metrics.update(accuracy_by_level(val_problems, scores))
         # -- rollout: group_size samples of each prompt, scored by the verifier
+        t_rollout = time.time()
         batch = rollout(learner.policy, learner.tok, learner.task, ro, shard, learner.py_rng, learner.gen)
+        metrics["time_rollout"] = time.time() - t_rollout
         mask = batch.response_mask
         rewards = token_rewards(batch.scores, mask)
         with torch.no_grad():
@@ -179,7 +184,9 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         probe = probe_states(learner, probe_problems, ro, seed, step) if probe_problems else None
         # -- PPO updates over mini-batches of whole groups
         learner.policy.train()
+        t_update = time.time()
         update_stats = ppo_update(learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns)
+        metrics["time_update"] = time.time() - t_update
         # -- metrics of this step (rollout statistics are of the pre-update policy)
         metrics.update(rollout_metrics(batch, old_log_prob, entropy, advantages))
         if probe is not None:

@@ -24,7 +24,7 @@ QUIET = dict(log=lambda *_: None)
 
 
 def _strip(rows):
-    return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
+    return [{k: v for k, v in r.items() if k != "wall_time" and not k.startswith("time_")} for r in rows]
 
 
 def _cli(*args, cwd, env=None):

@@ -20,7 +20,7 @@ def _config(tiny_spec_file, **over):
 
 
 def _strip(rows):
-    return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
+    return [{k: v for k, v in r.items() if k != "wall_time" and not k.startswith("time_")} for r in rows]
 
 
 def test_same_seed_same_metrics(tiny_spec_file, warm_store, tmp_path):

@@ -9,9 +9,11 @@ from .countdown import CountdownTask
 from .math_data import MathTask
 from .scratch_addition import ScratchAdditionTask
 from .short_answer import ShortAnswerTask
+from .word_arithmetic import WordArithmeticTask
 
 TASKS = {"addition": AdditionTask, "addition_mix": AdditionMixTask, "countdown": CountdownTask, "math": MathTask,
-         "scratch_addition": ScratchAdditionTask, "short_answer": ShortAnswerTask}
+         "scratch_addition": ScratchAdditionTask, "short_answer": ShortAnswerTask,
+         "word_arithmetic": WordArithmeticTask}
 
 
 def make_task(name: str, **params):
@@ -21,4 +23,4 @@ def make_task(name: str, **params):
 
 
 __all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "AdditionMixTask", "CountdownTask", "MathTask",
-           "ScratchAdditionTask", "ShortAnswerTask"]
+           "ScratchAdditionTask", "ShortAnswerTask", "WordArithmeticTask"]

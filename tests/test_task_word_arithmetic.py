@@ -1,0 +1,61 @@
+"""The small tier's task (plain-language sums and differences) and the chat-template view of a task."""
+import random
+import re
+
+import pytest
+
+from replicate.errors import UserError
+from replicate.models import ChatPrompts, char_tokenizer
+from replicate.specs import ModelSpec
+from replicate.tasks import TASKS, WordArithmeticTask, make_task
+
+
+def _operands(prompt):
+    a, op, b = re.match(r"What is (\d+) ([+-]) (\d+)\?", prompt).groups()
+    return int(a), op, int(b)
+
+
+def test_answers_levels_and_holdout():
+    assert TASKS["word_arithmetic"] is WordArithmeticTask
+    task = make_task("word_arithmetic", ops="+-", digits=[1, 2], holdout=50)
+    held = {p.prompt for p in task.validation}
+    assert len(held) == 50  # distinct
+    for p in task.sample(500, random.Random(0)) + task.validation:
+        a, op, b = _operands(p.prompt)
+        assert p.answer == str(a + b if op == "+" else a - b) and int(p.answer) >= 0
+        assert p.level == len(str(a)) and b < 10
+    assert not held & {p.prompt for p in task.sample(500, random.Random(1))}
+
+
+def test_rewards_through_math_verify():
+    task = make_task("word_arithmetic", holdout=8)
+    p = task.validation[0]
+    wrong = str(int(p.answer) + 1)
+    assert task.reward_batch([p.answer, f"The answer is {p.answer}.", wrong, "no idea"], [p] * 4, [True] * 4) == \
+        [1.0, 1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("params", [{"ops": "*"}, {"digits": 0}, {"digits": [4]}, {"holdout": 80},
+                                    {"question": "What is {a}?"}])
+def test_bad_params_are_refused(params):
+    with pytest.raises(ValueError):
+        WordArithmeticTask(**params)
+
+
+def test_chat_prompts_wrap_every_prompt_and_keep_the_rest():
+    tok = char_tokenizer("0123456789+-=? abcdefghijklmnopqrstuvwxyzW.")
+    tok.chat_template = "{% for m in messages %}<u>{{ m['content'] }}</u>{% endfor %}{% if add_generation_prompt %}<a>{% endif %}"
+    task = make_task("word_arithmetic", holdout=8)
+    chat = ChatPrompts(task, tok)
+    assert [p.prompt for p in chat.validation] == [f"<u>{p.prompt}</u><a>" for p in task.validation]
+    assert [p.answer for p in chat.validation] == [p.answer for p in task.validation]
+    drawn, plain = chat.sample(5, random.Random(2)), task.sample(5, random.Random(2))
+    assert [p.prompt for p in drawn] == [f"<u>{p.prompt}</u><a>" for p in plain]
+    assert chat.reward_batch == task.reward_batch
+
+
+def test_chat_needs_a_template_and_a_pretrained_model():
+    with pytest.raises(UserError, match="no chat template"):
+        ChatPrompts(make_task("word_arithmetic", holdout=8), char_tokenizer("0123"))
+    with pytest.raises(ValueError, match="chat"):
+        ModelSpec(kind="tiny", chat=True)
