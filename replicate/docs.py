@@ -185,6 +185,8 @@ TASK_NOTES = {  # task -> (difficulty level, the lm-eval task that scores it)
                      "`tiny_addition` (the same answers after the last '>')"),
     "scratch_addition": ("number of digits (1-5): a scratchpad is needed only on the hard levels",
                          "none (the preference runner evaluates it per level)"),
+    "word_arithmetic": ("number of digits of the first operand (`digits` lists the levels sampled)",
+                        "none (its validation set is scored during training, `val_acc`)"),
     "math": ("the record's `level` field when it is a number, else 0",
              "`math500`, `aime24`, `aime25`, `amc23`, `minerva_math`, `olympiadbench`, `omni_math`"),
 }
