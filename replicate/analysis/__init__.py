@@ -36,8 +36,8 @@ def exp_law(runs: dict) -> dict:
 
 
 def law_across_arms(runs: dict) -> dict:
-    """How much the law's fitted ceiling b - a depends on the algorithm (Fig. 6), recorded under the reference
-    arm (`grpo` if present, else the first), per seed:
+    """How much the law's fitted ceiling b - a depends on the algorithm (Fig. 6): per seed, the range of the arms'
+    ceilings and their SD over the seed-to-seed SD, recorded under the reference arm (`grpo`, else the first).
 
     ceiling_range = max_arm c(arm, s) - min_arm c(arm, s), c = b - a of the run's own fit;
     ceiling_arm_sd_over_seed_sd = SD over arms of c(·, s) / sqrt(mean over arms of the variance over seeds of
