@@ -252,7 +252,7 @@ def test_cov_scope_batch_selects_over_the_mini_batch_whatever_the_micro_batching
         old = batch.logprobs(model)[0]
     params = ({"kl_cov_ratio": 0.05} if loss == "kl_cov" else
               {"clip_cov_ratio": 0.05, "clip_cov_lb": 0.0, "generator": torch.Generator().manual_seed(0)})
-    stub = Learner(None, model, model, None, tok, None, None, None, None, None, None, None)
+    stub = Learner(None, model, model, None, tok, None, None, None, None, None, None, None, None, None)
     rows = torch.arange(len(batch))
     whole = select_tokens(stub, POLICY_LOSSES[loss], batch, rows, old, adv, dict(params), "batch")
     # the same selection from log-probs computed in micro-batches of 1, 2 and 4 rows
