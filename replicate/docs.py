@@ -97,6 +97,8 @@ FIELD_NOTES = {
         "kl_in_reward_type": "Estimator of that KL.",
         "critic_lr": "`gae` only: learning rate of the value model the trainer builds.",
         "cliprange_value": "`gae` only: clip of the value update (verl's default 0.5).",
+        "prm_lr": "`prime` only: learning rate of the implicit process reward model the trainer builds (a copy of the "
+                  "warm-up policy, trained each step on the outcome labels; PRIME's recipe: 2x the policy's).",
         "cov_scope": "Losses that select tokens (Clip-Cov, KL-Cov): pick them per micro-batch (verl) or over "
                      "the whole PPO mini-batch.",
     },

@@ -75,6 +75,27 @@ def panel_law_fit(ax, runs, analysis, title):
     ax.set_title(title)
 
 
+def panel_arm_law_fit(ax, runs, analysis, title):
+    """Validation accuracy vs entropy, one colour per arm (points of every seed), each with its pooled fit
+    R = -a·exp(H) + b (exp_law's pooled fit of the arm) and its ceiling b - a in the legend."""
+    for i, (variant, seeds) in enumerate(runs.items()):
+        pts = np.array([(m["entropy"], m["val_acc"]) for rows in seeds.values() for m in rows if "val_acc" in m])
+        if not len(pts):
+            continue
+        color = COLORS[i % len(COLORS)]
+        ax.scatter(pts[:, 0], pts[:, 1], s=8, alpha=0.4, color=color)
+        fit = analysis["pooled"].get(variant, {}).get("exp_law_fit")
+        if fit and np.isfinite(fit["a"]):
+            grid = np.linspace(pts[:, 0].min(), pts[:, 0].max(), 100)
+            ax.plot(grid, -fit["a"] * np.exp(grid) + fit["b"], color=color,
+                    label=f"{variant}: R² {fit['r2']:.2f}, b-a {fit['ceiling']:.3f}")
+    ax.invert_xaxis()
+    ax.set_xlabel("policy entropy H (decreasing →)")
+    ax.set_ylabel("validation accuracy R")
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+
+
 def _smoothed(seeds: dict, key: str, window: int):
     """Steps and the seed-mean of a moving average of `key` (steps where a seed lacks it are skipped)."""
     n = max(len(rows) for rows in seeds.values())
@@ -336,7 +357,7 @@ def panel_cov_top_bars(ax, runs, analysis, title):
 PANELS = {"cov_top_bars": panel_cov_top_bars, "arm_entropy": panel_arm_entropy, "arm_length": panel_arm_length, "arm_accuracy": panel_arm_accuracy,
           "level_bars": panel_level_bars, "tokens_by_level": panel_tokens_by_level, "acc_by_level": panel_acc_by_level,
           "compression_by_level": panel_compression_by_level,
-          "curves": panel_curves, "law_fit": panel_law_fit, "lemma_scatter": panel_lemma_scatter,
+          "curves": panel_curves, "law_fit": panel_law_fit, "arm_law_fit": panel_arm_law_fit, "lemma_scatter": panel_lemma_scatter,
           "lemma_error": panel_lemma_error, "lm_lemma_scatter": panel_lm_lemma_scatter,
           "lm_theorem_scatter": panel_lm_theorem_scatter,
           "cov_vs_entropy_change": panel_cov_vs_entropy_change, "cov_by_accuracy": panel_cov_by_accuracy}

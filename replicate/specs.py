@@ -116,6 +116,7 @@ class AlgorithmSpec(Strict):
     kl_in_reward_type: str = "kl"
     critic_lr: float = Field(1e-3, gt=0)        # gae only: the value model's learning rate
     cliprange_value: float = Field(0.5, gt=0)   # gae only: clip of the value update, as verl's default
+    prm_lr: float = Field(1e-3, gt=0)           # prime only: the implicit process reward model's learning rate
     # For losses that select tokens (Clip-Cov, KL-Cov): select per micro-batch (verl) or over the mini-batch.
     cov_scope: Literal["microbatch", "batch"] = "microbatch"
 
@@ -123,12 +124,12 @@ class AlgorithmSpec(Strict):
     def _registered(self):
         if self.advantage not in ADVANTAGES:
             raise ValueError(f"unknown advantage estimator {self.advantage!r}; choose one of {', '.join(ADVANTAGES)}")
-        if self.advantage == "prime":
-            raise ValueError("advantage 'prime' needs an implicit process reward model the trainer does not build yet; "
-                             "use grpo, rloo, reinforce_plus_plus, reinforce_plus_plus_baseline or gae")
         if self.policy_loss not in POLICY_LOSSES:
             raise ValueError(f"unknown policy loss {self.policy_loss!r}; choose one of {', '.join(POLICY_LOSSES)}")
         self.advantage_params = typed_hparams("advantage", ADVANTAGES[self.advantage], self.advantage_params)
+        if self.advantage == "prime" and not self.advantage_params.get("beta", 0.05) > 0:
+            raise ValueError(f"advantage 'prime': beta (the implicit reward's scale) must be > 0, got "
+                             f"{self.advantage_params['beta']!r}; PRIME's recipe uses 0.05")
         self.policy_loss_params = typed_hparams("policy loss", POLICY_LOSSES[self.policy_loss],
                                                 self.policy_loss_params)
         if self.loss_agg_mode not in LOSS_AGG_MODES:

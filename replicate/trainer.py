@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from accelerate import Accelerator
 
-from .algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covariance_by_accuracy, kl_penalty, masked_mean,
-                         token_covariance, token_rewards, top_fraction_means, value_loss)
+from .algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covariance_by_accuracy, implicit_prm_loss, kl_penalty,
+                         label_accuracy, masked_mean, token_covariance, token_rewards, top_fraction_means, value_loss)
 from .errors import Interrupted
 from .errors import UserError
 from .models import ChatPrompts, Critic
@@ -38,6 +38,8 @@ class Learner:
     ref_model: torch.nn.Module | None
     critic: torch.nn.Module | None
     critic_opt: torch.optim.Optimizer | None
+    prm: torch.nn.Module | None   # PRIME's implicit process reward model (a causal LM), else None
+    prm_opt: torch.optim.Optimizer | None
     py_rng: random.Random
     gen: torch.Generator          # sampling
     loss_gen: torch.Generator     # a loss's own randomness (Clip-Cov's token draw), apart from sampling
@@ -55,12 +57,17 @@ def setup(config, seed: int, store_root, run: Run, log=print) -> Learner:
     extra = {"betas": opt.betas} if opt.name == "adamw" else {}
     optimizer = (torch.optim.AdamW if opt.name == "adamw" else torch.optim.SGD)(
         model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay, **extra)
-    ref_model = copy.deepcopy(model).eval() if (alg.kl_loss_coef or alg.kl_in_reward_coef) else None
-    critic = critic_opt = None
+    needs_ref = alg.kl_loss_coef or alg.kl_in_reward_coef or alg.advantage == "prime"  # PRIME: the PRM's reference
+    ref_model = copy.deepcopy(model).eval() if needs_ref else None
+    critic = critic_opt = prm = prm_opt = None
     if alg.advantage == "gae":
         critic = Critic(copy.deepcopy(model))
         critic_opt = torch.optim.AdamW(critic.parameters(), lr=alg.critic_lr)
         critic, critic_opt = accelerator.prepare(critic, critic_opt)
+    if alg.advantage == "prime":  # the implicit PRM starts as the warm-up policy, as the reference does
+        prm = copy.deepcopy(model)
+        prm_opt = torch.optim.AdamW(prm.parameters(), lr=alg.prm_lr)
+        prm, prm_opt = accelerator.prepare(prm, prm_opt)
     model, optimizer = accelerator.prepare(model, optimizer)
     task = make_task(config.task.name, **config.task.params)
     if config.model.chat:
@@ -68,7 +75,7 @@ def setup(config, seed: int, store_root, run: Run, log=print) -> Learner:
     if ref_model is not None:
         ref_model = ref_model.to(accelerator.device)
     return Learner(accelerator, model, accelerator.unwrap_model(model), optimizer, tok,
-                   task, ref_model, critic, critic_opt,
+                   task, ref_model, critic, critic_opt, prm, prm_opt,
                    random.Random(seed), make_generator(seed * 1000 + accelerator.process_index, accelerator.device),
                    make_generator(derive_seed(seed, "loss", accelerator.process_index), accelerator.device))
 
@@ -101,6 +108,9 @@ def restore(learner: Learner, run: Run, resume: bool, log=print) -> int:
     if learner.critic is not None:
         learner.accelerator.unwrap_model(learner.critic).load_state_dict(state["critic"])
         learner.critic_opt.load_state_dict(state["critic_optimizer"])
+    if learner.prm is not None:
+        learner.accelerator.unwrap_model(learner.prm).load_state_dict(state["prm"])
+        learner.prm_opt.load_state_dict(state["prm_optimizer"])
     learner.py_rng.setstate(state["rng"]["python"])
     for gen, key in ((learner.gen, "torch"), (learner.loss_gen, "loss")):  # each process's own generators
         per_process = state["rng"].get(f"{key}_per_process")
@@ -178,8 +188,8 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
             old_values = learner.critic(batch.prompt_ids, batch.prompt_mask, batch.responses) * mask if learner.critic else None
         if alg.kl_in_reward_coef:
             rewards = rewards - alg.kl_in_reward_coef * kl_penalty(old_log_prob, ref_log_prob, alg.kl_in_reward_type) * mask
-        # -- advantages (GAE bootstraps from the critic's values of the response states)
-        extra = {"values": old_values} if old_values is not None else {}
+        # -- advantages (GAE bootstraps from the critic's values; PRIME first updates its PRM on this batch)
+        extra, prm_stats = advantage_inputs(learner, config, batch, ref_log_prob, old_values)
         advantages, returns = ADVANTAGES[alg.advantage](rewards, mask, batch.index, **alg.advantage_params, **extra)
         probe = probe_states(learner, probe_problems, ro, seed, step) if probe_problems else None
         # -- PPO updates over mini-batches of whole groups
@@ -188,7 +198,7 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         update_stats = ppo_update(learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns)
         metrics["time_update"] = time.time() - t_update
         # -- metrics of this step (rollout statistics are of the pre-update policy)
-        metrics.update(rollout_metrics(batch, old_log_prob, entropy, advantages))
+        metrics.update(rollout_metrics(batch, old_log_prob, entropy, advantages), **prm_stats)
         if probe is not None:
             metrics.update(entropy_change(learner, batch, entropy, probe))
         metrics.update(mean_stats(update_stats))
@@ -277,6 +287,50 @@ def critic_step(learner: Learner, config, sub, old_values, returns) -> float:
     return loss.item()
 
 
+def advantage_inputs(learner: Learner, config, batch, ref_log_prob, old_values) -> tuple[dict, dict]:
+    """The advantage estimator's extra tensors, and metrics: GAE's critic values; for PRIME, the implicit PRM is
+    first updated on this batch's outcome labels (prm_update), then scores it: rm_log_prob and ref_log_prob."""
+    if old_values is not None:
+        return {"values": old_values}, {}
+    if learner.prm is None:
+        return {}, {}
+    stats = prm_update(learner, config, batch, ref_log_prob)
+    with torch.no_grad():
+        rm_log_prob = batch.logprobs(learner.prm)[0]
+    return {"rm_log_prob": rm_log_prob, "ref_log_prob": ref_log_prob}, stats
+
+
+def prime_beta(alg) -> float:
+    """β of PRIME's implicit reward: the advantage's `beta` hyperparameter, else its default (one β for the PRM's
+    loss and for the process rewards, as PRIME's beta_train)."""
+    return alg.advantage_params.get("beta", inspect.signature(ADVANTAGES["prime"]).parameters["beta"].default)
+
+
+def prm_update(learner: Learner, config, batch, ref_log_prob) -> dict:
+    """One pass of the implicit PRM over the rollouts, one optimizer step per PPO mini-batch of whole groups:
+    L = BCE(σ(β·Σ_t log π_rm(y_t)/π_ref(y_t)), verifier score) (algorithms/prm.py), micro-batched as the policy.
+
+    prm_loss and prm_acc (the share of responses whose implicit reward q > 0 agrees with the label) are measured
+    in each mini-batch's forward pass, before its step: for the first mini-batch, on rollouts the PRM never saw.
+    """
+    tr, beta = config.train, prime_beta(config.algorithm)
+    losses, accs = [], []
+    for mb in mini_batches(batch, tr.ppo_mini_batches):
+        learner.prm_opt.zero_grad()
+        chunks = torch.arange(len(mb)).chunk(tr.micro_batches)
+        for pos in chunks:
+            rows = mb[pos]
+            sub = batch.rows(rows)
+            rm_log_prob = sub.logprobs(learner.prm)[0]
+            loss, q = implicit_prm_loss(rm_log_prob, ref_log_prob[rows], sub.response_mask, sub.scores, beta)
+            learner.accelerator.backward(loss / len(chunks))
+            losses.append(loss.item())
+            accs.append(label_accuracy(q, sub.scores))
+        learner.accelerator.clip_grad_norm_(learner.prm.parameters(), tr.grad_clip)
+        learner.prm_opt.step()
+    return {"prm_loss": sum(losses) / len(losses), "prm_acc": sum(accs) / len(accs)}
+
+
 def rollout_metrics(batch, old_log_prob, entropy, advantages) -> dict:
     mask = batch.response_mask
     return {
@@ -334,6 +388,9 @@ def checkpoint(learner: Learner, next_step: int) -> dict:
     if learner.critic is not None:
         state.update(critic=learner.accelerator.unwrap_model(learner.critic).state_dict(),
                      critic_optimizer=learner.critic_opt.state_dict())
+    if learner.prm is not None:
+        state.update(prm=learner.accelerator.unwrap_model(learner.prm).state_dict(),
+                     prm_optimizer=learner.prm_opt.state_dict())
     return state
 
 

@@ -80,6 +80,21 @@ def test_prime_reduces_to_rloo_outcome_without_process_reward():
     assert abs(adv[m.bool()].mean().item()) < 1e-6
 
 
+def test_implicit_prm_loss_known_values():
+    from replicate.algorithms import implicit_prm_loss, implicit_rewards, label_accuracy
+    rm, ref = T([[-1.0, -2.0, -9.0], [-3.0, -1.0, 0.0]]), T([[-2.0, -2.0, 0.0], [-1.0, -2.0, 0.0]])
+    mask, labels = T([[1, 1, 0], [1, 1, 1.]]), T([1.0, 0.0])
+    # r_t = 0.5·(rm - ref) on valid tokens: [[0.5, 0, 0], [-1, 0.5, 0]]; q = [0.5, -0.5]
+    assert close(implicit_rewards(rm, ref, mask, 0.5), T([[0.5, 0, 0], [-1, 0.5, 0]]))
+    loss, q = implicit_prm_loss(rm, ref, mask, labels, beta=0.5)
+    assert close(q, T([0.5, -0.5]))
+    # BCE: -(log σ(0.5) + log(1 - σ(-0.5))) / 2 = -log σ(0.5) = log(1 + e^-0.5)
+    assert abs(loss.item() - math.log(1 + math.exp(-0.5))) < 1e-6
+    assert label_accuracy(q, labels) == 1.0 and label_accuracy(-q, labels) == 0.0
+    # a PRM equal to its reference: q = 0, loss = log 2 whatever the labels
+    assert abs(implicit_prm_loss(ref, ref, mask, labels, 0.05)[0].item() - math.log(2)) < 1e-6
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(2, 8), st.integers(1, 6), st.integers(-12, 12).map(lambda x: x / 4), st.sampled_from(["grpo", "rloo"]))
 def test_equal_rewards_give_zero_advantage(n, t, value, name):

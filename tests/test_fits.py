@@ -110,3 +110,22 @@ def test_loo_rmse_matches_refitting_without_each_point():
         c, d = np.polyfit(x[keep], y[keep], 1)
         errs.append(c * x[i] + d - y[i])
     assert loo_rmse(x, y) == pytest.approx(float(np.sqrt(np.mean(np.square(errs)))), rel=1e-9)
+
+
+def _law_run(a, b, entropies):
+    return [{"step": i, "entropy": h, "val_acc": -a * math.exp(h) + b} for i, h in enumerate(entropies)]
+
+
+def test_law_across_arms_ceiling_range_and_seed_noise_by_hand():
+    from replicate.analysis import ANALYSES
+    hs = [1.0, 0.8, 0.6, 0.4, 0.2]
+    # ceilings b - a: grpo 0.5 / 0.6 (seeds 0 / 1), rloo 0.7 / 0.6
+    runs = {"grpo": {0: _law_run(0.1, 0.6, hs), 1: _law_run(0.1, 0.7, hs)},
+            "rloo": {0: _law_run(0.1, 0.8, hs), 1: _law_run(0.2, 0.8, hs)}}
+    out = ANALYSES["law_across_arms"](runs)
+    rng = out["per_seed"]["ceiling_range"]["grpo"]
+    assert rng == pytest.approx([0.2, 0.0], abs=1e-9)
+    # seed SD: each arm's ceilings differ by 0.1 over two seeds: variance 0.005, noise = sqrt(0.005)
+    # arm SD at seed 0: |0.5 - 0.7| / sqrt(2) = 0.1414 -> ratio 2; at seed 1: 0
+    assert out["per_seed"]["ceiling_arm_sd_over_seed_sd"]["grpo"] == pytest.approx([2.0, 0.0], abs=1e-6)
+    assert set(out["per_seed"]["ceiling_range"]) == {"grpo"}  # recorded under the reference arm only

@@ -7,7 +7,7 @@ from replicate.errors import UserError
 from replicate.paths import experiments_dir
 from replicate.specs import all_specs, find_spec, load_spec
 from replicate.tasks import TASKS
-from conftest import TINY_SPEC
+from conftest import TINY_SPEC, write
 
 
 def test_every_shipped_spec_loads_at_every_scale():
@@ -63,6 +63,16 @@ def test_unknown_policy_loss_and_bad_hparam(tmp_path):
     assert "unknown policy loss 'ppo'" in _err(tmp_path, TINY_SPEC.replace("policy_loss: vanilla", "policy_loss: ppo"))
     msg = _err(tmp_path, TINY_SPEC.replace("policy_loss: vanilla", "policy_loss: kl_cov, policy_loss_params: {clip_cov_ratio: 0.1}"))
     assert "takes no hyperparameter 'clip_cov_ratio'" in msg and "kl_cov_ratio" in msg
+
+
+def test_prime_hyperparameters_are_checked(tmp_path):
+    prime = "advantage: prime, advantage_params: {beta: %s}, prm_lr: %s, policy_loss: vanilla"
+    for beta, lr, want in (("0.0", "1.0e-3", "beta (the implicit reward's scale) must be > 0"),
+                           ("-1", "1.0e-3", "must be > 0"), ("0.05", "0", "prm_lr"), ("big", "1.0e-3", "beta must be float")):
+        msg = _err(tmp_path, TINY_SPEC.replace("advantage: grpo, policy_loss: vanilla", prime % (beta, lr)))
+        assert want in msg and "\n" not in msg
+    good = write(tmp_path, TINY_SPEC.replace("advantage: grpo, policy_loss: vanilla", prime % ("0.05", "1.0e-3")), "ok.yaml")
+    assert load_spec(good).resolve().algorithm.prm_lr == 1e-3
 
 
 def test_unknown_field_and_missing_field(tmp_path):

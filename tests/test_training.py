@@ -1,11 +1,13 @@
 """The training core end to end on a tiny model: determinism, resume equality, every algorithm name, the CLI."""
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from replicate.specs import RunConfig, deep_merge, load_spec
 from replicate.store import Run
@@ -59,6 +61,7 @@ def test_resume_after_interrupt_equals_uninterrupted(tiny_spec_file, warm_store,
     {"advantage": "rloo"}, {"advantage": "reinforce_plus_plus", "advantage_params": {"gamma": 1.0}},
     {"advantage": "reinforce_plus_plus_baseline"},
     {"advantage": "gae", "advantage_params": {"gamma": 1.0, "lam": 0.95}, "critic_lr": 1.0e-3},
+    {"advantage": "prime", "advantage_params": {"beta": 0.05}, "prm_lr": 1.0e-3},
     {"policy_loss": "vanilla", "policy_loss_params": {"clip_ratio_low": 0.2, "clip_ratio_high": 0.28}},
     {"policy_loss": "clip_cov", "policy_loss_params": {"clip_ratio": 1.0, "clip_cov_ratio": 0.01, "clip_cov_lb": 0.0}},
     {"policy_loss": "clip_cov", "policy_loss_params": {"clip_cov_ratio": 0.01, "clip_cov_lb": 0.0}, "cov_scope": "batch"},
@@ -173,6 +176,40 @@ def test_gae_run_resumes_with_its_critic(tiny_spec_file, warm_store, tmp_path):
     assert _strip(train(run, cfg, 0, warm_store, resume=True, log=lambda *_: None)) == _strip(full)
 
 
+PRIME = {"advantage": "prime", "advantage_params": {"beta": 0.05}, "prm_lr": 1.0e-3}
+
+
+def test_prime_prm_learns_the_outcome_labels(tiny_spec_file, warm_store, tmp_path):
+    from replicate.rollout import rollout
+    from replicate.trainer import prm_update, setup
+    cfg = _config(tiny_spec_file, algorithm=PRIME, rollout={"prompts_per_step": 8})
+    learner = setup(cfg, 0, warm_store, Run(tmp_path / "r"), log=lambda *_: None)
+    batch = rollout(learner.policy, learner.tok, learner.task, cfg.rollout, slice(0, 8), learner.py_rng, learner.gen)
+    assert 0 < batch.train_acc < 1
+    with torch.no_grad():
+        ref = batch.logprobs(learner.ref_model)[0]
+    stats = [prm_update(learner, cfg, batch, ref) for _ in range(12)]
+    # the PRM starts equal to its reference (q = 0: loss log 2 on its first mini-batch); trained on the labels its
+    # implicit reward separates right from wrong answers
+    assert abs(stats[0]["prm_loss"] - math.log(2)) < 1e-2
+    assert stats[-1]["prm_loss"] < stats[0]["prm_loss"] - 0.05 and stats[-1]["prm_acc"] > stats[0]["prm_acc"]
+
+
+def test_prime_run_resumes_with_its_prm(tiny_spec_file, warm_store, tmp_path):
+    cfg = _config(tiny_spec_file, algorithm=PRIME)
+    full = train(Run(tmp_path / "full"), cfg, 0, warm_store, log=lambda *_: None)
+    assert all("prm_loss" in r and "prm_acc" in r for r in full)
+
+    def crash(step, m):
+        if step == 4:
+            raise KeyboardInterrupt
+    run = Run(tmp_path / "cut")
+    with pytest.raises(KeyboardInterrupt):
+        train(run, cfg, 0, warm_store, progress=crash, log=lambda *_: None)
+    assert "prm" in torch.load(run.checkpoint_file, weights_only=False)
+    assert _strip(train(run, cfg, 0, warm_store, resume=True, log=lambda *_: None)) == _strip(full)
+
+
 def test_interrupted_run_needs_resume_or_force(tiny_spec_file, warm_store, tmp_path):
     from replicate.errors import UserError
     from replicate.store import check_resumable
@@ -215,7 +252,7 @@ def test_cov_scope_batch_selects_over_the_mini_batch_whatever_the_micro_batching
         old = batch.logprobs(model)[0]
     params = ({"kl_cov_ratio": 0.05} if loss == "kl_cov" else
               {"clip_cov_ratio": 0.05, "clip_cov_lb": 0.0, "generator": torch.Generator().manual_seed(0)})
-    stub = Learner(None, model, model, None, tok, None, None, None, None, None, None, None)
+    stub = Learner(None, model, model, None, tok, None, None, None, None, None, None, None, None, None)
     rows = torch.arange(len(batch))
     whole = select_tokens(stub, POLICY_LOSSES[loss], batch, rows, old, adv, dict(params), "batch")
     # the same selection from log-probs computed in micro-batches of 1, 2 and 4 rows

@@ -7,9 +7,10 @@ from .entropy import entropy_from_logits, logprobs_from_logits, predicted_entrop
 from .kl import KL_KINDS, kl_penalty
 from .policy_losses import POLICY_LOSSES, register_policy_loss
 from .preference import PREFERENCE_LOSSES, register_preference_loss, sequence_avg_logp
+from .prm import implicit_prm_loss, implicit_rewards, label_accuracy
 from .value import value_loss
 
 __all__ = ["ADVANTAGES", "POLICY_LOSSES", "PREFERENCE_LOSSES", "LOSS_AGG_MODES", "KL_KINDS", "agg_loss",
-           "covariance_by_accuracy", "entropy_from_logits", "kl_penalty", "logprobs_from_logits",
+           "covariance_by_accuracy", "implicit_prm_loss", "implicit_rewards", "label_accuracy", "entropy_from_logits", "kl_penalty", "logprobs_from_logits",
            "predicted_entropy_change", "masked_mean", "masked_whiten", "register_advantage", "register_policy_loss",
            "register_preference_loss", "sequence_avg_logp", "token_covariance", "token_rewards", "top_fraction_means", "TOP_PERCENTS", "value_loss"]

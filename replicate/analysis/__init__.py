@@ -5,6 +5,10 @@ An analysis takes {variant: {seed: metrics rows}} and returns {"per_seed": {metr
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from .collect import record
 from .fits import ExpLawFit, early_prediction, early_shares, eval_points, fit_exp_law, law_vs_linear
 
@@ -29,6 +33,28 @@ def exp_law(runs: dict) -> dict:
                 record(per_seed, key, variant, val)
         pooled[variant] = {"exp_law_fit": fit_exp_law(all_h, all_r).to_dict()}
     return {"per_seed": per_seed, "pooled": pooled}
+
+
+def law_across_arms(runs: dict) -> dict:
+    """How much the law's fitted ceiling b - a depends on the algorithm (Fig. 6): per seed, the range of the arms'
+    ceilings and their SD over the seed-to-seed SD, recorded under the reference arm (`grpo`, else the first).
+
+    ceiling_range = max_arm c(arm, s) - min_arm c(arm, s), c = b - a of the run's own fit;
+    ceiling_arm_sd_over_seed_sd = SD over arms of c(·, s) / sqrt(mean over arms of the variance over seeds of
+    c(arm, ·)): 1 when the algorithm moves the ceiling no more than the seed does. NaN where a fit is.
+    """
+    from .control import reference_arm
+    ceilings = {arm: {seed: fit_exp_law(*eval_points(rows)[1:]).ceiling for seed, rows in seeds.items()}
+                for arm, seeds in runs.items()}
+    seed_var = [np.var(list(c.values()), ddof=1) for c in ceilings.values() if len(c) > 1]
+    noise = math.sqrt(np.mean(seed_var)) if seed_var else math.nan
+    ref, per_seed = reference_arm(runs), {}
+    for seed in runs[ref]:
+        c = np.array([ceilings[arm].get(seed, math.nan) for arm in runs])
+        record(per_seed, "ceiling_range", ref, float(np.ptp(c)) if len(c) > 1 else math.nan)
+        sd = float(np.std(c, ddof=1)) if len(c) > 1 else math.nan
+        record(per_seed, "ceiling_arm_sd_over_seed_sd", ref, sd / noise if noise else math.nan)
+    return {"per_seed": per_seed, "pooled": {ref: {"ceilings": ceilings, "ceiling_seed_sd": noise}}}
 
 
 def early_share(runs: dict) -> dict:
@@ -68,6 +94,7 @@ ANALYSES = {
         "fit_r2", "fit_a", "fit_b", "fit_ceiling", "exp_vs_linear_heldout_ratio", "linear_r2", "exp_h_collinearity",
         "early_fit_final_abs_error", "early_fit_rmse_rest", "no_change_rmse_rest", "linear_step_rmse_rest",
         "early_fit_ceiling", "law_minus_no_change_rmse", "law_minus_linear_step_rmse")),
+    "law_across_arms": Analysis(law_across_arms, ("ceiling_range", "ceiling_arm_sd_over_seed_sd")),
     "early_share": Analysis(early_share, (
         "entropy_initial", "entropy_final", "entropy_final_over_initial", "entropy_drop_share_first_third",
         "acc_initial", "acc_final", "acc_gain_share_first_third")),
