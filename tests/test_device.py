@@ -182,7 +182,7 @@ def fake_learner(tiny):
                           clip_grad_norm_=torch.nn.utils.clip_grad_norm_)
     opt = torch.optim.SGD(tiny.model.parameters(), lr=1e-3)
     return SimpleNamespace(accelerator=acc, model=tiny.model, policy=tiny.model, optimizer=opt, tok=tiny.tok,
-                           task=tiny.task, ref_model=None, critic=None, critic_opt=None, py_rng=random.Random(0),
+                           task=tiny.task, ref_model=None, critic=None, critic_opt=None, prm=None, prm_opt=None, py_rng=random.Random(0),
                            gen=make_generator(0, acc.device))
 
 
