@@ -62,18 +62,26 @@ def make_generator(seed: int, device) -> torch.Generator:
 
 
 @torch.no_grad()
-def generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, eos_id, pad_id, generator=None):
+def generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, eos_id, pad_id, generator=None,
+             repeats: int = 1):
     """Sample responses token by token with a KV cache. temperature 0 is greedy.
 
-    Returns responses [B, T] (pad after EOS) and the response mask (1 up to and including EOS).
+    With repeats > 1 the prompts are distinct and each is answered `repeats` times in a row (a GRPO group): the
+    prompt is run once and its KV cache copied, instead of running the same prompt `repeats` times.
+    Returns responses [B, T] (B = prompts x repeats, pad after EOS) and the response mask (1 up to and
+    including EOS).
     """
     pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
     key = cache_kwarg(model)
-    B, P = prompt_ids.shape
-    # the whole attention mask, allocated once: step t attends to the first P + t columns
-    attn = torch.cat([prompt_mask, prompt_mask.new_ones(B, max_new_tokens)], dim=1)
     out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=True,
                 **last_logits_only(model, 1))  # the prefill needs the last position's logits only
+    if repeats > 1:
+        _cache_of(out).batch_repeat_interleave(repeats)
+        out.logits = out.logits.repeat_interleave(repeats, dim=0)
+        prompt_mask, pos = prompt_mask.repeat_interleave(repeats, dim=0), pos.repeat_interleave(repeats, dim=0)
+    B, P = prompt_mask.shape
+    # the whole attention mask, allocated once: step t attends to the first P + t columns
+    attn = torch.cat([prompt_mask, prompt_mask.new_ones(B, max_new_tokens)], dim=1)
     next_pos = pos[:, -1:] + 1
     done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
     tokens, valid = [], []
@@ -113,8 +121,10 @@ def sample_batch(policy, tok, task, problems, group_size, temperature, max_new_t
     """group_size responses to each problem, scored by the task's verifier."""
     device = next(policy.parameters()).device
     rows = [p for p in problems for _ in range(group_size)]
-    ids, pmask = encode_prompts(tok, [p.prompt for p in rows], device)
-    resp, rmask = generate(policy, ids, pmask, max_new_tokens, temperature, tok.eos_token_id, tok.pad_token_id, gen)
+    ids, pmask = encode_prompts(tok, [p.prompt for p in problems], device)
+    resp, rmask = generate(policy, ids, pmask, max_new_tokens, temperature, tok.eos_token_id, tok.pad_token_id, gen,
+                           repeats=group_size)
+    ids, pmask = ids.repeat_interleave(group_size, dim=0), pmask.repeat_interleave(group_size, dim=0)
     scores = torch.tensor(score_responses(tok, task, resp, rmask, rows), device=device)
     return RolloutBatch(rows, [i // group_size for i in range(len(rows))], ids, pmask, resp, rmask, scores,
                         temperature, train_acc=scores.mean().item())
