@@ -124,6 +124,9 @@ def last_logits_only(model, n: int) -> dict:
     return {"logits_to_keep": n} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
+NO_GRAD_CHUNK_ROWS = 1024  # response positions per chunk of log-prob and entropy outside autograd
+
+
 def forward_responses(model, prompt_ids, prompt_mask, responses, **kwargs):
     """One forward pass over left-padded prompts followed by their responses (positions skip the padding)."""
     ids = torch.cat([prompt_ids, responses], dim=1)
@@ -143,8 +146,10 @@ def response_logits(model, prompt_ids, prompt_mask, responses, temperature):
 def response_logprobs(model, prompt_ids, prompt_mask, responses, temperature, with_entropy=False):
     """log π(y_t | prefix) of each response token (logits / temperature, as sampled), and optionally H_t."""
     logits = response_logits(model, prompt_ids, prompt_mask, responses, temperature)
-    logp = logprobs_from_logits(logits, responses)
-    return (logp, entropy_from_logits(logits)) if with_entropy else (logp, None)
+    # without autograd, row chunks keep the softmax temporaries to one chunk (with it, autograd keeps them all)
+    chunk = None if torch.is_grad_enabled() else NO_GRAD_CHUNK_ROWS
+    logp = logprobs_from_logits(logits, responses, chunk)
+    return (logp, entropy_from_logits(logits, chunk)) if with_entropy else (logp, None)
 
 
 class Critic(torch.nn.Module):

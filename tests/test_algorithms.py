@@ -262,6 +262,18 @@ def test_chunked_entropy_materialises_one_chunk_of_softmax_at_a_time(monkeypatch
     assert max(sizes) == 8 * 1000 and len(sizes) == 8  # 64 rows in chunks of 8, never all 64 x 1000 at once
 
 
+def test_chunked_logprobs_equal_log_softmax_one_chunk_at_a_time(monkeypatch):
+    import replicate.algorithms.entropy as ent
+    logits = torch.randn(4, 16, 1000, generator=torch.Generator().manual_seed(1)) * 3
+    labels = torch.randint(0, 1000, (4, 16), generator=torch.Generator().manual_seed(2))
+    expected = torch.log_softmax(logits, -1).gather(-1, labels[..., None])[..., 0]
+    sizes, real = [], torch.logsumexp
+    monkeypatch.setattr(ent.torch, "logsumexp", lambda x, dim: sizes.append(x.numel()) or real(x, dim=dim))
+    assert close(ent.logprobs_from_logits(logits, labels, chunk_size=8), expected, 1e-5)
+    assert max(sizes) == 8 * 1000 and len(sizes) == 8
+    assert close(ent.logprobs_from_logits(logits, labels), expected, 1e-5)
+
+
 def test_kl_penalty_known_values():
     lp, ref = torch.log(T([0.5])), torch.log(T([0.25]))
     assert close(kl_penalty(lp, ref, "kl"), math.log(2)) and close(kl_penalty(lp, ref, "k1"), math.log(2))
