@@ -323,3 +323,13 @@ def test_reported_values_spot_checks():
     mean_key = "mean(GSM8K, MATH-500, AIME 2024)"
     assert round(sum(acc) / 3, 1) == get[("-7B", "DAST", mean_key, "accuracy_change", "adaptthink_t1")] == -3.2
     assert round(100 * sum(lens) / 3, 1) == get[("-7B", "DAST", mean_key, "length_change", "adaptthink_t1")]
+
+
+def test_check_table_matches_the_rows():
+    """experiments/reported/dast/main.yaml (the `check` form) holds exactly table1.yaml's accuracy rows."""
+    from replicate.check import load_reported
+    _, rows = reported_rows()
+    names = {"MATH-500": "math500", "AIME 2024": "aime24", "GPQA": "gpqa"}
+    want = {(r["model"], r["method"], names[r["benchmark"]]): float(r["value"]) for r in rows
+            if r["metric"] == "accuracy" and r["source"] == "dast_main_secondary"}
+    assert load_reported("dast/main")["cells"] == want
