@@ -235,49 +235,65 @@ def train_arm(model, tok, problems, samples, pairs, sft, params, config, seed, l
 
 @register_runner("preference")
 def run_preference(spec, scale, configs, seeds, root, force=False, resume=False, log=print) -> dict:
-    """{variant: {seed: Run}}; a finished arm run with the same config, parameters and code is reused."""
-    from .runners import one_process
+    """{variant: {seed: Run}}; a finished arm run with the same config, parameters and code is reused. Seeds
+    train side by side in processes (tiny models on a CPU-only machine; one thread each, so the numbers do not
+    depend on the worker count), a seed's arms in order, since they share its warm-up and samples."""
+    from .runners import one_process, parallel_workers
     one_process("preference")
-    out = {v: {} for v in configs}
-    for seed in seeds:
-        for variant, config in configs.items():
-            params = arm_params(spec, variant, scale)
-            run = Run(Path(root) / spec.id / f"{scale}-{variant}-s{seed}-"
-                      f"{digest({'config': config.model_dump(exclude={'seeds'}), 'params': params, 'code': code_fingerprint()})}")
-            if run.done and not force:
-                out[variant][seed] = run
-                continue
-            cap = config.rollout.max_new_tokens
-            eval_cap = params["eval_max_new_tokens"] or cap
-            problems, samples, base_eval = sample_cache(config, root, seed, params["n_train"], eval_cap, log=log)
-            run.path.mkdir(parents=True, exist_ok=True)
-            run.reset()
-            run.config_file.write_text(json.dumps({"seed": seed, "runner": "preference", "variant": variant,
-                                                   "params": params, "config": config.model_dump()}, indent=2))
-            step = [0]
+    workers = parallel_workers([(v, c, s, None) for s in seeds for v, c in configs.items()])
+    if workers == 1:
+        by_seed = {seed: seed_runs(spec, scale, configs, seed, root, force, log) for seed in seeds}
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        log(f"training {spec.id} [{scale}]: {len(seeds)} seeds in {workers} processes")
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {seed: pool.submit(seed_runs, spec, scale, configs, seed, str(root), force) for seed in seeds}
+            by_seed = {seed: fut.result() for seed, fut in futures.items()}
+    return {v: {seed: by_seed[seed][v] for seed in seeds} for v in configs}
 
-            def log_row(row):
-                run.append_metrics({"step": step[0], **row})
-                step[0] += 1
-            log_row({"phase": "meta", "method": params["method"], "easy_levels": params["easy_levels"],
-                     "hard_levels": params["hard_levels"], "n_train": len(problems), "n_samples": config.rollout.group_size,
-                     "train_sample_acc": sum(ok for g in samples for *_, ok in g) / sum(map(len, samples))})
-            for row in base_eval:
-                log_row({"phase": "before", **row})
-            pairs, sft = make_training_data(problems, samples, params, cap)
-            log_row({"phase": "pairs", **pair_stats(pairs, sft, problems)})
-            if params["method"] == "base":
-                after = base_eval
-            else:
-                model, tok = base_policy(config, root, seed, log=log)
-                model = copy.deepcopy(model)
-                torch.manual_seed(derive_seed(seed, f"dast-train-{variant}"))
-                train_arm(model, tok, problems, samples, pairs, sft, params, config, seed, log_row)
-                after = evaluate_levels(model, tok, make_task(config.task.name, **config.task.params), eval_cap)
-            for row in after:
-                log_row({"phase": "after", **row})
-            run.finish()
-            log(f"{spec.id} {variant} seed {seed}: pairs {len(pairs)}, sft {len(sft)}; after "
-                + ", ".join(f"L{r['level']} acc {r['acc']:.2f} tok {r['tokens']:.1f}" for r in after))
-            out[variant][seed] = run
+
+def seed_runs(spec, scale, configs, seed: int, root, force=False, log=print) -> dict:
+    """One seed's arm runs, {variant: Run}, trained in order (reused when finished)."""
+    root, out = Path(root), {}
+    for variant, config in configs.items():
+        params = arm_params(spec, variant, scale)
+        run = Run(Path(root) / spec.id / f"{scale}-{variant}-s{seed}-"
+                  f"{digest({'config': config.model_dump(exclude={'seeds'}), 'params': params, 'code': code_fingerprint()})}")
+        if run.done and not force:
+            out[variant] = run
+            continue
+        cap = config.rollout.max_new_tokens
+        eval_cap = params["eval_max_new_tokens"] or cap
+        problems, samples, base_eval = sample_cache(config, root, seed, params["n_train"], eval_cap, log=log)
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.reset()
+        run.config_file.write_text(json.dumps({"seed": seed, "runner": "preference", "variant": variant,
+                                               "params": params, "config": config.model_dump()}, indent=2))
+        step = [0]
+
+        def log_row(row):
+            run.append_metrics({"step": step[0], **row})
+            step[0] += 1
+        log_row({"phase": "meta", "method": params["method"], "easy_levels": params["easy_levels"],
+                 "hard_levels": params["hard_levels"], "n_train": len(problems), "n_samples": config.rollout.group_size,
+                 "train_sample_acc": sum(ok for g in samples for *_, ok in g) / sum(map(len, samples))})
+        for row in base_eval:
+            log_row({"phase": "before", **row})
+        pairs, sft = make_training_data(problems, samples, params, cap)
+        log_row({"phase": "pairs", **pair_stats(pairs, sft, problems)})
+        if params["method"] == "base":
+            after = base_eval
+        else:
+            model, tok = base_policy(config, root, seed, log=log)
+            model = copy.deepcopy(model)
+            torch.manual_seed(derive_seed(seed, f"dast-train-{variant}"))
+            train_arm(model, tok, problems, samples, pairs, sft, params, config, seed, log_row)
+            after = evaluate_levels(model, tok, make_task(config.task.name, **config.task.params), eval_cap)
+        for row in after:
+            log_row({"phase": "after", **row})
+        run.finish()
+        log(f"{spec.id} {variant} seed {seed}: pairs {len(pairs)}, sft {len(sft)}; after "
+            + ", ".join(f"L{r['level']} acc {r['acc']:.2f} tok {r['tokens']:.1f}" for r in after))
+        out[variant] = run
     return out

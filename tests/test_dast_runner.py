@@ -104,3 +104,21 @@ def test_overthinking_warmup_writes_scratchpads_on_easy_levels(tmp_path):
     rows = evaluate_levels(model, tok, make_task(TASK["name"], **TASK["params"]), 40)
     easy = next(r for r in rows if r["level"] == 1)
     assert easy["scratchpad"] >= 0.8  # greedy decoding writes the scratchpad even on one-digit sums
+
+
+def test_seeds_in_two_processes_equal_one_process(tmp_path, monkeypatch):
+    """Seeds train side by side in worker processes; the rows equal a one-process run's."""
+    from replicate.experiment import plan
+    from replicate.runners import RUNNERS
+    spec = toy_spec(warmup_steps=20)
+    spec.variants = spec.variants[:2]  # base, dast
+    configs, _ = plan(spec, "tiny", None, None)
+    seeds = [0, 1]
+    rows = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("REPLICATE_WORKERS", workers)
+        runs = RUNNERS["preference"].fn(spec, "tiny", configs, seeds, tmp_path / workers, log=lambda *a: None)
+        rows[workers] = {(v, s): [{k: x for k, x in r.items() if k != "seconds"} for r in run.metrics()]
+                         for v, by_seed in runs.items() for s, run in by_seed.items()}
+    assert set(rows["2"]) == {(v, s) for v in ("base", "dast") for s in seeds}
+    assert rows["1"] == rows["2"]
