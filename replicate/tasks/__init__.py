@@ -5,12 +5,13 @@ from ..errors import UserError
 from .addition_mix import AdditionMixTask
 from .arithmetic import AdditionTask
 from .base import Problem
+from .code_expr import CodeExprTask
 from .countdown import CountdownTask
 from .math_data import MathTask
 from .scratch_addition import ScratchAdditionTask
 from .short_answer import ShortAnswerTask
 
-TASKS = {"addition": AdditionTask, "addition_mix": AdditionMixTask, "countdown": CountdownTask, "math": MathTask,
+TASKS = {"addition": AdditionTask, "addition_mix": AdditionMixTask, "code_expr": CodeExprTask, "countdown": CountdownTask, "math": MathTask,
          "scratch_addition": ScratchAdditionTask, "short_answer": ShortAnswerTask}
 
 
@@ -20,5 +21,5 @@ def make_task(name: str, **params):
     return TASKS[name](**params)
 
 
-__all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "AdditionMixTask", "CountdownTask", "MathTask",
+__all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "AdditionMixTask", "CodeExprTask", "CountdownTask", "MathTask",
            "ScratchAdditionTask", "ShortAnswerTask"]
