@@ -61,12 +61,12 @@ class CodeExprTask:
 
     def reward_batch(self, responses, problems, finished) -> list[float]:
         """1.0 where the response ends (EOS) and, run in the sandbox, equals the gold function on every test."""
-        values = run_expressions([(r, tests(p)) for r, p, f in zip(responses, problems, finished) if f], self.timeout_s)
-        return [float(bool(f) and values.get((r, tests(p))) == expected(p))
+        values = run_expressions([(r, inputs_of(p)) for r, p, f in zip(responses, problems, finished) if f], self.timeout_s)
+        return [float(bool(f) and values.get((r, inputs_of(p))) == expected(p))
                 for r, p, f in zip(responses, problems, finished)]
 
 
-def tests(problem: Problem) -> tuple:
+def inputs_of(problem: Problem) -> tuple:
     """The inputs a response is run on: the example's pair, then the hidden pairs."""
     x, y = problem.prompt[2:problem.prompt.index(")")].split(",")
     return ((int(x), int(y)), *HIDDEN_TESTS)
@@ -74,7 +74,7 @@ def tests(problem: Problem) -> tuple:
 
 def expected(problem: Problem) -> list[int]:
     """The gold function's values on the tests (computed here from the gold operation, not by running)."""
-    return [OPS[problem.answer[1]](x, y) for x, y in tests(problem)]
+    return [OPS[problem.answer[1]](x, y) for x, y in inputs_of(problem)]
 
 
 def is_expression(text: str) -> bool:
