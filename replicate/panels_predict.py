@@ -32,12 +32,14 @@ def panel_law_fit_runs(ax, runs, analysis, title):
 
 
 def panel_early_rmse(ax, runs, analysis, title):
-    """RMSE over the rest of the run against the fraction fitted: the law and the two nulls (mean over runs,
-    thin lines: each run's law)."""
-    curve = analysis["pooled"].get("all", {}).get("early_curve")
-    if not curve:
+    """RMSE over the rest of the run against the fraction fitted: the law and the two nulls (mean over the runs of
+    the panel's arms, thin lines: each run's law)."""
+    parts = [analysis["pooled"].get(v, {}).get("early_curve") for v in runs]
+    parts = [p for p in parts if p]
+    if not parts:
         return
-    x = np.array(curve["fractions"])
+    curve = {key: [row for p in parts for row in p[key]] for key in ("law", "no_change", "linear_step")}
+    x = np.array(parts[0]["fractions"])
     for k, (key, label) in enumerate((("law", "law R = -a exp(H) + b"), ("no_change", "no change"),
                                       ("linear_step", "linear in step"))):
         vals = np.array(curve[key], dtype=float)

@@ -64,6 +64,7 @@ def test_early_curve_law_beats_both_nulls_when_the_law_holds():
     assert per["law_beats_both_from"]["all"] == [0.1, 0.1, 0.1]
     curve = out["pooled"]["all"]["early_curve"]
     assert len(curve["law"]) == 3 and len(curve["fractions"]) == 4
+    assert out["pooled"]["x"]["early_curve"]["law"] == curve["law"]
 
 
 def test_shares_first_third_and_twelfth_of_a_fast_collapse():

@@ -81,9 +81,11 @@ def beats_both_from(law: list[float], nulls: list[list[float]], fractions: list[
 
 def early_curve(runs: dict) -> dict:
     """Per run and fraction f (FRACTIONS): the law fitted on the first f of the steps predicts the later
-    accuracy; its RMSE against the no-change and linear-in-step nulls on the same points (Fig. 5)."""
-    per_seed, curves = {}, {"fractions": list(FRACTIONS.values()), "law": [], "no_change": [], "linear_step": []}
+    accuracy; its RMSE against the no-change and linear-in-step nulls on the same points (Fig. 5). pooled: each
+    arm's per-run RMSE curves (and every run's under "all"), for the figure."""
+    per_seed, pooled = {}, {}
     for variant, seeds in runs.items():
+        curves = {"fractions": list(FRACTIONS.values()), "law": [], "no_change": [], "linear_step": []}
         for metrics in seeds.values():
             res = {tag: early_prediction(metrics, frac) for tag, frac in FRACTIONS.items()}
             law = [res[t]["early_fit_rmse_rest"] for t in FRACTIONS]
@@ -95,7 +97,11 @@ def early_curve(runs: dict) -> dict:
             _record_all(per_seed, variant, values)
             for key, vals in (("law", law), ("no_change", nc), ("linear_step", ls)):
                 curves[key].append(vals)
-    return {"per_seed": per_seed, "pooled": {ALL: {"early_curve": curves}}}
+        pooled[variant] = {"early_curve": curves}
+    everything = {key: [row for v in pooled.values() for row in v["early_curve"][key]]
+                  for key in ("law", "no_change", "linear_step")}
+    pooled[ALL] = {"early_curve": {"fractions": list(FRACTIONS.values()), **everything}}
+    return {"per_seed": per_seed, "pooled": pooled}
 
 
 EARLY_CURVE_METRICS = ("law_beats_both_from", *(f"{kind}_{tag}" for tag in FRACTIONS
