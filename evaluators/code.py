@@ -484,3 +484,60 @@ def evaluate_code(program: str, tests: dict, timeout_s: float = 10.0, limits: Li
     finally:
         if lease is not None:
             lease.release()
+
+
+# ---- many calls through one sandbox start: values come back as data, the caller judges ------------------
+
+def _call_all(jail: _Jail, program: str, calls: list, lim: Limits, deadline: float) -> tuple[str, list]:
+    try:
+        defined = _defined_names(program)
+    except SyntaxError as exc:
+        return f"failed: program does not parse: {exc.msg}", [None] * len(calls)
+    (jail.workdir / "program.py").write_text(program)
+    shutil.copy(HARNESS, jail.workdir / "harness.py")
+    box = _Sandbox(jail, [os.path.realpath(sys.executable), "-I", "-S", "harness.py"], lim, deadline)
+    values: list = []
+    try:
+        if not box.first().get("ready"):
+            return "failed: program failed to load", [None] * len(calls)
+        for name, args in calls:
+            try:
+                values.append(_stub(box, name)(*args) if name in defined else None)
+            except (_CandidateError, ValueError, TypeError, ArithmeticError, LookupError, NameError,
+                    AttributeError, RuntimeError, AssertionError):
+                values.append(None)
+        return "passed", values
+    except _Budget as exc:
+        return f"{exc.status}: {exc.detail}", values + [None] * (len(calls) - len(values))
+    except (EOFError, json.JSONDecodeError):
+        return "failed: the program's process ended early", values + [None] * (len(calls) - len(values))
+    finally:
+        box.kill()
+
+
+def call_in_sandbox(program: str, calls: list, timeout_s: float = 10.0, limits: Limits | None = None,
+                    allow_unsandboxed: bool = False) -> tuple[str, list]:
+    """Load `program` once in the sandbox and make each call (name, args) through it, in order.
+
+    For scoring many small candidates with one sandbox start: the caller compares the returned values itself
+    (plain data of exact builtin types, as with asserts), so nothing the program does can forge a verdict.
+    Returns (status, values): status "passed" when every call was made (a call that raised gives None),
+    otherwise "<status>: detail" (failed | timeout | limit | error) with None for the calls not made.
+    """
+    lim = limits or Limits(timeout_s=timeout_s, cpu_s=max(1, int(timeout_s) + 1))
+    deadline = time.monotonic() + lim.timeout_s
+    lease = None
+    try:
+        sandboxed = _check_tools(allow_unsandboxed)
+        lease = _UidLease() if os.geteuid() == 0 else None
+        with tempfile.TemporaryDirectory(prefix="replicate-sbx-") as work, \
+                tempfile.TemporaryDirectory(prefix="replicate-sbx-mnt-") as stage:
+            jail = _Jail(Path(work), Path(stage), sandboxed, lease.uid if lease else None)
+            return _call_all(jail, program, list(calls), lim, deadline)
+    except _Refused as exc:
+        return f"error: {exc}", [None] * len(calls)
+    except OSError as exc:
+        return f"error: sandbox failed to start: {exc}", [None] * len(calls)
+    finally:
+        if lease is not None:
+            lease.release()

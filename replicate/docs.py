@@ -145,13 +145,16 @@ FIELD_NOTES = {
     "PanelSpec": {
         "kind": "A registered panel kind (see Panels).",
         "title": "The panel's title.",
+        "arms": "The arms the panel draws (default: every arm), e.g. one panel per model family.",
     },
     "ClaimSpec": {
         "id": "The claim's name in claims.md / claims.json.",
         "statement": "The paper's statement, in words.",
         "source": "Where the paper says it (figure, section, README).",
         "paper_value": "The paper's number (or words when it gives none); shown, never judged.",
-        "metric": "`metric` or `metric@arm`: a per-seed metric one of the spec's analyses produces, of one arm.",
+        "metric": "`metric` or `metric@arm`: a per-seed metric one of the spec's analyses produces, of one arm; "
+                  "`metric@all`: every run of every arm (analyses that record it: law_per_run, shares_per_run, "
+                  "early_curve, size_trend).",
         "op": "The claim holds when `value op threshold`.",
         "threshold": "The line the measured value must clear, fixed before the run.",
         "threshold_reason": "Why that threshold reads the paper's statement (written before the run).",
@@ -189,6 +192,8 @@ TASK_NOTES = {  # task -> (difficulty level, the lm-eval task that scores it)
                          "none (the preference runner evaluates it per level)"),
     "word_arithmetic": ("number of digits of the first operand (`digits` lists the levels sampled)",
                         "none (its validation set is scored during training, `val_acc`)"),
+    "code_expr": ("the operation of the hidden function: 1 x+y, 2 x-y, 3 x*y",
+                  "none (scored by running the response in the code sandbox of evaluators.code)"),
     "math": ("the record's `level` field when it is a number, else 0",
              "`math500`, `aime24`, `aime25`, `amc23`, `minerva_math`, `olympiadbench`, `omni_math`"),
 }

@@ -362,13 +362,17 @@ PANELS = {"cov_top_bars": panel_cov_top_bars, "arm_entropy": panel_arm_entropy, 
           "lm_theorem_scatter": panel_lm_theorem_scatter,
           "cov_vs_entropy_change": panel_cov_vs_entropy_change, "cov_by_accuracy": panel_cov_by_accuracy}
 
+from .panels_predict import PREDICT_PANELS  # noqa: E402  (the predictability figures' panels)
+
+PANELS.update(PREDICT_PANELS)
+
 
 def render(spec, runs: dict, analysis: dict, out: Path, scale: str) -> list[Path]:
     """Draw the spec's panels side by side; write <id>.png and <id>.pdf into `out`."""
     n = len(spec.panels)
     fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 4.6), squeeze=False)
     for ax, panel in zip(axes[0], spec.panels):
-        PANELS[panel.kind](ax, runs, analysis, panel.title)
+        PANELS[panel.kind](ax, {v: runs[v] for v in panel.arms} if panel.arms else runs, analysis, panel.title)
     nseeds = max(len(s) for s in runs.values())
     fig.suptitle(f"{spec.id} ({scale} scale, {seeds_label(nseeds)}): {spec.reproduces.split(':')[0]}", fontsize=9)
     fig.tight_layout()

@@ -44,6 +44,14 @@ def tiny_model(config: dict, tokenizer, dtype: str = "float32") -> torch.nn.Modu
     return AutoModelForCausalLM.from_config(hf_config, dtype=getattr(torch, dtype))
 
 
+def non_embedding_params(model) -> int:
+    """Parameters outside the token embeddings and the LM head (Kaplan et al.'s N, the size axis of Fig. 7)."""
+    skip = {id(model.get_input_embeddings().weight)}
+    if model.get_output_embeddings() is not None:
+        skip.add(id(model.get_output_embeddings().weight))
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
+
+
 def resolve_package_path(path: str) -> str:
     """'package:NAME/FILE' -> the file inside the installed package NAME (found without importing it)."""
     import importlib.util

@@ -223,6 +223,7 @@ class ClaimSpec(Strict):
 class PanelSpec(Strict):
     kind: str
     title: str = ""
+    arms: list[str] = []  # the arms this panel draws (default: every arm), e.g. one panel per model family
 
     @field_validator("kind")
     @classmethod
@@ -291,6 +292,11 @@ class Spec(Strict):
         from .analysis import ANALYSES
         produced = {m for name in self.analyses for m in ANALYSES[name].metrics}
         arms = [v.name for v in self.variants] or ["main"]
+        for panel in self.panels:
+            if set(panel.arms) - set(arms):
+                raise ValueError(f"panel {panel.kind!r} names arms {sorted(set(panel.arms) - set(arms))} the spec does "
+                                 f"not have; it has {', '.join(arms)}")
+        arms = arms + ["all"] * bool(self.variants)  # `metric@all`: every run of every arm (analyses that record it)
         for i, claim in enumerate(self.claims):
             metric, _, arm = claim.metric.partition("@")
             if metric not in produced:

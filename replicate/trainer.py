@@ -18,7 +18,7 @@ from .algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covariance_by_accu
                          label_accuracy, masked_mean, token_covariance, token_rewards, top_fraction_means, value_loss)
 from .errors import Interrupted
 from .errors import UserError
-from .models import ChatPrompts, Critic
+from .models import ChatPrompts, Critic, non_embedding_params
 from .seeds import derive_seed
 from .rollout import avg_at_k, make_generator, rollout
 from .store import Run
@@ -168,6 +168,8 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
     t0 = time.time()
     for step in range(start, tr.steps):
         metrics = {"step": step}
+        if step == 0:  # the model's size, for analyses across sizes (fig7)
+            metrics["params_nonembed"] = non_embedding_params(learner.accelerator.unwrap_model(learner.policy))
         learner.policy.eval()
         # -- validation of the policy about to be updated (so val_acc pairs with this step's entropy)
         if step % ev.every == 0 or step == tr.steps - 1:

@@ -72,6 +72,8 @@ from typing import Callable  # noqa: E402
 from .dynamics import cov_dynamics, lemma_exact, lemma_lm  # noqa: E402
 from .lemma import UPDATES  # noqa: E402
 from .dast import METRICS as DAST_METRICS, dast  # noqa: E402
+from .predict import (EARLY_CURVE_METRICS, LAW_PER_RUN_METRICS, SHARES_METRICS, SIZE_TREND_METRICS,  # noqa: E402
+                      early_curve, law_per_run, shares_per_run, size_trend)
 from .control import COV_TOP_METRICS, METRICS as CONTROL_METRICS, arm_compare, cov_top, knob_trend, selection_share  # noqa: E402
 
 
@@ -109,6 +111,11 @@ ANALYSES = {
     "dast": Analysis(dast, DAST_METRICS),
     "arm_compare": Analysis(arm_compare, CONTROL_METRICS),
     "cov_top": Analysis(cov_top, COV_TOP_METRICS),
+    # the predictability figures (fig2-fig5, fig7): every run's value also under the pseudo-arm "all"
+    "law_per_run": Analysis(law_per_run, LAW_PER_RUN_METRICS),
+    "shares_per_run": Analysis(shares_per_run, SHARES_METRICS),
+    "early_curve": Analysis(early_curve, EARLY_CURVE_METRICS),
+    "size_trend": Analysis(size_trend, SIZE_TREND_METRICS),
     "knob_trend": Analysis(knob_trend, ("plateau_rise", "plateau_spearman")),
     "selection_share": Analysis(selection_share, ("selected_share", "share_ratio_dev")),
 }

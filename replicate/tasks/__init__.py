@@ -5,15 +5,16 @@ from ..errors import UserError
 from .addition_mix import AdditionMixTask
 from .arithmetic import AdditionTask
 from .base import Problem
+from .code_expr import CodeExprTask
 from .countdown import CountdownTask
 from .math_data import MathTask
 from .scratch_addition import ScratchAdditionTask
 from .short_answer import ShortAnswerTask
 from .word_arithmetic import WordArithmeticTask
 
-TASKS = {"addition": AdditionTask, "addition_mix": AdditionMixTask, "countdown": CountdownTask, "math": MathTask,
-         "scratch_addition": ScratchAdditionTask, "short_answer": ShortAnswerTask,
-         "word_arithmetic": WordArithmeticTask}
+TASKS = {"addition": AdditionTask, "addition_mix": AdditionMixTask, "code_expr": CodeExprTask,
+         "countdown": CountdownTask, "math": MathTask, "scratch_addition": ScratchAdditionTask,
+         "short_answer": ShortAnswerTask, "word_arithmetic": WordArithmeticTask}
 
 
 def make_task(name: str, **params):
@@ -22,5 +23,5 @@ def make_task(name: str, **params):
     return TASKS[name](**params)
 
 
-__all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "AdditionMixTask", "CountdownTask", "MathTask",
-           "ScratchAdditionTask", "ShortAnswerTask", "WordArithmeticTask"]
+__all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "AdditionMixTask", "CodeExprTask", "CountdownTask",
+           "MathTask", "ScratchAdditionTask", "ShortAnswerTask", "WordArithmeticTask"]

@@ -1,0 +1,109 @@
+"""Code-like task: write the body of a Python function f(x, y) from one input-output example, judged by running it.
+
+Prompt "f(47,8)=39;f(x,y)=", gold program "x-y": the hidden function is x+y, x-y or x*y (x in 10..99, y in 1..9),
+and the example shows it on one pair. The response is a Python expression in x and y, scored by executing it in
+the code sandbox of `evaluators.code` on the example and on hidden tests (pairs where the three operations all
+differ), so any program computing the same function passes ("y+x" too) and a program matching only the example
+fails. Telling + from - needs the last digit of the sum or difference (a lookup, as fig1's product digit) and *
+mostly shows in the size of the result: a tiny model gets part of it, the rest is left for RL. Where the example
+cannot tell the operations apart the answer is a guess: an accuracy ceiling below 1, as fig1's.
+
+One sandbox start scores a whole batch: every distinct response becomes a function of one program, called once per
+test input; the values come back as data and are compared here. A response that is not one expression (checked
+with `ast`, which parses and runs nothing) scores 0 without running. Warm-up noise replaces the gold operation by
+another (as short_answer's noise, on the answer's one hard token).
+"""
+from __future__ import annotations
+
+import ast
+import random
+
+from .base import Problem
+
+OPS = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y}
+HIDDEN_TESTS = ((2, 3), (7, 5), (4, 9))  # every pair tells the three operations apart
+RETRY_TIMEOUT_S = 1.0  # a sub-batch after a failed batch (a whole batch of this task runs in ~0.2 s)
+
+
+class CodeExprTask:
+    alphabet = "0123456789xy+-*(),=;f"
+
+    def __init__(self, holdout: int = 256, holdout_seed: int = 12345, timeout_s: float = 5.0):
+        self.timeout_s = timeout_s
+        self.validation = self._sample(random.Random(holdout_seed), holdout, exclude=set())
+        self._held = {p.prompt for p in self.validation}
+
+    @staticmethod
+    def _problem(op: str, x: int, y: int) -> Problem:
+        return Problem(f"f({x},{y})={OPS[op](x, y)};f(x,y)=", f"x{op}y", 1 + "+-*".index(op))
+
+    def _sample(self, rng, n, exclude):
+        out = []
+        while len(out) < n:
+            p = self._problem(rng.choice("+-*"), rng.randint(10, 99), rng.randint(1, 9))
+            if p.prompt not in exclude:
+                out.append(p)
+        return out
+
+    def sample(self, n: int, rng: random.Random) -> list[Problem]:
+        """Training problems, never one of the validation set."""
+        return self._sample(rng, n, self._held)
+
+    @staticmethod
+    def solution(problem: Problem, rng: random.Random | None = None, noise: float = 0.0) -> str:
+        """The gold program; with noise, the program of another operation with that probability."""
+        if rng is not None and noise > 0 and rng.random() < noise:
+            return f"x{rng.choice([op for op in '+-*' if op != problem.answer[1]])}y"
+        return problem.answer
+
+    def reward(self, response: str, problem: Problem, finished: bool = True) -> float:
+        return self.reward_batch([response], [problem], [finished])[0]
+
+    def reward_batch(self, responses, problems, finished) -> list[float]:
+        """1.0 where the response ends (EOS) and, run in the sandbox, equals the gold function on every test."""
+        values = run_expressions([(r, inputs_of(p)) for r, p, f in zip(responses, problems, finished) if f], self.timeout_s)
+        return [float(bool(f) and values.get((r, inputs_of(p))) == expected(p))
+                for r, p, f in zip(responses, problems, finished)]
+
+
+def inputs_of(problem: Problem) -> tuple:
+    """The inputs a response is run on: the example's pair, then the hidden pairs."""
+    x, y = problem.prompt[2:problem.prompt.index(")")].split(",")
+    return ((int(x), int(y)), *HIDDEN_TESTS)
+
+
+def expected(problem: Problem) -> list[int]:
+    """The gold function's values on the tests (computed here from the gold operation, not by running)."""
+    return [OPS[problem.answer[1]](x, y) for x, y in inputs_of(problem)]
+
+
+def is_expression(text: str) -> bool:
+    """Whether `text` parses as one Python expression (parsing only: nothing runs)."""
+    try:
+        ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError):
+        return False
+    return bool(text.strip())
+
+
+def run_expressions(items, timeout_s: float = 5.0) -> dict:
+    """{(expression, inputs): [its values on the inputs] or None} for each distinct (expression, inputs), every
+    expression a function f(x, y) of one program run in one sandbox start (a failed batch is halved and retried,
+    so one runaway candidate costs a few short timeouts, not the batch)."""
+    from evaluators.code import call_in_sandbox
+    items = sorted({(e, inputs) for e, inputs in items if is_expression(e)})
+    if not items:
+        return {}
+    names = {e: f"c{i}" for i, e in enumerate(sorted({e for e, _ in items}))}
+    program = "\n".join(f"def {name}(x, y):\n    return ({e})" for e, name in names.items())
+    calls = [(names[e], pair) for e, inputs in items for pair in inputs]
+    status, values = call_in_sandbox(program, calls, timeout_s=timeout_s)
+    if not status.startswith("passed") and len(items) > 1:
+        half = len(items) // 2
+        return {**run_expressions(items[:half], RETRY_TIMEOUT_S), **run_expressions(items[half:], RETRY_TIMEOUT_S)}
+    out, at = {}, 0
+    for e, inputs in items:
+        got = values[at:at + len(inputs)]
+        out[(e, inputs)] = None if None in got else got
+        at += len(inputs)
+    return out

@@ -1,0 +1,90 @@
+"""The predictability analyses (fig2-fig5, fig7) on synthetic runs with known answers."""
+import math
+
+import numpy as np
+import pytest
+
+from replicate.analysis import ANALYSES
+from replicate.analysis.predict import beats_both_from, prediction_interval, size_trend
+
+
+def law_run(a=0.3, b=1.0, steps=100, every=3, noise=0.0, seed=0, size=None):
+    """Metrics rows whose entropy decays and whose accuracy follows R = -a exp(H) + b (plus noise)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for t in range(steps):
+        h = 0.1 + 1.0 * math.exp(-t / 15)
+        row = {"step": t, "entropy": h}
+        if t % every == 0 or t == steps - 1:
+            row["val_acc"] = -a * math.exp(h) + b + float(rng.normal(0, noise))
+        if t == 0 and size is not None:
+            row["params_nonembed"] = size
+        rows.append(row)
+    return rows
+
+
+def test_beats_both_from_is_the_first_fraction_of_the_final_winning_streak():
+    fr = [0.1, 0.2, 0.3]
+    assert beats_both_from([1, 1, 1], [[2, 2, 2], [3, 3, 3]], fr) == 0.1
+    assert beats_both_from([3, 1, 1], [[2, 2, 2], [3, 3, 3]], fr) == 0.2
+    assert beats_both_from([1, 3, 1], [[2, 2, 2], [3, 3, 3]], fr) == 0.3  # a loss at 0.2 breaks the streak
+    assert beats_both_from([1, 1, 3], [[2, 2, 2], [3, 3, 3]], fr) == 1.0  # never from some fraction on
+    assert math.isnan(beats_both_from([1, math.nan, 1], [[2, 2, 2], [3, 3, 3]], fr))
+
+
+def test_prediction_interval_of_an_exact_line_and_its_coverage():
+    pred, half, slope = prediction_interval([1, 2, 3, 4], [3, 5, 7, 9], 6)
+    assert pred == pytest.approx(13) and slope == pytest.approx(2) and half == pytest.approx(0, abs=1e-9)
+    rng = np.random.default_rng(0)
+    x = np.array([1.0, 1.5, 2.0, 2.5, 3.0] * 2)
+    hits = 0
+    for _ in range(400):  # a new observation at x0 falls inside the 95% interval ~95% of the time
+        y = 0.5 * x + rng.normal(0, 0.1, len(x))
+        pred, half, _ = prediction_interval(x, y, 4.0)
+        hits += abs(2.0 + rng.normal(0, 0.1) - pred) <= half
+    assert 0.91 <= hits / 400 <= 0.99
+    assert all(math.isnan(v) for v in prediction_interval([1, 1, 1], [1, 2, 3], 2))
+
+
+def test_law_per_run_records_every_run_under_its_arm_and_all():
+    runs = {"x": {0: law_run(seed=0), 1: law_run(a=0.2, seed=1)}, "y": {0: law_run(a=0.5, b=1.2)}}
+    out = ANALYSES["law_per_run"](runs)
+    assert out["per_seed"]["fit_a"]["x"] == pytest.approx([0.3, 0.2])
+    assert out["per_seed"]["fit_a"]["all"] == pytest.approx([0.3, 0.2, 0.5])
+    assert out["per_seed"]["fit_r2"]["all"] == pytest.approx([1, 1, 1])
+    assert out["pooled"]["y"]["run_fits"][0]["b"] == pytest.approx(1.2)
+
+
+def test_early_curve_law_beats_both_nulls_when_the_law_holds():
+    runs = {"x": {s: law_run(noise=0.002, seed=s) for s in range(3)}}
+    out = ANALYSES["early_curve"](runs)
+    per = out["per_seed"]
+    assert all(v < 0 for v in per["law_minus_best_null_f33"]["all"])
+    assert all(v < 0 for v in per["law_minus_best_null_paper"]["all"])
+    assert per["law_beats_both_from"]["all"] == [0.1, 0.1, 0.1]
+    curve = out["pooled"]["all"]["early_curve"]
+    assert len(curve["law"]) == 3 and len(curve["fractions"]) == 4
+    assert out["pooled"]["x"]["early_curve"]["law"] == curve["law"]
+
+
+def test_shares_first_third_and_twelfth_of_a_fast_collapse():
+    out = ANALYSES["shares_per_run"]({"x": {0: law_run()}})["per_seed"]
+    third, twelfth = out["entropy_drop_share_first_third"]["all"][0], out["entropy_drop_share_first_twelfth"]["all"][0]
+    assert 0.85 < third <= 1.0 and 0.3 < twelfth < third  # exp(-t/15): ~90% of the drop by a third of 100 steps
+    assert out["acc_gain_share_first_third"]["x"][0] > 0.8
+
+
+def test_size_trend_predicts_a_log_linear_largest_size_and_beats_the_mean():
+    sizes = [1e4, 3e4, 1e5, 3e5, 1e6]
+    runs = {f"s{i}": {s: law_run(a=0.1 + 0.1 * math.log10(n), b=1.0 + 0.05 * math.log10(n), noise=0.001, seed=s,
+                                 size=n) for s in range(2)}
+            for i, n in enumerate(sizes)}
+    per = size_trend(runs)["per_seed"]
+    assert per["a_in_interval"]["all"] == [1.0, 1.0] and per["b_in_interval"]["all"] == [1.0, 1.0]
+    assert all(v < 0 for v in per["a_trend_minus_mean_abs_error"]["all"])
+    assert all(v < 0.02 for v in per["a_trend_abs_error"]["all"])
+
+
+def test_size_trend_without_sizes_says_what_is_missing():
+    with pytest.raises(ValueError, match="params_nonembed"):
+        size_trend({"s": {0: law_run()}})
