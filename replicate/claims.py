@@ -52,6 +52,14 @@ def verdict(values, op: str, threshold: float, over: str = "mean") -> str:
     return "inconclusive"
 
 
+def worst(values, op: str) -> float:
+    """The seed's value least favourable to the claim: the smallest for '>'/'>=', the largest for '<'/'<='."""
+    measured = _measured(values)
+    if not measured:
+        return math.nan
+    return min(measured) if op.startswith(">") else max(measured)
+
+
 def judge_claims(claims, per_seed: dict, variant: str = "main") -> list[dict]:
     rows = []
     for c in claims:
@@ -61,7 +69,8 @@ def judge_claims(claims, per_seed: dict, variant: str = "main") -> list[dict]:
         rows.append({"id": c.id, "statement": c.statement, "source": c.source, "paper_value": c.paper_value,
                      "metric": c.metric, "op": c.op, "threshold": c.threshold, "threshold_reason": c.threshold_reason,
                      "beats": c.beats, "over": c.over, "values": values, "unmeasured": len(values) - len(_measured(values)),
-                     "mean": m, "min": min(_measured(values), default=math.nan), "ci95": [lo, hi],
+                     "mean": m, "min": min(_measured(values), default=math.nan), "worst": worst(values, c.op),
+                     "ci95": [lo, hi],
                      "verdict": verdict(values, c.op, c.threshold, c.over)})
     return rows
 
@@ -90,7 +99,7 @@ def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | No
              "| claim | paper | measured (per seed) | threshold | null it beats | verdict |", "|---|---|---|---|---|---|"]
     for r in rows:
         per = ", ".join(_fmt(v) for v in r["values"])
-        measured = (f"min {_fmt(r['min'])}" if r["over"] == "every" else
+        measured = (f"worst {_fmt(r.get('worst', r['min']))}" if r["over"] == "every" else
                     f"{_fmt(r['mean'])} [{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}]")
         lines.append(f"| **{r['id']}**: {r['statement']} | {_fmt(r['paper_value'])} | {measured} ({per}) | "
                      f"{r['metric']} {r['op']} {_fmt(r['threshold'])}{' in every run' if r['over'] == 'every' else ''} | "

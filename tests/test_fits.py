@@ -70,6 +70,9 @@ def test_verdicts_use_the_confidence_interval():
     assert verdict([0.95, 0.89, 0.97], ">=", 0.9, over="every") == "not replicated"  # one run fails "every run"
     assert verdict([0.95, math.nan], ">=", 0.9, over="every") == "inconclusive"
     assert verdict([0.5, math.nan], ">=", 0.9, over="every") == "not replicated"
+    from replicate.claims import worst
+    assert worst([0.95, 0.89, 0.97], ">=") == 0.89 and worst([0.9, 1.2, math.nan], "<") == 1.2  # the failing run
+    assert math.isnan(worst([math.nan], "<="))
     m, lo, hi = mean_ci([1.0, 2.0, 3.0])
     assert m == 2.0 and hi - m == pytest.approx(4.302653 * 1 / math.sqrt(3), rel=1e-5)
 
