@@ -178,7 +178,7 @@ def tiny(tmp_path_factory):
 def fake_learner(tiny):
     from replicate.rollout import make_generator
     acc = SimpleNamespace(device=FAKE, num_processes=1, process_index=0, is_main_process=True,
-                          log=lambda *a, **k: None, backward=lambda loss: loss.backward(),
+                          log=lambda *a, **k: None, backward=lambda loss: loss.backward(), unwrap_model=lambda m: m,
                           clip_grad_norm_=torch.nn.utils.clip_grad_norm_)
     opt = torch.optim.SGD(tiny.model.parameters(), lr=1e-3)
     return SimpleNamespace(accelerator=acc, model=tiny.model, policy=tiny.model, optimizer=opt, tok=tiny.tok,
