@@ -96,14 +96,15 @@ def test_solution_overthinks_on_every_level():
 
 
 @pytest.mark.slow
-def test_overthinking_warmup_writes_scratchpads_on_easy_levels(tmp_path):
+def test_overthinking_warmup_writes_scratchpads_on_every_level(tmp_path):
+    """The spec's warm-up on its tuning seed (100) meets the rule it was chosen by (docs/testbed/dast.md): greedy
+    decoding writes the scratchpad on >= 95% of answers on every level, even one-digit sums (~3 minutes)."""
     from replicate.preference import evaluate_levels
-    spec = toy_spec(warmup_steps=300)
-    config = spec.variant_configs("tiny")["dast"]
-    model, tok = base_policy(config, tmp_path, 0, log=lambda *a: None)
-    rows = evaluate_levels(model, tok, make_task(TASK["name"], **TASK["params"]), 40)
-    easy = next(r for r in rows if r["level"] == 1)
-    assert easy["scratchpad"] >= 0.8  # greedy decoding writes the scratchpad even on one-digit sums
+    from replicate.specs import find_spec
+    config = find_spec("dast-table1").variant_configs("tiny")["dast"]
+    model, tok = base_policy(config, tmp_path, 100, log=lambda *a: None)
+    rows = evaluate_levels(model, tok, make_task(config.task.name, **config.task.params), config.rollout.max_new_tokens)
+    assert len(rows) == 5 and all(r["scratchpad"] >= 0.95 for r in rows), [(r["level"], r["scratchpad"]) for r in rows]
 
 
 def test_seeds_in_two_processes_equal_one_process(tmp_path, monkeypatch):
