@@ -23,12 +23,21 @@ def write_report(out: Path | None = None) -> Path:
         if result is None:
             lines += [f"Not run yet: `python -m replicate {spec_id}`.", ""]
             continue
-        res = Path(result["dir"])
-        png = res / f"{spec_id}.png"
-        if png.exists():
-            lines += [f"![{spec_id}]({os.path.relpath(png, out.parent)})", ""]
-        lines += [f"Showing: {describe(result)}.", ""]
-        lines += [(res / "claims.md").read_text().split("\n", 2)[2].split("\n```json")[0], ""]
+        lines += _section(spec_id, result, out)
+        for scale in (spec.scales if spec else []):
+            other = best_result(spec_id, scale) if scale != spec.default_scale else None
+            if other is not None:
+                lines += [f"### {spec_id} at scale {scale}", ""] + _section(spec_id, other, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     return out
+
+
+def _section(spec_id: str, result: dict, out: Path) -> list[str]:
+    """The figure, the line saying which result it is, and the claims table of one result."""
+    res, lines = Path(result["dir"]), []
+    png = res / f"{spec_id}.png"
+    if png.exists():
+        lines += [f"![{spec_id}]({os.path.relpath(png, out.parent)})", ""]
+    lines += [f"Showing: {describe(result)}.", ""]
+    return lines + [(res / "claims.md").read_text().split("\n", 2)[2].split("\n```json")[0], ""]

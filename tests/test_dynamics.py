@@ -110,3 +110,4 @@ def test_fig8_smoke(tmp_path, fig_store):
     from replicate.report import write_report
     page = write_report(tmp_path / "REPORT.md").read_text()
     assert "## fig1" in page and "## fig8" in page
+    assert "### fig1 at scale small" in page  # a second scale's result (the committed SmolLM2 reference) too
