@@ -41,16 +41,22 @@ def test_same_seed_same_metrics(tiny_spec_file, warm_store, tmp_path):
     assert "val_acc" in a[0] and "val_acc" in a[-1]
 
 
+def interrupted_after_step_4(cfg, path, warm_store) -> Run:
+    """A run of cfg stopped by Ctrl-C once step 4 is logged (its last checkpoint stays), for resume tests."""
+    def crash(step, m):
+        if step == 4:
+            raise KeyboardInterrupt
+    run = Run(path)
+    with pytest.raises(KeyboardInterrupt):
+        train(run, cfg, 0, warm_store, progress=crash, log=lambda *_: None)
+    return run
+
+
 def test_resume_after_interrupt_equals_uninterrupted(tiny_spec_file, warm_store, tmp_path):
     cfg = _config(tiny_spec_file)
     full = train(Run(tmp_path / "full"), cfg, 0, warm_store, log=lambda *_: None)
 
-    def crash(step, m):
-        if step == 4:
-            raise KeyboardInterrupt
-    run = Run(tmp_path / "cut")
-    with pytest.raises(KeyboardInterrupt):
-        train(run, cfg, 0, warm_store, progress=crash, log=lambda *_: None)
+    run = interrupted_after_step_4(cfg, tmp_path / "cut", warm_store)
     assert not run.done and len(run.metrics()) == 5 and run.checkpoint_file.exists()
     resumed = train(run, cfg, 0, warm_store, resume=True, log=lambda *_: None)
     assert run.done and _strip(resumed) == _strip(full)
@@ -167,12 +173,7 @@ def test_gae_run_resumes_with_its_critic(tiny_spec_file, warm_store, tmp_path):
     cfg = _config(tiny_spec_file, algorithm={"advantage": "gae", "advantage_params": {"lam": 0.95}})
     full = train(Run(tmp_path / "full"), cfg, 0, warm_store, log=lambda *_: None)
 
-    def crash(step, m):
-        if step == 4:
-            raise KeyboardInterrupt
-    run = Run(tmp_path / "cut")
-    with pytest.raises(KeyboardInterrupt):
-        train(run, cfg, 0, warm_store, progress=crash, log=lambda *_: None)
+    run = interrupted_after_step_4(cfg, tmp_path / "cut", warm_store)
     assert _strip(train(run, cfg, 0, warm_store, resume=True, log=lambda *_: None)) == _strip(full)
 
 
@@ -200,12 +201,7 @@ def test_prime_run_resumes_with_its_prm(tiny_spec_file, warm_store, tmp_path):
     full = train(Run(tmp_path / "full"), cfg, 0, warm_store, log=lambda *_: None)
     assert all("prm_loss" in r and "prm_acc" in r for r in full)
 
-    def crash(step, m):
-        if step == 4:
-            raise KeyboardInterrupt
-    run = Run(tmp_path / "cut")
-    with pytest.raises(KeyboardInterrupt):
-        train(run, cfg, 0, warm_store, progress=crash, log=lambda *_: None)
+    run = interrupted_after_step_4(cfg, tmp_path / "cut", warm_store)
     assert "prm" in torch.load(run.checkpoint_file, weights_only=False)
     assert _strip(train(run, cfg, 0, warm_store, resume=True, log=lambda *_: None)) == _strip(full)
 
