@@ -63,11 +63,23 @@ def panel_law_fit(ax, runs, analysis, title):
             h, r = np.array(pts).T
             ax.scatter(h, r, s=10, alpha=0.6, color=COLORS[(i + j) % len(COLORS)], label=f"seed {seed}")
         fit = analysis["pooled"].get(variant, {}).get("exp_law_fit")
-        if fit and np.isfinite(fit["a"]):
-            allh = np.concatenate([[m["entropy"] for m in rows if "val_acc" in m] for rows in seeds.values()])
-            grid = np.linspace(allh.min(), allh.max(), 100)
-            ax.plot(grid, -fit["a"] * np.exp(grid) + fit["b"], color="black",
-                    label=f"R = -{fit['a']:.3g}·exp(H) + {fit['b']:.3g}\nR² = {fit['r2']:.3f}, ceiling b-a = {fit['ceiling']:.3f}")
+        allh = [m["entropy"] for rows in seeds.values() for m in rows if "val_acc" in m]
+        law_curve(ax, fit, allh, color="black", label_of=lambda f: f"R = -{f['a']:.3g}·exp(H) + {f['b']:.3g}\n"
+                  f"R² = {f['r2']:.3f}, ceiling b-a = {f['ceiling']:.3f}")
+    finish_law_axes(ax, title)
+
+
+def law_curve(ax, fit: dict | None, h, n: int = 100, label_of=None, **plot_kw):
+    """Draw a fit R = -a·exp(H) + b over the range of the entropies h, labelled label_of(fit) (nothing for a
+    missing or failed fit)."""
+    if not fit or not np.isfinite(fit["a"]) or not len(h):
+        return
+    grid = np.linspace(min(h), max(h), n)
+    ax.plot(grid, -fit["a"] * np.exp(grid) + fit["b"], label=label_of(fit) if label_of else None, **plot_kw)
+
+
+def finish_law_axes(ax, title: str):
+    """Accuracy-vs-entropy axes: entropy decreasing to the right, as training goes."""
     ax.invert_xaxis()
     ax.set_xlabel("policy entropy H (decreasing →)")
     ax.set_ylabel("validation accuracy R")
@@ -85,15 +97,9 @@ def panel_arm_law_fit(ax, runs, analysis, title):
         color = COLORS[i % len(COLORS)]
         ax.scatter(pts[:, 0], pts[:, 1], s=8, alpha=0.4, color=color)
         fit = analysis["pooled"].get(variant, {}).get("exp_law_fit")
-        if fit and np.isfinite(fit["a"]):
-            grid = np.linspace(pts[:, 0].min(), pts[:, 0].max(), 100)
-            ax.plot(grid, -fit["a"] * np.exp(grid) + fit["b"], color=color,
-                    label=f"{variant}: R² {fit['r2']:.2f}, b-a {fit['ceiling']:.3f}")
-    ax.invert_xaxis()
-    ax.set_xlabel("policy entropy H (decreasing →)")
-    ax.set_ylabel("validation accuracy R")
-    ax.legend(fontsize=7)
-    ax.set_title(title)
+        law_curve(ax, fit, pts[:, 0], color=color,
+                  label_of=lambda f: f"{variant}: R² {f['r2']:.2f}, b-a {f['ceiling']:.3f}")
+    finish_law_axes(ax, title)
 
 
 def _smoothed(seeds: dict, key: str, window: int):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .figures import COLORS
+from .figures import COLORS, finish_law_axes, law_curve
 
 MARKERS = "osD^v<>"
 
@@ -20,15 +20,8 @@ def panel_law_fit_runs(ax, runs, analysis, title):
             label = f"{variant} (mean R² {np.mean(r2):.2f})" if j == 0 and r2 else None
             ax.scatter(h, r, s=8, alpha=0.45, color=COLORS[i % len(COLORS)], marker=MARKERS[j % len(MARKERS)],
                        label=label)
-            fit = fits.get(seed)
-            if fit and np.isfinite(fit["a"]) and len(h):
-                grid = np.linspace(h.min(), h.max(), 50)
-                ax.plot(grid, -fit["a"] * np.exp(grid) + fit["b"], color=COLORS[i % len(COLORS)], lw=1)
-    ax.invert_xaxis()
-    ax.set_xlabel("policy entropy H (decreasing →)")
-    ax.set_ylabel("validation accuracy R")
-    ax.legend(fontsize=7)
-    ax.set_title(title)
+            law_curve(ax, fits.get(seed), h, n=50, color=COLORS[i % len(COLORS)], lw=1)
+    finish_law_axes(ax, title)
 
 
 def panel_early_rmse(ax, runs, analysis, title):
