@@ -52,6 +52,52 @@ def verdict(values, op: str, threshold: float, over: str = "mean") -> str:
     return "inconclusive"
 
 
+def p_value(values, threshold: float) -> float:
+    """Two-sided p of the t-test of mean = threshold over the measured values: the interval of `mean_ci` excludes
+    the threshold exactly when p < 0.05. NaN with fewer than 2 measured values; 0 when they are all equal and
+    differ from the threshold (1 when they equal it)."""
+    v = np.asarray(_measured(values), dtype=float)
+    if len(v) < 2:
+        return math.nan
+    sd = v.std(ddof=1)
+    if sd == 0:
+        return 0.0 if v[0] != threshold else 1.0
+    t = (v.mean() - threshold) / (sd / math.sqrt(len(v)))
+    return float(2 * stats.t.sf(abs(t), len(v) - 1))
+
+
+def holm_reject(pvalues: list[float], alpha: float = 0.05) -> list[bool]:
+    """Holm's step-down: sort the m p-values ascending; reject the i-th smallest (1-based) while
+    p_(i) < alpha / (m - i + 1); from the first that is not, nothing more is rejected."""
+    order = sorted(range(len(pvalues)), key=lambda j: pvalues[j])
+    out = [False] * len(pvalues)
+    for rank, j in enumerate(order):
+        if not pvalues[j] < alpha / (len(pvalues) - rank):
+            break
+        out[j] = True
+    return out
+
+
+def holm(rows: list[dict], alpha: float = 0.05) -> list[str]:
+    """Each claim's verdict after a Holm correction over the family `rows` (one spec's claims).
+
+    The family is the claims judged on the mean, with their `p_value`s; a claim with an unmeasured seed counts
+    with p = 1 (it is inconclusive anyway). A rejected claim keeps its verdict (replicated or not replicated:
+    the interval's side); one not rejected becomes inconclusive. Claims over every run are no test of a mean and
+    keep their verdict.
+    """
+    family = [i for i, r in enumerate(rows) if r.get("over", "mean") == "mean"]
+    pv = []
+    for i in family:
+        p = p_value(rows[i]["values"], rows[i]["threshold"])
+        pv.append(1.0 if rows[i].get("unmeasured") or math.isnan(p) else p)
+    out = [r["verdict"] for r in rows]
+    for i, rejected in zip(family, holm_reject(pv, alpha)):
+        if not rejected:
+            out[i] = "inconclusive"
+    return out
+
+
 def worst(values, op: str) -> float:
     """The seed's value least favourable to the claim: the smallest for '>'/'>=', the largest for '<'/'<='."""
     measured = _measured(values)
@@ -71,7 +117,10 @@ def judge_claims(claims, per_seed: dict, variant: str = "main") -> list[dict]:
                      "beats": c.beats, "over": c.over, "values": values, "unmeasured": len(values) - len(_measured(values)),
                      "mean": m, "min": min(_measured(values), default=math.nan), "worst": worst(values, c.op),
                      "ci95": [lo, hi],
-                     "verdict": verdict(values, c.op, c.threshold, c.over)})
+                     "verdict": verdict(values, c.op, c.threshold, c.over),
+                     "p_value": p_value(values, c.threshold) if c.over == "mean" else math.nan})
+    for r, v in zip(rows, holm(rows)):
+        r["verdict_holm"] = v
     return rows
 
 
@@ -94,21 +143,52 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | None = None) -> str:
+def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | None = None,
+                    health: dict | None = None) -> str:
     lines = [f"# Claims of {spec_id} ({scale} scale)", "",
-             "| claim | paper | measured (per seed) | threshold | null it beats | verdict |", "|---|---|---|---|---|---|"]
+             "| claim | paper | measured (per seed) | threshold | null it beats | verdict | after Holm |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         per = ", ".join(_fmt(v) for v in r["values"])
         measured = (f"worst {_fmt(r.get('worst', r['min']))}" if r["over"] == "every" else
                     f"{_fmt(r['mean'])} [{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}]")
         lines.append(f"| **{r['id']}**: {r['statement']} | {_fmt(r['paper_value'])} | {measured} ({per}) | "
                      f"{r['metric']} {r['op']} {_fmt(r['threshold'])}{' in every run' if r['over'] == 'every' else ''} | "
-                     f"{r['beats'] or '-'} | {r['verdict']} |")
+                     f"{r['beats'] or '-'} | {r['verdict']} | {r.get('verdict_holm', r['verdict'])} |")
+    lines += ["", count_line(rows)]
+    if health:
+        lines += health_lines(health)
     lines += ["", "Thresholds and why:"] + [f"- {r['id']}: {r['threshold_reason'] or 'from the paper statement'} "
                                              f"(source: {r['source']})" for r in rows]
     if extra:
         lines += ["", "```json", json.dumps(extra, indent=2, default=_fmt), "```"]
     return "\n".join(lines) + "\n"
+
+
+def count_line(rows: list[dict]) -> str:
+    """'k of n replicated (k' after a Holm correction over the n claims; j not replicated, j' after Holm)'."""
+    def n(key, v):
+        return sum(r.get(key, r["verdict"]) == v for r in rows)
+    return (f"{n('verdict', 'replicated')} of {len(rows)} replicated ({n('verdict_holm', 'replicated')} after a Holm "
+            f"correction over this spec's claims, alpha 0.05); {n('verdict', 'not replicated')} not replicated "
+            f"({n('verdict_holm', 'not replicated')} after Holm).")
+
+
+def health_lines(health: dict) -> list[str]:
+    """The run-health section: a stability row per arm, the flagged runs, and the claims without them."""
+    lines = ["", "Run health (a run is flagged when it stops emitting EOS, its accuracy falls to 0, or its entropy "
+             "rises above 1.5x its start: analysis/health.py):", "", "| arm | healthy seeds / seeds | flagged |",
+             "|---|---|---|"]
+    for arm, h in health.get("arms", {}).items():
+        flagged = "; ".join(f"seed {s}: {why}" for s, why in h["flagged"].items()) or "-"
+        lines.append(f"| {arm} | {h['healthy']} / {h['seeds']} | {flagged} |")
+    sens = health.get("sensitivity")
+    if sens:
+        lines += ["", "Sensitivity (claims stay judged over all runs, as pre-registered; here the same claims without "
+                  "the flagged runs): " + "; ".join(f"{s['id']} {s['verdict']} ({_fmt(s['mean'])} "
+                                                   f"[{_fmt(s['ci95'][0])}, {_fmt(s['ci95'][1])}], n={s['n']})"
+                                                   for s in sens) + "."]
+    return lines
 
 
 def provenance_line(payload: dict) -> str:
@@ -129,6 +209,6 @@ def write_claims(out: Path, spec_id: str, scale: str, seeds: list[int], rows: li
     out.mkdir(parents=True, exist_ok=True)
     payload = finite({"spec": spec_id, "scale": scale, "seeds": seeds, "claims": rows, **extra})
     (out / "claims.json").write_text(json.dumps(payload, indent=2, default=str, allow_nan=False))
-    md = claims_markdown(spec_id, scale, payload["claims"], payload.get("pooled"))
+    md = claims_markdown(spec_id, scale, payload["claims"], payload.get("pooled"), payload.get("health"))
     head, _, rest = md.partition("\n\n")
     (out / "claims.md").write_text(f"{head}\n\n{provenance_line(payload)}\n\n{rest}")
