@@ -66,9 +66,11 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
             return {"out": out, "claims": [], "analysis": None, "runs": None}
         runs = {v: {s: run.metrics() for s, run in by_seed.items()} for v, by_seed in store_runs.items()}
         analysis = analyse(spec, runs)
-        paths = render(spec, runs, analysis, out, scale)
         rows = judge_claims(spec.claims, analysis["per_seed"])
-        extra = {"kind": "full" if full else "smoke", "requested": requested,
+        health = health_section(spec, configs, runs) if configs else None
+        analysis["health"] = (health or {}).get("arms", {})
+        paths = render(spec, runs, analysis, out, scale)
+        extra = {"health": health, "kind": "full" if full else "smoke", "requested": requested,
                  "provenance": result_provenance(spec, configs, store_runs), "pooled": analysis["pooled"],
                  "per_seed": analysis["per_seed"], "wall_time_s": time.time() - t0}
         write_claims(out, spec.id, scale, chosen, rows, extra)
@@ -103,6 +105,30 @@ def write_table(out: Path, table: list[dict], n_seeds: int):
              "| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     lines += [f"| {r['arm']} | " + " | ".join(cell(r, c) for c in cols) + " |" for r in table]
     (out / "table.md").write_text("\n".join(lines) + "\n")
+
+
+def health_section(spec: Spec, configs: dict, runs: dict) -> dict:
+    """Per arm, which runs broke (analysis/health.py); when any did, the claims judged again without them (a
+    sensitivity line: the pre-registered verdicts stay those over all runs). A paired claim whose partner run
+    was dropped loses that seed (its NaN is left out here, never in the verdict)."""
+    from .analysis.health import run_health
+    from .claims import _measured, mean_ci, verdict
+    arms = run_health(runs, {v: c.rollout.max_new_tokens for v, c in configs.items()})
+    out = {"arms": arms, "sensitivity": []}
+    if not any(h["flagged"] for h in arms.values()):
+        return out
+    kept = {v: {s: r for s, r in seeds.items() if s not in arms[v]["flagged"]} for v, seeds in runs.items()}
+    try:
+        again = judge_claims(spec.claims, analyse(spec, {v: k for v, k in kept.items() if k})["per_seed"])
+    except Exception as exc:  # an analysis that needs the dropped runs: say so rather than guess
+        out["sensitivity_error"] = f"{type(exc).__name__}: {exc}"
+        return out
+    for r in again:
+        v = _measured(r["values"])
+        m, lo, hi = mean_ci(v)
+        out["sensitivity"].append({"id": r["id"], "n": len(v), "mean": m, "ci95": [lo, hi],
+                                   "verdict": verdict(v, r["op"], r["threshold"], r["over"]) if v else "not measured"})
+    return out
 
 
 def analyse(spec: Spec, runs: dict) -> dict:

@@ -31,6 +31,15 @@ def _band(ax, steps, values, color, label):
         ax.fill_between(steps, values.min(0), values.max(0), color=color, alpha=0.2, linewidth=0)
 
 
+def _mark_flagged(ax, seeds: dict, key: str, flagged: dict, color):
+    """Draw each run that broke (analysis/health.py) on its own, dashed with x markers, labelled once."""
+    for i, seed in enumerate(s for s in seeds if s in flagged or str(s) in flagged):
+        steps, vals = _series({seed: seeds[seed]}, key)
+        if len(steps):
+            ax.plot(steps, vals[0], color=color, linestyle="--", marker="x", markersize=3, linewidth=0.8,
+                    label=f"flagged run (seed {seed})" if i == 0 else None)
+
+
 def _legend_twin(ax, right, **kwargs):
     """One legend for a panel with a second y axis."""
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
@@ -44,6 +53,8 @@ def panel_curves(ax, runs, analysis, title):
         tag = "" if variant == "main" else f" ({variant})"
         s, ent = _series(seeds, "entropy")
         _band(ax, s, ent, COLORS[0 if len(runs) == 1 else i % len(COLORS)], "entropy" + tag)
+        _mark_flagged(ax, seeds, "entropy", analysis.get("health", {}).get(variant, {}).get("flagged", {}),
+                      COLORS[0 if len(runs) == 1 else i % len(COLORS)])
         s, acc = _series(seeds, "val_acc")
         _band(right, s, acc, COLORS[1 if len(runs) == 1 else i % len(COLORS)], "val accuracy" + tag)
         if len(runs) > 1:
@@ -286,12 +297,14 @@ def panel_compression_by_level(ax, runs, analysis, title):
     ax.set_title(title)
 
 
-def _panel_arms(ax, runs, key, ylabel, title, log=False):
-    """`key` over steps, one colour per arm (mean over seeds, band min..max)."""
+def _panel_arms(ax, runs, key, ylabel, title, log=False, health=None):
+    """`key` over steps, one colour per arm (mean over seeds, band min..max); a run that broke is also drawn on
+    its own, dashed with x markers."""
     for i, (variant, seeds) in enumerate(runs.items()):
         steps, vals = _series(seeds, key)
         if len(steps):
             _band(ax, steps, vals, COLORS[i % len(COLORS)], variant)
+            _mark_flagged(ax, seeds, key, (health or {}).get(variant, {}).get("flagged", {}), COLORS[i % len(COLORS)])
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("RL step")
@@ -302,17 +315,17 @@ def _panel_arms(ax, runs, key, ylabel, title, log=False):
 
 def panel_arm_entropy(ax, runs, analysis, title):
     """Policy entropy over steps, one line per arm (mean over seeds, band min..max; log scale)."""
-    _panel_arms(ax, runs, "entropy", "policy entropy (nats / token, log scale)", title, log=True)
+    _panel_arms(ax, runs, "entropy", "policy entropy (nats / token, log scale)", title, log=True, health=analysis.get("health"))
 
 
 def panel_arm_length(ax, runs, analysis, title):
     """Mean response length (tokens) over steps, one line per arm (mean over seeds, band min..max)."""
-    _panel_arms(ax, runs, "response_length", "response length (tokens)", title)
+    _panel_arms(ax, runs, "response_length", "response length (tokens)", title, health=analysis.get("health"))
 
 
 def panel_arm_accuracy(ax, runs, analysis, title):
     """Validation accuracy over steps, one line per arm (mean over seeds, band min..max)."""
-    _panel_arms(ax, runs, "val_acc", "validation accuracy", title)
+    _panel_arms(ax, runs, "val_acc", "validation accuracy", title, health=analysis.get("health"))
 
 
 def panel_level_bars(ax, runs, analysis, title):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from accelerate import Accelerator
 
+from .analysis.health import Watch
 from .algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covariance_by_accuracy, implicit_prm_loss, kl_penalty,
                          label_accuracy, masked_mean, token_covariance, token_rewards, top_fraction_means, value_loss)
 from .errors import Interrupted
@@ -141,7 +142,7 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
         if learner.accelerator.is_main_process:
             run.begin(config, seed, {"seed": seed, "num_processes": learner.accelerator.num_processes})
         learner.accelerator.init_trackers(run.path.name)
-        train_steps(learner, run, config, seed, start, progress)
+        train_steps(learner, run, config, seed, start, progress, log)
     except KeyboardInterrupt:
         raise interrupted(run) from None
     finish(learner, run, config.train.steps)
@@ -158,7 +159,7 @@ def interrupted(run: Run) -> Interrupted:
                        "with --resume to continue it from its last checkpoint")
 
 
-def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progress=None):
+def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progress=None, log=print):
     """Steps start .. train.steps-1: each validates (at the cadence), rolls out, updates and logs."""
     alg, ro, tr, ev = config.algorithm, config.rollout, config.train, config.eval
     n_local = ro.prompts_per_step // learner.accelerator.num_processes
@@ -166,6 +167,7 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
     val_problems = learner.task.validation[:ev.n_prompts]
     probe_problems = learner.task.validation[-tr.probe_prompts:] if tr.probe_prompts else []
     t0 = time.time()
+    health = Watch(ro.max_new_tokens, log, run.path.name, run.metrics(torn_ok=True) if start else [])
     for step in range(start, tr.steps):
         metrics = {"step": step}
         if step == 0:  # the model's size, for analyses across sizes (fig7)
@@ -201,6 +203,7 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         metrics["time_update"] = time.time() - t_update
         # -- metrics of this step (rollout statistics are of the pre-update policy)
         metrics.update(rollout_metrics(batch, old_log_prob, entropy, advantages), **prm_stats)
+        metrics["eos_share"] = (batch.responses == learner.tok.eos_token_id).any(-1).float().mean().item()
         if probe is not None:
             metrics.update(entropy_change(learner, batch, entropy, probe))
         metrics.update(mean_stats(update_stats))
@@ -208,6 +211,7 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         metrics["wall_time"] = time.time() - t0
         if learner.accelerator.is_main_process:
             run.append_metrics(metrics)
+            health.add(metrics)  # one log line the first time the run breaks (analysis/health.py)
         learner.accelerator.log({k: v for k, v in metrics.items() if k != "step"}, step=step)
         if (step + 1) % tr.checkpoint_every == 0 and step + 1 < tr.steps:
             state = checkpoint(learner, step + 1)  # every process takes part (each adds its generator's state)
