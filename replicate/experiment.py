@@ -65,7 +65,7 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
         if not is_main_process():  # under `accelerate launch`: process 0 alone analyses and writes the result
             return {"out": out, "claims": [], "analysis": None, "runs": None}
         runs = {v: {s: run.metrics() for s, run in by_seed.items()} for v, by_seed in store_runs.items()}
-        analysis = analyse(spec, runs)
+        analysis = analyse(spec, runs, warmup_units(configs, runs))
         rows = judge_claims(spec.claims, analysis["per_seed"])
         health = health_section(spec, configs, runs) if configs else None
         analysis["health"] = (health or {}).get("arms", {})
@@ -119,7 +119,8 @@ def health_section(spec: Spec, configs: dict, runs: dict) -> dict:
         return out
     kept = {v: {s: r for s, r in seeds.items() if s not in arms[v]["flagged"]} for v, seeds in runs.items()}
     try:
-        again = judge_claims(spec.claims, analyse(spec, {v: k for v, k in kept.items() if k})["per_seed"])
+        kept = {v: k for v, k in kept.items() if k}
+        again = judge_claims(spec.claims, analyse(spec, kept, warmup_units(configs, kept))["per_seed"])
     except Exception as exc:  # an analysis that needs the dropped runs: say so rather than guess
         out["sensitivity_error"] = f"{type(exc).__name__}: {exc}"
         return out
@@ -131,10 +132,19 @@ def health_section(spec: Spec, configs: dict, runs: dict) -> dict:
     return out
 
 
-def analyse(spec: Spec, runs: dict) -> dict:
+def warmup_units(configs: dict, runs: dict) -> dict | None:
+    """{variant: {seed: warm-up key}}: runs with one key share their warm-up (the same base policy), so they are
+    not independent units (fig2 counts one value per unit)."""
+    if not configs:
+        return None
+    from .warmup import warmup_key
+    return {v: {s: warmup_key(configs[v], s) for s in seeds} for v, seeds in runs.items() if v in configs}
+
+
+def analyse(spec: Spec, runs: dict, units: dict | None = None) -> dict:
     analysis = {"per_seed": {}, "pooled": {}}
     for name in spec.analyses:
-        res = ANALYSES[name](runs)
+        res = ANALYSES[name](runs, units)
         if any(len(row) > 3 for row in res.get("table", [])):  # a table with columns beyond the average
             analysis["table"] = res["table"]
         analysis["per_seed"].update(res["per_seed"])

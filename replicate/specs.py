@@ -296,7 +296,8 @@ class Spec(Strict):
             if set(panel.arms) - set(arms):
                 raise ValueError(f"panel {panel.kind!r} names arms {sorted(set(panel.arms) - set(arms))} the spec does "
                                  f"not have; it has {', '.join(arms)}")
-        arms = arms + ["all"] * bool(self.variants)  # `metric@all`: every run of every arm (analyses that record it)
+        # `metric@all`: every run of every arm; `metric@unit`: one value per warm-up (analyses that record them)
+        arms = arms + ["all", "unit"] * bool(self.variants)
         for i, claim in enumerate(self.claims):
             metric, _, arm = claim.metric.partition("@")
             if metric not in produced:

@@ -16,7 +16,8 @@ from accelerate import Accelerator
 
 from .analysis.health import Watch
 from .algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covariance_by_accuracy, implicit_prm_loss, kl_penalty,
-                         label_accuracy, masked_mean, token_covariance, token_rewards, top_fraction_means, value_loss)
+                         label_accuracy, masked_mean, permuted_top_fraction_means, token_covariance, token_rewards,
+                         top_fraction_means, value_loss)
 from .errors import Interrupted
 from .errors import UserError
 from .models import ChatPrompts, Critic, non_embedding_params
@@ -204,6 +205,7 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         # -- metrics of this step (rollout statistics are of the pre-update policy)
         metrics.update(rollout_metrics(batch, old_log_prob, entropy, advantages), **prm_stats)
         metrics["eos_share"] = (batch.responses == learner.tok.eos_token_id).any(-1).float().mean().item()
+        metrics.update(permuted_top_fraction_means(old_log_prob, advantages, mask, derive_seed(seed, "perm", step)))
         if probe is not None:
             metrics.update(entropy_change(learner, batch, entropy, probe))
         metrics.update(mean_stats(update_stats))

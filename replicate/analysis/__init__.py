@@ -83,8 +83,11 @@ class Analysis:
     fn: Callable
     metrics: tuple[str, ...]
 
-    def __call__(self, runs: dict) -> dict:
-        out = self.fn(runs)
+    def __call__(self, runs: dict, units: dict | None = None) -> dict:
+        """units: {variant: {seed: warm-up key}}, passed to the analyses that take it (which runs are independent)."""
+        import inspect
+        out = self.fn(runs, units=units) if units is not None and "units" in inspect.signature(self.fn).parameters \
+            else self.fn(runs)
         unknown = set(out["per_seed"]) - set(self.metrics)
         if unknown:
             raise RuntimeError(f"analysis {self.fn.__name__} produced undeclared metrics {sorted(unknown)}")
