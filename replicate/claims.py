@@ -114,7 +114,7 @@ def judge_claims(claims, per_seed: dict, variant: str = "main") -> list[dict]:
         m, lo, hi = mean_ci(values)
         rows.append({"id": c.id, "statement": c.statement, "source": c.source, "paper_value": c.paper_value,
                      "metric": c.metric, "op": c.op, "threshold": c.threshold, "threshold_reason": c.threshold_reason,
-                     "beats": c.beats, "over": c.over, "values": values, "unmeasured": len(values) - len(_measured(values)),
+                     "beats": c.beats, "over": c.over, "control_of": c.control_of, "values": values, "unmeasured": len(values) - len(_measured(values)),
                      "mean": m, "min": min(_measured(values), default=math.nan), "worst": worst(values, c.op),
                      "ci95": [lo, hi],
                      "verdict": verdict(values, c.op, c.threshold, c.over),
@@ -152,7 +152,8 @@ def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | No
         per = ", ".join(_fmt(v) for v in r["values"])
         measured = (f"worst {_fmt(r.get('worst', r['min']))}" if r["over"] == "every" else
                     f"{_fmt(r['mean'])} [{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}]")
-        lines.append(f"| **{r['id']}**: {r['statement']} | {_fmt(r['paper_value'])} | {measured} ({per}) | "
+        name = f"**{r['id']}** (control of {r['control_of']}: must not replicate)" if r.get("control_of") else f"**{r['id']}**"
+        lines.append(f"| {name}: {r['statement']} | {_fmt(r['paper_value'])} | {measured} ({per}) | "
                      f"{r['metric']} {r['op']} {_fmt(r['threshold'])}{' in every run' if r['over'] == 'every' else ''} | "
                      f"{r['beats'] or '-'} | {r['verdict']} | {r.get('verdict_holm', r['verdict'])} |")
     lines += ["", count_line(rows)]
@@ -166,12 +167,21 @@ def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | No
 
 
 def count_line(rows: list[dict]) -> str:
-    """'k of n replicated (k' after a Holm correction over the n claims; j not replicated, j' after Holm)'."""
-    def n(key, v):
-        return sum(r.get(key, r["verdict"]) == v for r in rows)
-    return (f"{n('verdict', 'replicated')} of {len(rows)} replicated ({n('verdict_holm', 'replicated')} after a Holm "
-            f"correction over this spec's claims, alpha 0.05); {n('verdict', 'not replicated')} not replicated "
-            f"({n('verdict_holm', 'not replicated')} after Holm).")
+    """'k of n replicated (k' after a Holm correction; j not replicated, j' after Holm)', claims and controls apart."""
+    claims = [r for r in rows if not r.get("control_of")]
+    controls = [r for r in rows if r.get("control_of")]
+
+    def n(group, key, v):
+        return sum(r.get(key, r["verdict"]) == v for r in group)
+    line = (f"{n(claims, 'verdict', 'replicated')} of {len(claims)} claims replicated "
+            f"({n(claims, 'verdict_holm', 'replicated')} after a Holm correction over this spec's claims, alpha 0.05); "
+            f"{n(claims, 'verdict', 'not replicated')} not replicated ({n(claims, 'verdict_holm', 'not replicated')} "
+            "after Holm).")
+    if controls:
+        line += (f" Controls (a null judged by a claim's own rule; each must come out not replicated): "
+                 f"{n(controls, 'verdict', 'not replicated')} of {len(controls)} not replicated "
+                 f"({n(controls, 'verdict_holm', 'not replicated')} after Holm).")
+    return line
 
 
 def health_lines(health: dict) -> list[str]:

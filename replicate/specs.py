@@ -218,6 +218,7 @@ class ClaimSpec(Strict):
     threshold_reason: str = ""
     beats: str = ""                       # the null the claim beats, computed from the same runs
     over: Literal["mean", "every"] = "mean"  # judge the seeds' mean (t-interval) or every run
+    control_of: str = ""  # a control row: the claim `control_of` judged on a null's values; it must not replicate
 
 
 class PanelSpec(Strict):
@@ -284,6 +285,7 @@ class Spec(Strict):
 
     panels: list[PanelSpec] = []
     claims: list[ClaimSpec] = []
+    tuning_seeds: list[int] = []  # seeds used for any choice of testbed or hyperparameter: never judged
     path: str = ""
 
     @model_validator(mode="after")
@@ -305,6 +307,14 @@ class Spec(Strict):
                                     f"analysis that does to `analyses:` or fix the name (produced: {', '.join(sorted(produced)) or 'none'})")
             if (arm or ("main" if not self.variants else "")) not in arms:
                 raise ClaimError(i, f"claim {claim.id!r}: name the arm as {metric}@<arm>, one of {', '.join(arms)}")
+            if claim.control_of:
+                judged = next((c for c in self.claims if c.id == claim.control_of and not c.control_of), None)
+                if judged is None:
+                    raise ClaimError(i, f"claim {claim.id!r}: control_of names no claim of this spec "
+                                        f"({claim.control_of!r}); name the claim it controls")
+                if (judged.op, judged.threshold, judged.over) != (claim.op, claim.threshold, claim.over):
+                    raise ClaimError(i, f"claim {claim.id!r}: a control is judged by the same rule as "
+                                        f"{judged.id!r}; set op {judged.op!r}, threshold {judged.threshold}, over {judged.over!r}")
         return self
 
     @field_validator("scales")
@@ -464,8 +474,18 @@ def load_spec(path: str | Path) -> Spec:
             in_override = _has_path(override, loc) or (loc[:1] == ("task",) and "task" in override)
             full = ("scales", scale, *loc) if in_override else ("body", *loc)
             raise UserError(_fmt_error(path, root, full, err["msg"]) + ("" if in_override else f" (scale {scale})")) from None
-        del cfgs
+        judged_seeds_apart(spec, path, root, scale, {s for c in cfgs.values() for s in c.seeds})
+    if not RUNNERS[spec.runner].trains:
+        judged_seeds_apart(spec, path, root, spec.default_scale, set(spec.runner_params.get("seeds", [0, 1, 2])))
     return spec
+
+
+def judged_seeds_apart(spec: Spec, path: Path, root, scale: str, judged: set[int]) -> None:
+    """A seed used to choose the testbed or a hyperparameter (tuning_seeds) is never judged."""
+    both = sorted(set(spec.tuning_seeds) & judged)
+    if both:
+        raise UserError(_fmt_error(path, root, ("tuning_seeds",), f"seeds {both} are tuning seeds and also judged "
+                                   f"at scale {scale}; judge fresh seeds (set seeds: to ones not in tuning_seeds)"))
 
 
 def _has_path(d, loc) -> bool:
