@@ -117,3 +117,14 @@ def test_holm_of_one_claim_is_its_verdict(values, thr):
         return
     row = _row(values, thr)
     assert holm([row]) == [row["verdict"]]
+
+
+def test_claims_md_counts_controls_apart():
+    from replicate.claims import count_line
+    rows = [{"verdict": "replicated", "verdict_holm": "replicated", "control_of": ""},
+            {"verdict": "inconclusive", "verdict_holm": "inconclusive", "control_of": ""},
+            {"verdict": "not replicated", "verdict_holm": "inconclusive", "control_of": "a"}]
+    line = count_line(rows)
+    assert line.startswith("1 of 2 claims replicated (1 after a Holm correction")
+    assert "Controls (a null judged by a claim's own rule; each must come out not replicated): 1 of 1 not " \
+           "replicated (0 after Holm)" in line

@@ -126,3 +126,18 @@ def test_a_tuning_seed_that_is_judged_is_refused_at_its_line(tmp_path):
     assert str(err.value).startswith(f"{path}:{line}: tuning_seeds: seeds [1] are tuning seeds and also judged")
     path.write_text(TINY_SPEC + "tuning_seeds: [100]\n")
     assert load_spec(path).tuning_seeds == [100]
+
+
+def test_a_control_row_must_use_the_rule_of_the_claim_it_controls(tmp_path):
+    from conftest import TINY_SPEC
+    ctrl = ('  - {id: c2, statement: "control", source: test, metric: entropy_final_over_initial, op: "<=", '
+            'threshold: 0.5, control_of: c1}\n')
+    path = tmp_path / "t.yaml"
+    path.write_text(TINY_SPEC + ctrl)
+    with pytest.raises(UserError, match="a control is judged by the same rule as 'c1'; set op '<=', threshold 1.0"):
+        load_spec(path)
+    path.write_text(TINY_SPEC + ctrl.replace("c1}", "nope}"))
+    with pytest.raises(UserError, match="control_of names no claim"):
+        load_spec(path)
+    path.write_text(TINY_SPEC + ctrl.replace("0.5", "1.0"))
+    assert load_spec(path).claims[1].control_of == "c1"
