@@ -67,7 +67,7 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
         runs = {v: {s: run.metrics() for s, run in by_seed.items()} for v, by_seed in store_runs.items()}
         analysis = analyse(spec, runs, warmup_units(configs, runs))
         rows = judge_claims(spec.claims, analysis["per_seed"])
-        health = health_section(spec, configs, runs) if configs else None
+        health = health_section(spec, configs, runs) if configs and spec.runner == "rl" else None
         analysis["health"] = (health or {}).get("arms", {})
         paths = render(spec, runs, analysis, out, scale)
         extra = {"health": health, "kind": "full" if full else "smoke", "requested": requested,
