@@ -114,7 +114,8 @@ def judge_claims(claims, per_seed: dict, variant: str = "main") -> list[dict]:
         m, lo, hi = mean_ci(values)
         rows.append({"id": c.id, "statement": c.statement, "source": c.source, "paper_value": c.paper_value,
                      "metric": c.metric, "op": c.op, "threshold": c.threshold, "threshold_reason": c.threshold_reason,
-                     "beats": c.beats, "over": c.over, "control_of": c.control_of, "values": values, "unmeasured": len(values) - len(_measured(values)),
+                     "beats": c.beats, "over": c.over, "control_of": c.control_of,
+                     "values": values, "unmeasured": len(values) - len(_measured(values)),
                      "mean": m, "min": min(_measured(values), default=math.nan), "worst": worst(values, c.op),
                      "ci95": [lo, hi],
                      "verdict": verdict(values, c.op, c.threshold, c.over),
@@ -152,7 +153,7 @@ def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | No
         per = ", ".join(_fmt(v) for v in r["values"])
         measured = (f"worst {_fmt(r.get('worst', r['min']))}" if r["over"] == "every" else
                     f"{_fmt(r['mean'])} [{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}]")
-        name = f"**{r['id']}** (control of {r['control_of']}: must not replicate)" if r.get("control_of") else f"**{r['id']}**"
+        name = f"**{r['id']}**" + (f" (control of {r['control_of']}: must not replicate)" if r.get("control_of") else "")
         lines.append(f"| {name}: {r['statement']} | {_fmt(r['paper_value'])} | {measured} ({per}) | "
                      f"{r['metric']} {r['op']} {_fmt(r['threshold'])}{' in every run' if r['over'] == 'every' else ''} | "
                      f"{r['beats'] or '-'} | {r['verdict']} | {r.get('verdict_holm', r['verdict'])} |")

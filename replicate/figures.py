@@ -315,7 +315,8 @@ def _panel_arms(ax, runs, key, ylabel, title, log=False, health=None):
 
 def panel_arm_entropy(ax, runs, analysis, title):
     """Policy entropy over steps, one line per arm (mean over seeds, band min..max; log scale)."""
-    _panel_arms(ax, runs, "entropy", "policy entropy (nats / token, log scale)", title, log=True, health=analysis.get("health"))
+    _panel_arms(ax, runs, "entropy", "policy entropy (nats / token, log scale)", title, log=True,
+                health=analysis.get("health"))
 
 
 def panel_arm_length(ax, runs, analysis, title):

@@ -1,5 +1,4 @@
 """Run health (analysis/health.py): which rule trips, when, and that the trainer's watch logs it once."""
-import math
 
 from hypothesis import given, settings, strategies as st
 

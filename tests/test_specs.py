@@ -109,8 +109,9 @@ def test_tuning_seeds_are_never_judged_in_any_shipped_spec():
     from replicate.runners import RUNNERS
     for path in set(all_specs().values()):
         spec = load_spec(path)
-        judged = ({s for scale in [spec.default_scale, *spec.scales] for c in spec.variant_configs(scale).values()
-                   for s in c.seeds} if RUNNERS[spec.runner].trains else set(spec.runner_params.get("seeds", [0, 1, 2])))
+        scales = [spec.default_scale, *spec.scales]
+        judged = ({s for scale in scales for c in spec.variant_configs(scale).values() for s in c.seeds}
+                  if RUNNERS[spec.runner].trains else set(spec.runner_params.get("seeds", [0, 1, 2])))
         assert not set(spec.tuning_seeds) & judged, path
     for name in ("dast-table1", "dast-levels", "dast-ablation"):
         assert find_spec(name).tuning_seeds == [100]

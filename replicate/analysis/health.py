@@ -34,7 +34,8 @@ def first_break(rows: list[dict], max_new_tokens: int | None) -> tuple[int, str]
         if "eos_share" in row:
             eos.append(row["eos_share"])
             if len(eos) >= WINDOW and np.mean(eos[-WINDOW:]) < 1 - NO_EOS_SHARE:
-                return row["step"], f"no EOS: {np.mean(eos[-WINDOW:]):.3g} of responses end in EOS at step {row['step']}"
+                share = np.mean(eos[-WINDOW:])
+                return row["step"], f"no EOS: {share:.3g} of responses end in EOS at step {row['step']}"
         elif "response_length" in row and max_new_tokens:
             length.append(row["response_length"])
             if len(length) >= WINDOW and np.mean(length[-WINDOW:]) >= NO_EOS_SHARE * max_new_tokens:

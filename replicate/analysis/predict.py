@@ -168,7 +168,8 @@ def size_trend(runs: dict) -> dict:
             # informative: inside the interval, and the interval excludes the no-size-dependence prediction (the
             # smaller sizes' mean), so an interval wide enough to cover every plausible value scores 0
             informative = err <= half < abs(pred - train[:, col].mean())
-            record(per_seed, f"{name}_predicted_informatively", ALL, float(informative) if math.isfinite(half) else math.nan)
+            record(per_seed, f"{name}_predicted_informatively", ALL,
+                   float(informative) if math.isfinite(half) else math.nan)
             record(per_seed, f"{name}_trend_abs_error", ALL, err)
             record(per_seed, f"{name}_trend_minus_mean_abs_error", ALL, err - null)
             record(per_seed, f"{name}_interval_half_width", ALL, half)
