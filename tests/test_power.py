@@ -128,3 +128,10 @@ def test_claims_md_counts_controls_apart():
     assert line.startswith("1 of 2 claims replicated (1 after a Holm correction")
     assert "Controls (a null judged by a claim's own rule; each must come out not replicated): 1 of 1 not " \
            "replicated (0 after Holm)" in line
+
+
+def test_power_text_marks_effects_beyond_reach():
+    rows = [claim_power({"id": "tiny_effect", "metric": "m", "values": [1e-6, 1.0, -1.0], "threshold": 0.0}),
+            claim_power({"id": "one", "metric": "m", "values": [0.4], "threshold": 0.0})]
+    text = power_text("x", "test", rows)
+    assert text.splitlines()[3].split()[4] == ">10000" and text.splitlines()[4].split()[4] == "?"

@@ -69,8 +69,8 @@ def power_text(spec_id: str, source: str, table: list[dict]) -> str:
              "t_{0.975,n-1}·sd/√n < |mean - threshold|, if mean and sd stayed as measured", "",
              f"{'claim':38} {'seeds':>5} {'sd':>9} {'effect':>9} {'needed':>8}"]
     for r in table:
-        needed = ("-" if r["over"] == "every" else "never" if r["needed"] is None and r["n"] > 1 else
-                  "?" if r["needed"] is None else str(r["needed"]))
+        needed = ("-" if r["over"] == "every" else str(r["needed"]) if r["needed"] is not None else
+                  "?" if r["n"] < 2 else "never" if r["effect"] == 0 else f">{MAX_SEEDS}")
         lines.append(f"{r['id'][:38]:38} {r['n']:>5} {fmt(r['sd']):>9} {fmt(r['effect']):>9} {needed:>8}"
                      + (f"   warning: {r['warning']}" if r["warning"] else ""))
     return "\n".join(lines)
