@@ -19,6 +19,14 @@ from replicate.tasks import TASKS
 SCALES = ("tiny", "small", "paper")
 
 
+def known(name: str, names, kind: str, sort: bool = False) -> str:
+    """`name` if it is one of `names` (a registry or a tuple), else the one-line error every spec field gives."""
+    if name not in names:
+        listed = sorted(names) if sort else list(names)
+        raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(listed)}")
+    return name
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -54,9 +62,7 @@ class TaskSpec(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v):
-        if v not in TASKS:
-            raise ValueError(f"unknown task {v!r}; choose one of {', '.join(sorted(TASKS))}")
-        return v
+        return known(v, TASKS, "task", sort=True)
 
     @model_validator(mode="after")
     def _params(self):
@@ -116,10 +122,8 @@ class AlgorithmSpec(Strict):
 
     @model_validator(mode="after")
     def _registered(self):
-        if self.advantage not in ADVANTAGES:
-            raise ValueError(f"unknown advantage estimator {self.advantage!r}; choose one of {', '.join(ADVANTAGES)}")
-        if self.policy_loss not in POLICY_LOSSES:
-            raise ValueError(f"unknown policy loss {self.policy_loss!r}; choose one of {', '.join(POLICY_LOSSES)}")
+        known(self.advantage, ADVANTAGES, "advantage estimator")
+        known(self.policy_loss, POLICY_LOSSES, "policy loss")
         self.advantage_params = typed_hparams("advantage", ADVANTAGES[self.advantage], self.advantage_params,
                                               ADVANTAGE_INPUTS)
         if self.advantage == "prime" and not self.advantage_params.get("beta", 0.05) > 0:
@@ -127,11 +131,9 @@ class AlgorithmSpec(Strict):
                              f"{self.advantage_params['beta']!r}; PRIME's recipe uses 0.05")
         self.policy_loss_params = typed_hparams("policy loss", POLICY_LOSSES[self.policy_loss],
                                                 self.policy_loss_params, LOSS_INPUTS)
-        if self.loss_agg_mode not in LOSS_AGG_MODES:
-            raise ValueError(f"unknown loss_agg_mode {self.loss_agg_mode!r}; choose one of {', '.join(LOSS_AGG_MODES)}")
+        known(self.loss_agg_mode, LOSS_AGG_MODES, "loss_agg_mode")
         for kind in (self.kl_loss_type, self.kl_in_reward_type):
-            if kind not in KL_KINDS:
-                raise ValueError(f"unknown KL kind {kind!r}; choose one of {', '.join(KL_KINDS)}")
+            known(kind, KL_KINDS, "KL kind")
         return self
 
 
@@ -148,9 +150,7 @@ class RolloutSpec(Strict):
     @classmethod
     def _known_engine(cls, v):
         from replicate.runners.rl.engines import ENGINES
-        if v not in ENGINES:
-            raise ValueError(f"unknown rollout engine {v!r}; choose one of {', '.join(ENGINES)}")
-        return v
+        return known(v, ENGINES, "rollout engine")
 
 
 class OptimizerSpec(Strict):
