@@ -1,8 +1,8 @@
-"""Run health (analysis/health.py): which rule trips, when, and that the trainer's watch logs it once."""
+"""Run health (runners/rl/health.py): which rule trips, when, and that the trainer's watch logs it once."""
 
 from hypothesis import given, settings, strategies as st
 
-from replicate.analysis.health import BLOWUP, WINDOW, Watch, first_break, run_health
+from replicate.runners.rl.health import BLOWUP, WINDOW, Watch, first_break, run_health
 
 
 def rows(entropy, length=None, acc=None):
@@ -76,7 +76,7 @@ def test_claims_md_shows_stability_and_sensitivity(tiny_spec_file, warm_store, t
     """End to end on the tiny test spec: healthy runs give a 2 / 2 row; a run made to trip (seed 1) gives 1 / 2,
     a sensitivity line judged without it, and the pre-registered verdict still over both seeds."""
     import json
-    from replicate.analysis import health
+    from replicate.runners.rl import health
     from replicate.experiment import reproduce
     from replicate.specs import load_spec
     spec = load_spec(tiny_spec_file)

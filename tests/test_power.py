@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from scipy import stats
 
 from replicate.analysis.power import claim_power, power_text, seeds_needed
-from replicate.claims import holm, holm_reject, mean_ci, p_value, verdict
+from replicate.report.claims import holm, holm_reject, mean_ci, p_value, verdict
 from replicate.cli import main
 
 
@@ -120,7 +120,7 @@ def test_holm_of_one_claim_is_its_verdict(values, thr):
 
 
 def test_claims_md_counts_controls_apart():
-    from replicate.claims import count_line
+    from replicate.report.claims import count_line
     rows = [{"verdict": "replicated", "verdict_holm": "replicated", "control_of": ""},
             {"verdict": "inconclusive", "verdict_holm": "inconclusive", "control_of": ""},
             {"verdict": "not replicated", "verdict_holm": "inconclusive", "control_of": "a"}]

@@ -13,26 +13,9 @@ import math
 import operator
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
+from replicate.analysis.stats import _measured, mean_ci, p_value  # noqa: F401  (claims judge with the analysis' interval)
 
 OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
-
-
-def _measured(values) -> list[float]:
-    return [float(x) for x in values if x is not None and not math.isnan(x)]
-
-
-def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and 95% t-interval of the measured values (unmeasured ones are left out; see `verdict`)."""
-    v = np.asarray(_measured(values), dtype=float)
-    if len(v) == 0:
-        return math.nan, math.nan, math.nan
-    m = float(v.mean())
-    if len(v) < 2:
-        return m, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-    return m, m - half, m + half
 
 
 def verdict(values, op: str, threshold: float, over: str = "mean") -> str:
@@ -50,20 +33,6 @@ def verdict(values, op: str, threshold: float, over: str = "mean") -> str:
     if not holds(lo, threshold) and not holds(hi, threshold):
         return "not replicated"
     return "inconclusive"
-
-
-def p_value(values, threshold: float) -> float:
-    """Two-sided p of the t-test of mean = threshold over the measured values: the interval of `mean_ci` excludes
-    the threshold exactly when p < 0.05. NaN with fewer than 2 measured values; 0 when they are all equal and
-    differ from the threshold (1 when they equal it)."""
-    v = np.asarray(_measured(values), dtype=float)
-    if len(v) < 2:
-        return math.nan
-    sd = v.std(ddof=1)
-    if sd == 0:
-        return 0.0 if v[0] != threshold else 1.0
-    t = (v.mean() - threshold) / (sd / math.sqrt(len(v)))
-    return float(2 * stats.t.sf(abs(t), len(v) - 1))
 
 
 def holm_reject(pvalues: list[float], alpha: float = 0.05) -> list[bool]:
@@ -188,7 +157,7 @@ def count_line(rows: list[dict]) -> str:
 def health_lines(health: dict) -> list[str]:
     """The run-health section: a stability row per arm, the flagged runs, and the claims without them."""
     lines = ["", "Run health (a run is flagged when it stops emitting EOS, its accuracy falls to 0, or its entropy "
-             "rises above 1.5x its start: analysis/health.py):", "", "| arm | healthy seeds / seeds | flagged |",
+             "rises above 1.5x its start: runners/rl/health.py):", "", "| arm | healthy seeds / seeds | flagged |",
              "|---|---|---|"]
     for arm, h in health.get("arms", {}).items():
         flagged = "; ".join(f"seed {s}: {why}" for s, why in h["flagged"].items()) or "-"
