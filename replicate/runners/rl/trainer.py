@@ -170,7 +170,8 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
     val_problems = learner.task.validation[:ev.n_prompts]
     probe_problems = learner.task.validation[-tr.probe_prompts:] if tr.probe_prompts else []
     t0 = time.time()
-    health = Watch(ro.max_new_tokens, log, run.path.name, run.metrics(torn_ok=True) if start else [])
+    name = run.path.name if hasattr(run, "path") else "run"
+    health = Watch(ro.max_new_tokens, log, name, run.metrics(torn_ok=True) if start else [])
     for step in range(start, tr.steps):
         metrics = {"step": step}
         if step == 0:  # the model's size, for analyses across sizes (fig7)
