@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from evaluators import code
+from evaluators import _jail
 from evaluators.code import UID_RANGE, evaluate_code, sandbox_processes, wait_until_gone
 
 ADD = {"asserts": "assert add(1, 2) == 3\nassert add(-1, 1) == 0\nassert add(2.5, 0.5) == 3.0"}
@@ -97,7 +97,7 @@ def test_hostile_stdio_programs():
 
 @pytest.fixture
 def no_bwrap(monkeypatch):
-    monkeypatch.setattr(code, "bwrap_available", lambda: False)
+    monkeypatch.setattr(_jail, "bwrap_available", lambda: False)
 
 
 def test_without_bubblewrap_it_refuses(no_bwrap):
@@ -125,14 +125,14 @@ def test_unsandboxed_when_explicitly_allowed(no_bwrap):
 
 # ---- nothing of the sandbox outlives evaluate_code --------------------------------------------------------
 
-LINGER = """import os
+LINGER = """import os, sys
 def spawn():
     r, w = os.pipe()
     if os.fork() == 0:
         os.setsid()
         pid = os.fork()
         if pid == 0:
-            os.execv('/bin/sleep', ['MARKER', '300'])
+            os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(300)', 'MARKER'])
         os.write(w, str(pid).encode())
         os._exit(0)
     os.close(w)
@@ -161,7 +161,7 @@ def _marked(marker):
 @pytest.mark.parametrize("mode", ["bwrap", "unsandboxed"])
 def test_a_lingering_child_is_gone_when_evaluate_code_returns(mode, monkeypatch, tmp_path):
     if mode == "unsandboxed":
-        monkeypatch.setattr(code, "bwrap_available", lambda: False)
+        monkeypatch.setattr(_jail, "bwrap_available", lambda: False)
     marker = f"replicate-sleeper-{uuid.uuid4().hex}"
     program = LINGER.replace("MARKER", marker)
     seen = tmp_path / "uid"
