@@ -304,7 +304,10 @@ def _root_mounts() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def _bwrap_command(tmp_bytes: int, seccomp_fd: int | None, as_root: bool) -> list[str]:
     dirs, files = _root_mounts()
-    binds = [a for p in (*dirs, *files) for a in ("--ro-bind", os.path.realpath(p), p)]
+    parents = sorted({str(a) for p in (*dirs, *files, "/sbx/harness.py") for a in Path(p).parents if str(a) != "/"},
+                     key=lambda p: p.count("/"))
+    mkdirs = [a for d in parents for a in ("--perms", "0755", "--dir", d)]  # reachable by the dropped uid
+    binds = mkdirs + [a for p in (*dirs, *files) for a in ("--ro-bind", os.path.realpath(p), p)]
     site = [a for d in dirs if os.path.isdir(f"{d}/site-packages") for a in ("--tmpfs", f"{d}/site-packages")]
     return ["bwrap", *binds, *site, "--ro-bind", str(HARNESS), "/sbx/harness.py", "--dev", "/dev",
             "--perms", "01777", "--size", str(tmp_bytes), "--tmpfs", "/tmp", "--remount-ro", "/",

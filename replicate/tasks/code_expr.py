@@ -8,8 +8,9 @@ fails. Telling + from - needs the last digit of the sum or difference (a lookup,
 mostly shows in the size of the result: a tiny model gets part of it, the rest is left for RL. Where the example
 cannot tell the operations apart the answer is a guess: an accuracy ceiling below 1, as fig1's.
 
-One sandbox start scores a whole batch: every distinct response becomes a function of one program, called once per
-test input; the values come back as data and are compared here. A response that is not one expression (checked
+One sandbox start scores a whole batch: every distinct response becomes its own one-function program, run in its own
+fresh process in the jail (so one response cannot touch another's result), called once per test input; the values
+come back as data and are compared here, and a response that raises, hangs or kills the jail scores 0 alone. A response that is not one expression (checked
 with `ast`, which parses and runs nothing) scores 0 without running. Warm-up noise replaces the gold operation by
 another (as short_answer's noise, on the answer's one hard token).
 """
@@ -22,13 +23,12 @@ from .base import Problem
 
 OPS = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y}
 HIDDEN_TESTS = ((2, 3), (7, 5), (4, 9))  # every pair tells the three operations apart
-RETRY_TIMEOUT_S = 1.0  # a sub-batch after a failed batch (a whole batch of this task runs in ~0.2 s)
 
 
 class CodeExprTask:
     alphabet = "0123456789xy+-*(),=;f"
 
-    def __init__(self, holdout: int = 256, holdout_seed: int = 12345, timeout_s: float = 5.0):
+    def __init__(self, holdout: int = 256, holdout_seed: int = 12345, timeout_s: float = 1.0):
         self.timeout_s = timeout_s
         self.validation = self._sample(random.Random(holdout_seed), holdout, exclude=set())
         self._held = {p.prompt for p in self.validation}
@@ -86,21 +86,21 @@ def is_expression(text: str) -> bool:
     return bool(text.strip())
 
 
-def run_expressions(items, timeout_s: float = 5.0) -> dict:
+def run_expressions(items, timeout_s: float = 1.0) -> dict:
     """{(expression, inputs): [its values on the inputs] or None} for each distinct (expression, inputs), every
-    expression a function f(x, y) of one program run in one sandbox start (a failed batch is halved and retried,
-    so one runaway candidate costs a few short timeouts, not the batch)."""
+    expression a function f(x, y) in a program of its own, run in its own process of one sandbox start with
+    `timeout_s` seconds (so one runaway candidate costs its own timeout, not the batch)."""
     from evaluators.code import call_in_sandbox
     items = sorted({(e, inputs) for e, inputs in items if is_expression(e)})
     if not items:
         return {}
     names = {e: f"c{i}" for i, e in enumerate(sorted({e for e, _ in items}))}
-    program = "\n".join(f"def {name}(x, y):\n    return ({e})" for e, name in names.items())
+    programs = {name: f"def {name}(x, y):\n    return ({e})\n" for e, name in names.items()}
     calls = [(names[e], pair) for e, inputs in items for pair in inputs]
-    status, values = call_in_sandbox(program, calls, timeout_s=timeout_s)
-    if not status.startswith("passed") and len(items) > 1:
-        half = len(items) // 2
-        return {**run_expressions(items[:half], RETRY_TIMEOUT_S), **run_expressions(items[half:], RETRY_TIMEOUT_S)}
+    status, values = call_in_sandbox(programs, calls, timeout_s=timeout_s)
+    if status.startswith("error"):
+        from ..errors import UserError
+        raise UserError(f"code_expr cannot score responses: the code sandbox refused ({status[7:]})")
     out, at = {}, 0
     for e, inputs in items:
         got = values[at:at + len(inputs)]
