@@ -15,6 +15,7 @@ filesystem stays readable, and limits are per process where no cgroup can be mad
 """
 from __future__ import annotations
 
+import atexit
 import fcntl
 import json
 import os
@@ -31,6 +32,7 @@ import tempfile
 import threading
 import time
 import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -259,6 +261,11 @@ _X86_64_DENY = {  # name: x86_64 syscall number
     "mount": 165, "umount2": 166, "pivot_root": 155, "open_by_handle_at": 304, "kexec_load": 246,
     "init_module": 175, "finit_module": 313, "delete_module": 176, "fsopen": 430, "fsmount": 432,
     "move_mount": 429, "open_tree": 428, "process_madvise": 440,
+    # System V and POSIX message-queue IPC outlive their creator in the jail's IPC namespace: refused, so a
+    # candidate can leave nothing there for the next one in a warm jail
+    "shmget": 29, "shmat": 30, "shmctl": 31, "semget": 64, "semop": 65, "semctl": 66, "msgget": 68, "msgsnd": 69,
+    "msgrcv": 70, "msgctl": 71, "semtimedop": 220, "mq_open": 240, "mq_unlink": 241, "mq_timedsend": 242,
+    "mq_timedreceive": 243, "mq_notify": 244, "mq_getsetattr": 245,
 }
 
 
@@ -388,6 +395,7 @@ class Jail:
 
     def __init__(self, lim, allow_unsandboxed: bool = False):
         self.lim, self.proc, self.fired, self.dead = lim, None, False, False
+        self.oom_base, self.sandboxed, self.idle_since = 0, False, 0.0
         self._lock, self._cv = threading.Lock(), threading.Condition()
         self._deadline, self._closed, self._buf = float("inf"), False, b""
         self._lease = self._cgroup = self._base = None
@@ -398,7 +406,7 @@ class Jail:
             raise
 
     def _start(self, sandboxed: bool, allow_unsandboxed: bool) -> None:
-        as_root = os.geteuid() == 0
+        as_root, self.sandboxed = os.geteuid() == 0, sandboxed
         lim = self.lim
         try:
             self._cgroup = Cgroup(lim.memory_mb * 2 ** 20, lim.processes)
@@ -499,7 +507,14 @@ class Jail:
         return line
 
     def oom_kills(self) -> int:
-        return self._cgroup.oom_kills() if self._cgroup else 0
+        """Processes the kernel killed for the memory cap since the current candidate was loaded."""
+        return (self._cgroup.oom_kills() if self._cgroup else 0) - self.oom_base
+
+    def new_candidate(self) -> None:
+        self.oom_base += self.oom_kills()
+
+    def alive(self) -> bool:
+        return not self.dead and self.proc is not None and self.proc.poll() is None
 
     def _death(self) -> JailDied:
         self.dead = True
@@ -507,7 +522,7 @@ class Jail:
         self.proc.wait()
         if self.fired:
             return JailDied("timeout", "wall-time limit reached")
-        if self._cgroup and self._cgroup.oom_kills():
+        if self.oom_kills() > 0:
             return JailDied("limit", "the jail ran out of memory")
         self._errors.seek(0)
         err = self._errors.read()[-300:].decode(errors="replace").strip()
@@ -558,3 +573,61 @@ def _host_limits(lim, cgroup):
                          (resource.RLIMIT_FSIZE, lim.file_bytes)):
             resource.setrlimit(res, (val, val))
     return apply
+
+
+# ---- warm jails: started once, reused; every candidate still gets a fresh process, dir and limits -------------
+
+POOL_SIZE = 4        # idle jails kept per (process, limits)
+_pool_lock = threading.Lock()
+_idle: dict[tuple, list[Jail]] = {}
+
+
+@contextmanager
+def warm_jail(lim, allow_unsandboxed: bool = False):
+    """A jail from the pool of idle ones (or a new one); given back after use only if it is healthy and the
+    supervisor confirms it killed every process of the last candidate and wiped its files. Jails without
+    bubblewrap are never reused (without a PID namespace nothing guarantees a candidate left no process)."""
+    key = (os.getpid(), allow_unsandboxed, lim.cpu_s, lim.memory_mb, lim.processes, lim.output_bytes,
+           lim.file_bytes, lim.disk_bytes)
+    jail, stale = None, []
+    with _pool_lock:
+        idle = _idle.setdefault(key, []) if _check_tools(allow_unsandboxed) else []
+        while idle and jail is None:
+            candidate = idle.pop()
+            (stale if not candidate.alive() else [None]).append(candidate)
+            jail = candidate if candidate.alive() else None
+    for old in stale:
+        if old is not None:
+            old.close()
+    jail = jail or Jail(lim, allow_unsandboxed)
+    reusable = False
+    try:
+        yield jail
+        if jail.sandboxed and jail.alive():
+            try:
+                reusable = jail.request({"op": "end"}, 10.0).get("ended") is True
+            except JailDied:
+                reusable = False
+    finally:
+        with _pool_lock:
+            idle = _idle.setdefault(key, [])
+            keep = reusable and len(idle) < POOL_SIZE and key[0] == os.getpid()
+            if keep:
+                idle.append(jail)
+        if not keep:
+            jail.close()
+
+
+def close_warm_jails() -> None:
+    """Close every idle jail of this process (also run at exit)."""
+    with _pool_lock:
+        jails = [j for k, idle in _idle.items() if k[0] == os.getpid() for j in idle]
+        _idle.clear()
+    for jail in jails:
+        try:
+            jail.close()
+        except Refused:
+            pass
+
+
+atexit.register(close_warm_jails)

@@ -24,7 +24,8 @@ import time
 from dataclasses import dataclass, field
 
 from evaluators._jail import (HARNESS, NO_BWRAP, NO_CGROUP, REAP_TIMEOUT_S, UID_RANGE, Jail, JailDied,  # noqa: F401
-                              Refused, bwrap_available, sandbox_processes, wait_until_gone)
+                              Refused, bwrap_available, close_warm_jails, sandbox_processes, wait_until_gone,
+                              warm_jail)
 from evaluators._sandbox_harness import dec, enc
 
 
@@ -68,7 +69,7 @@ def _died(jail: Jail, why: str) -> _Verdict:
     """The verdict for a candidate process that did not answer (the supervisor's reason)."""
     if why in ("timeout", "cpu"):
         return _Verdict("timeout", "wall-time limit reached" if why == "timeout" else "CPU-time limit reached")
-    if why.startswith("limit") or (why == "signal 9" and jail.oom_kills()):
+    if why.startswith("limit") or (why == "signal 9" and jail.oom_kills() > 0):
         return _Verdict("limit", why if why.startswith("limit") else "the jail ran out of memory")
     return _Verdict("failed", f"the program's process ended early ({why})")
 
@@ -87,6 +88,7 @@ def _ask(jail: Jail, msg: dict, deadline: float) -> dict:
 
 
 def _load(jail: Jail, program: str, deadline: float) -> None:
+    jail.new_candidate()
     reply = _ask(jail, {"op": "load", "src": program}, deadline)
     if not reply.get("ready"):
         error = str(reply.get("error", ""))
@@ -183,6 +185,7 @@ def _run_stdio(jail: Jail, program: str, cases: list, lim: Limits) -> CodeResult
     results = []
     for i, case in enumerate(cases):
         try:
+            jail.new_candidate()
             reply = _ask(jail, {"op": "stdio", "src": program, "input": str(case.get("input", "")),
                                 "cap": lim.output_bytes}, deadline)
         except _Verdict as v:
@@ -212,7 +215,7 @@ def evaluate_code(program: str, tests: dict, timeout_s: float = 10.0, limits: Li
         return CodeResult(False, "error", "program must be a string")
     lim = _limits(timeout_s, limits)
     try:
-        with Jail(lim, allow_unsandboxed) as jail:
+        with warm_jail(lim, allow_unsandboxed) as jail:
             if "asserts" in tests:
                 return _run_asserts(jail, program, tests, lim)
             return _run_stdio(jail, program, list(tests["stdio"]), lim)
@@ -267,7 +270,7 @@ def call_in_sandbox(candidates, calls: list, timeout_s: float = 10.0, limits: Li
                     groups.setdefault(candidates[name], []).append(i)
         todo, status = list(groups.items()), "passed"
         while todo:  # a candidate that kills the jail costs itself only: the rest go on in a fresh jail
-            with Jail(lim, allow_unsandboxed) as jail:
+            with warm_jail(lim, allow_unsandboxed) as jail:
                 while todo:
                     program, idx = todo.pop(0)
                     st, vals = _one_candidate(jail, program, [calls[i] for i in idx], lim)

@@ -10,7 +10,7 @@ import types
 import pytest
 
 from evaluators import _jail
-from evaluators.code import Limits, call_in_sandbox, evaluate_code
+from evaluators.code import Limits, call_in_sandbox, close_warm_jails, evaluate_code
 from evaluators._sandbox_harness import dec, enc, rmtree
 
 pytestmark = pytest.mark.skipif(not _jail.bwrap_available(), reason="the code sandbox needs bubblewrap")
@@ -55,6 +55,8 @@ WRONG = {
     "ptrace_supervisor": ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
                           "assert libc.ptrace(16, os.getppid(), 0, 0) == 0\ndef add(a, b):\n    return a + b\n",
                           ADD, {"failed"}),
+    "sysv_shared_memory": ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                           "assert libc.shmget(4242, 4096, 0o1666) >= 0\ndef add(a, b):\n    return a + b\n", ADD, {"failed"}),
     # ours
     "forge_replies_on_own_pipe": ("import os\nfor _ in range(5):\n    os.write(4, b'{\"ok\": {\"i\": \"3\"}}\\n')\n"
                                   "def add(a, b):\n    return 0\n", ADD, {"failed"}),
@@ -191,6 +193,7 @@ def test_memory_and_disk_are_capped_for_the_whole_jail(program):
 
 
 def test_without_a_cgroup_it_refuses(monkeypatch):
+    close_warm_jails()  # a jail already started holds its cgroup
     monkeypatch.setattr(_jail, "_make_cgroup_dirs", lambda name: [])
     r = evaluate_code("def add(a, b):\n    return a + b\n", ADD)
     assert r.status == "error" and "cgroup" in r.detail and "allow_unsandboxed=True" in r.detail
@@ -206,6 +209,7 @@ def test_the_jail_runs_the_callers_python():
 
 
 def test_another_python_in_the_jail_is_an_error_naming_it(monkeypatch):
+    close_warm_jails()  # the version is checked when a jail starts
     fake = types.SimpleNamespace(version_info=(3, 99, 0), version="3.99.0 (fake)", executable=sys.executable)
     monkeypatch.setattr(_jail, "sys", fake)
     r = evaluate_code("def add(a, b):\n    return a + b\n", ADD)
@@ -227,6 +231,20 @@ def test_a_candidate_sees_nothing_its_batch_mates_left():
     second = "import os, glob\ndef b():\n    return sorted(set(glob.glob('/tmp/*') + glob.glob('/tmp/*/*')) - {os.getcwd()})\n"
     status, values = call_in_sandbox({"a": first, "b": second}, [("a", ()), ("b", ())])
     assert status == "passed" and values == [1, []]
+
+
+def test_a_warm_jail_hands_the_next_evaluation_nothing(tmp_path):
+    """Jails are reused (issue 25's warm pool): the next candidate still finds no file and no process."""
+    seen = tmp_path / "uid"
+    first = ("import os, time\nopen('/tmp/leak', 'w').write('3')\nopen('leak', 'w').write('3')\n"
+             "if os.fork() == 0:\n    os.setsid()\n    time.sleep(30)\ndef who():\n    return os.getuid()\n")
+    assert evaluate_code(first, {"asserts": f"open({str(seen)!r}, 'w').write(str(who()))"}).passed
+    if os.geteuid() == 0:  # the sleeper is gone: only the jail's supervisor runs as its uid
+        for pid in _jail.sandbox_processes(int(seen.read_text())):
+            assert b"/sbx/harness.py" in open(f"/proc/{pid}/cmdline", "rb").read()
+    second = ("import glob, os\ndef left():\n    return sorted(set(glob.glob('/tmp/*') + glob.glob('/tmp/*/*') "
+              "+ glob.glob('*')) - {os.getcwd()})\n")
+    assert evaluate_code(second, {"asserts": "assert left() == []"}).passed
 
 
 # ---- 8. call_in_sandbox and code_expr: one candidate's failure is its own -------------------------------
