@@ -147,11 +147,12 @@ def _limit(lim):
         resource.setrlimit(res, (val, val))
 
 
-def _serve_calls(ns, req_fd, rep_fd):
-    reqs = os.fdopen(req_fd, "rb")
+def _serve_calls(ns, req_fd, rep_fd, calls=None):
+    """Answer each request line from req_fd, or each of `calls` (known when the process was forked)."""
+    reqs = os.fdopen(req_fd, "rb") if calls is None else calls
     for line in reqs:
         try:
-            req = json.loads(line)
+            req = json.loads(line) if calls is None else dict(zip(("name", "args", "kwargs"), line))
             fn = ns[req["name"]]
             reply = {"ok": enc(fn(*dec(req["args"]), **{k: dec(v) for k, v in req["kwargs"].items()}))}
         except BaseException as exc:  # noqa: BLE001 - every exception is the candidate's result
@@ -161,7 +162,7 @@ def _serve_calls(ns, req_fd, rep_fd):
             data = data[os.write(rep_fd, data):]
 
 
-def _child(src, mode, fds, lim):
+def _child(src, mode, fds, lim, calls=None):
     """The candidate's process (never returns). calls: load src, say ready on fd 4, serve calls from fd 3.
     stdio: run src as __main__ with fd 0/1 the case's input and output."""
     code = 1
@@ -194,7 +195,7 @@ def _child(src, mode, fds, lim):
             sys.stdout.flush()
         else:
             os.write(4, b'{"ready": true}\n')
-            _serve_calls(ns, 3, 4)
+            _serve_calls(ns, 3, 4, calls)
             code = 0
     except BaseException:  # noqa: BLE001
         code = 1
@@ -214,10 +215,10 @@ def _describe(status):
 class Supervisor:
     def __init__(self, work, pidns, lim, out):
         self.work, self.pidns, self.lim, self.out = work, pidns, lim, out
-        self.child = None  # (pid, pidfd, request fd, reply fd, buffer)
-        self.serial = 0
+        self.child = None  # (pid, pidfd, (request fd, reply fd), reply buffer)
+        self.serial, self.pending, self.load_deadline = 0, b"", 0.0
 
-    def _fork(self, src, mode, stdin_fd=None, stdout_fd=None):
+    def _fork(self, src, mode, stdin_fd=None, stdout_fd=None, calls=None):
         self.serial += 1
         home = os.path.join(self.work, f"c{self.serial}")
         os.mkdir(home, 0o700)
@@ -233,7 +234,7 @@ class Supervisor:
                 os.chdir(home)
                 os.environ.update(HOME=home, TMPDIR=home)
             finally:
-                _child(src, mode, theirs, self.lim)
+                _child(src, mode, theirs, self.lim, calls)
         for fd in theirs:
             os.close(fd)
         return pid, os.pidfd_open(pid), ours
@@ -244,7 +245,7 @@ class Supervisor:
             pid, pidfd, ours, _ = self.child
             for fd in (pidfd, *ours):
                 os.close(fd)
-            self.child = None
+            self.child, self.pending = None, b""
         if self.pidns:
             end = time.monotonic() + 5
             while time.monotonic() < end:
@@ -270,8 +271,10 @@ class Supervisor:
                 return
 
     def _exchange(self, data, deadline, cap):
-        """Write data to the child, read one line back; -> (line or None, why)."""
+        """Queue data for the child and read one line back, writing while reading (requests may be pipelined);
+        -> (line or None, why)."""
         pid, pidfd, (w, r), buf = self.child
+        self.pending += data
         os.set_blocking(w, False)
         while True:
             if b"\n" in buf:
@@ -281,12 +284,12 @@ class Supervisor:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None, "timeout"
-            rd, wr, _ = select.select([r, pidfd], [w] if data else [], [], left)
+            rd, wr, _ = select.select([r, pidfd], [w] if self.pending else [], [], left)
             if wr:
                 try:
-                    data = data[os.write(w, data):]
+                    self.pending = self.pending[os.write(w, self.pending):]
                 except BrokenPipeError:
-                    data = b""
+                    self.pending = b""
             if r in rd:
                 chunk = os.read(r, 65536)
                 if not chunk:
@@ -294,7 +297,7 @@ class Supervisor:
                 buf += chunk
                 if len(buf) > cap:
                     return None, "limit: reply too large"
-            elif pidfd in rd and not data:
+            elif pidfd in rd and not self.pending:
                 rd2, _, _ = select.select([r], [], [], 0)
                 if not rd2:
                     return None, self._died(pid, deadline)
@@ -309,10 +312,10 @@ class Supervisor:
             return "gone"
         return _describe(status)
 
-    def load(self, req):
+    def load(self, req, calls=None):
         self._finish()
-        deadline = time.monotonic() + req["budget"]
-        pid, pidfd, ours = self._fork(req["src"], "calls")
+        deadline = self.load_deadline = time.monotonic() + req["budget"]
+        pid, pidfd, ours = self._fork(req["src"], "calls", calls=calls)
         self.child = (pid, pidfd, ours, b"")
         line, why = self._exchange(b"", deadline, 4096)
         if line is None:
@@ -327,8 +330,11 @@ class Supervisor:
     def call(self, req):
         if self.child is None:
             return {"died": "no candidate loaded"}
-        deadline = time.monotonic() + req["budget"]
         data = (json.dumps({"name": req["name"], "args": req["args"], "kwargs": req["kwargs"]}) + "\n").encode()
+        return self._reply(data, time.monotonic() + req["budget"])
+
+    def _reply(self, data, deadline):
+        """Send data (may be empty: requests already queued) and return the child's next reply, checked."""
         line, why = self._exchange(data, deadline, self.lim["output_bytes"])
         if line is None:
             self._finish()
@@ -344,6 +350,20 @@ class Supervisor:
             pass
         self._finish()
         return {"died": "malformed reply"}
+
+    def run(self, req):
+        """Load one candidate and make all its calls in one request, within one budget: -> the
+        load's reply, plus "results" (one reply per call answered) and "died" if it ended early."""
+        loaded = self.load(req, calls=req["calls"])  # the child makes the calls itself: no round trips
+        if not loaded.get("ready"):
+            return loaded
+        results = []
+        for _ in req["calls"]:
+            reply = self._reply(b"", self.load_deadline)
+            if "died" in reply:
+                return {"ready": True, "results": results, "died": reply["died"]}
+            results.append(reply)
+        return {"ready": True, "results": results}
 
     def stdio(self, req):
         self._finish()

@@ -230,20 +230,29 @@ def evaluate_code(program: str, tests: dict, timeout_s: float = 10.0, limits: Li
 # ---- many candidates through one jail: each in its own process, values come back as data ---------------------
 
 def _one_candidate(jail: Jail, program: str, calls: list, lim: Limits) -> tuple[str, list]:
-    """Load one candidate in a fresh process and make its calls; (status, values) with None for a call that
-    raised or was not made."""
-    deadline = time.monotonic() + lim.timeout_s
-    values = []
+    """Load one candidate in a fresh process and make all its calls in one request; (status, values) with None
+    for a call that raised or was not made."""
+    values = [None] * len(calls)
     try:
-        _load(jail, program, deadline)
-        for name, args in calls:
+        encoded = [[name, enc(list(args)), {}] for name, args in calls]
+    except (TypeError, ValueError) as exc:
+        return f"error: a call's arguments are not plain data: {exc}", values
+    jail.new_candidate()
+    try:
+        reply = _ask(jail, {"op": "run", "src": program, "calls": encoded}, time.monotonic() + lim.timeout_s)
+        if not reply.get("ready"):
+            error = str(reply.get("error", ""))
+            raise _Verdict("limit" if error.startswith("MemoryError") else "failed", f"program failed to load: {error}")
+        for i, result in enumerate(reply.get("results", [])[:len(calls)]):
             try:
-                values.append(_stub(jail, name, deadline)(*args))
-            except Exception:  # noqa: BLE001 - the candidate's exception is its result
-                values.append(None)
+                values[i] = dec(result["ok"]) if "ok" in result else None
+            except (Exception, RecursionError):  # noqa: BLE001 - a malformed value is that call's failure
+                values[i] = None
+        if "died" in reply:
+            raise _died(jail, str(reply["died"]))
         return "passed", values
     except _Verdict as v:
-        return f"{v.status}: {v.detail}", values + [None] * (len(calls) - len(values))
+        return f"{v.status}: {v.detail}", values
 
 
 def call_in_sandbox(candidates, calls: list, timeout_s: float = 10.0, limits: Limits | None = None,
