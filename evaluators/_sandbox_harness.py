@@ -2,7 +2,7 @@
 
 The supervisor starts once per jail, drops to the sandbox uid, says hello with its Python version, and then
 answers the host one JSON line at a time (stdin in, stdout out):
-  {"op": "load", "src", "budget"}   fork a fresh process in a fresh dir that runs `src` -> {"ready": true} or
+  {"op": "load", "src", "budget"}   fork a fresh process in a fresh dir that runs `src` -> {"ready": true, "names"} or
                                     {"ready": false, "error"} or {"died": how}
   {"op": "call", "name", "args", "kwargs", "budget"}  call into it -> {"ok": value} | {"exc", "msg"} | {"died"}
   {"op": "stdio", "src", "input", "budget", "cap"}    a fresh process and dir run `src` as __main__ on `input`
@@ -194,7 +194,8 @@ def _child(src, mode, fds, lim, calls=None):
         if mode == "stdio":
             sys.stdout.flush()
         else:
-            os.write(4, b'{"ready": true}\n')
+            names = [n for n in list(ns)[:10_000] if isinstance(n, str) and n.isidentifier() and not n.startswith("__")]
+            os.write(4, (json.dumps({"ready": True, "names": names}) + "\n").encode())
             _serve_calls(ns, 3, 4, calls)
             code = 0
     except BaseException:  # noqa: BLE001
@@ -317,13 +318,17 @@ class Supervisor:
         deadline = self.load_deadline = time.monotonic() + req["budget"]
         pid, pidfd, ours = self._fork(req["src"], "calls", calls=calls)
         self.child = (pid, pidfd, ours, b"")
-        line, why = self._exchange(b"", deadline, 4096)
+        line, why = self._exchange(b"", deadline, 1 << 20)
         if line is None:
             return {"died": why}
         try:
             reply = json.loads(line)
-            assert reply.get("ready") is True or (reply.get("ready") is False and isinstance(reply.get("error"), str))
-            return {"ready": reply["ready"], **({"error": reply["error"]} if not reply["ready"] else {})}
+            if reply.get("ready") is True:
+                names = reply.get("names", [])
+                assert isinstance(names, list) and all(type(n) is str and n.isidentifier() for n in names)
+                return {"ready": True, "names": names}
+            assert reply.get("ready") is False and isinstance(reply.get("error"), str)
+            return {"ready": False, "error": reply["error"]}
         except Exception:  # noqa: BLE001
             return {"died": "malformed ready line"}
 

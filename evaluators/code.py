@@ -87,12 +87,14 @@ def _ask(jail: Jail, msg: dict, deadline: float) -> dict:
     return reply
 
 
-def _load(jail: Jail, program: str, deadline: float) -> None:
+def _load(jail: Jail, program: str, deadline: float) -> set[str]:
+    """Load the candidate in a fresh process; the top-level names it defined (however: def, import, loop...)."""
     jail.new_candidate()
     reply = _ask(jail, {"op": "load", "src": program}, deadline)
     if not reply.get("ready"):
         error = str(reply.get("error", ""))
         raise _Verdict("limit" if error.startswith("MemoryError") else "failed", f"program failed to load: {error}")
+    return set(reply.get("names", []))
 
 
 # ---- asserts: tests run here, the names they ask for are stubs into the candidate's process -------------------
@@ -133,13 +135,19 @@ def _raise_candidate_exception(name: str, msg: str):
     raise exc
 
 
-def _stub(jail: Jail, name: str, deadline: float):
+def _stub(jail: Jail, name: str, deadline: float, verdicts: list | None = None):
+    """A function calling `name` in the candidate's process; a verdict it raises is also kept in `verdicts`, so
+    tests that swallow BaseException (a bare except) cannot turn a timeout or a crash into a pass."""
     def call(*args, **kwargs):
         try:
             payload = {"op": "call", "name": name, "args": enc(list(args)), "kwargs": {k: enc(v) for k, v in kwargs.items()}}
+            reply = _ask(jail, payload, deadline)
         except (TypeError, ValueError) as exc:
             raise _Verdict("error", f"the tests passed {name} an argument that is not plain data: {exc}") from None
-        reply = _ask(jail, payload, deadline)
+        except _Verdict as v:
+            if verdicts is not None:
+                verdicts.append(v)
+            raise
         if "ok" in reply:
             try:
                 return dec(reply["ok"])
@@ -157,14 +165,16 @@ def _run_asserts(jail: Jail, program: str, tests: dict, lim: Limits) -> CodeResu
         return CodeResult(False, "failed", f"program does not parse: {getattr(exc, 'msg', exc)}")
     try:
         test_code = compile(tests["asserts"], "<tests>", "exec")
-        names = asked_names(tests, defined)
+        asked_names(tests, defined)
     except SyntaxError as exc:
         return CodeResult(False, "error", f"tests do not parse: {exc.msg} (line {exc.lineno})")
-    deadline = time.monotonic() + lim.timeout_s
+    deadline, verdicts = time.monotonic() + lim.timeout_s, []
     try:
-        _load(jail, program, deadline)
-        ns = {"__name__": "__tests__", "__builtins__": builtins, **{n: _stub(jail, n, deadline) for n in names}}
+        names = asked_names(tests, defined | _load(jail, program, deadline))
+        ns = {"__name__": "__tests__", "__builtins__": builtins, **{n: _stub(jail, n, deadline, verdicts) for n in names}}
         exec(test_code, ns)
+        if verdicts:
+            raise verdicts[0]
         return CodeResult(True, "passed")
     except _Verdict as v:
         return CodeResult(False, v.status, v.detail)

@@ -31,6 +31,8 @@ WRONG = {
     "stop_iteration_ends_map": ("def is_even(n):\n    raise StopIteration\n", EVENS, {"failed"}),
     "builtins_module_patch": ("import builtins\nbuiltins.all = lambda x: True\ndef is_even(n):\n    return False\n",
                               EVENS, {"failed"}),
+    "timeout_swallowed_by_tests": ("def add(a, b):\n    while True:\n        pass\n",
+                                   {"asserts": "try:\n    add(1, 2)\nexcept BaseException:\n    pass\n"}, {"timeout"}),
     "exit_caught_by_tests": ("def add(a, b):\n    raise SystemExit(0)\n",
                              {"asserts": "try:\n    assert add(1, 2) == 3\nexcept Exception:\n    pass\n"}, {"failed"}),
     "fake_builtin_exception": ("class ValueError(BaseException):\n    pass\ndef add(a, b):\n    raise ValueError\n",
@@ -106,6 +108,8 @@ def test_correct_programs_using_the_same_shapes_still_pass():
     assert evaluate_code("def nxt(xs):\n    return next(iter(xs))\n", tests).passed  # StopIteration -> RuntimeError
     tests = {"asserts": "assert sum(3) == 6", "entry_point": "sum"}  # a task may ask for a builtin's name
     assert evaluate_code("def sum(n):\n    return n * (n + 1) // 2\n", tests).passed
+    imported = "from math import gcd as my_gcd\nif True:\n    def lcm(a, b):\n        return a * b // my_gcd(a, b)\n"
+    assert evaluate_code(imported, {"asserts": "assert my_gcd(4, 6) == 2 and lcm(4, 6) == 12"}).passed
 
 
 def test_the_stdio_stdin_pipe_cannot_hold_the_host_past_the_deadline():
