@@ -225,6 +225,20 @@ def _own_cgroups() -> dict[str, str]:
     return out
 
 
+def _remove_stale(parent: Path) -> None:
+    """Remove empty cgroups left by sandboxes of processes that no longer exist (killed before they cleaned up)."""
+    try:
+        for d in parent.glob("replicate-sbx-*"):
+            pid = d.name.split("-")[2]
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
+    except OSError:
+        pass
+
+
 def _make_cgroup_dirs(name: str) -> list[Path]:
     root = Path("/sys/fs/cgroup")
     own = _own_cgroups()
@@ -232,6 +246,7 @@ def _make_cgroup_dirs(name: str) -> list[Path]:
     if len(v1) == 2:
         made = []
         for parent in v1:
+            _remove_stale(parent)
             try:
                 (parent / name).mkdir()
                 made.append(parent / name)
