@@ -43,6 +43,12 @@ WRONG = {
     "never_read_requests": ("import sys, time\nsys.modules['__main__']._serve_calls = lambda *a: time.sleep(60)\n"
                             "def add(a, b):\n    return a + b\n",
                             {"asserts": "assert add('x' * 5_000_000, '') == 'x' * 5_000_000"}, {"timeout"}),
+    "stop_the_supervisor_mid_write": ("import os, threading, time\n"
+                                      "threading.Thread(target=lambda: (time.sleep(0.3), os.kill(os.getppid(), 19))).start()\n"
+                                      "def add(a, b):\n    return a + b\n",
+                                      {"asserts": "assert add('x', '') == 'x'\nimport time\ntime.sleep(0.8)\n"  # host writes
+                                                  "assert add('x' * 5_000_000, '') == 'x' * 5_000_000"},  # into a stopped one
+                                      {"timeout"}),
     # 5. nothing of the host beyond the interpreter: a hidden-tests file, the host's tools, /proc
     "read_hidden_tests": (f"def add(a, b):\n    return int(open({HOST_SECRET!r}).read())\n",
                           {"asserts": "assert add(1, 2) == 3"}, {"failed"}),
