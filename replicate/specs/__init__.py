@@ -1,5 +1,5 @@
 """Experiment specs: YAML files validated on load, with scale presets merged over a shared body (the run
-config itself is replicate.spec.schema).
+config itself is replicate.config).
 
 Errors name the file, the line, the field and the fix, in one line (raised as UserError).
 """
@@ -11,11 +11,28 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError, field_validator, model_validator
 
+from replicate.config import (  # noqa: F401
+    SCALES,
+    AlgorithmSpec,
+    EvalSpec,
+    ModelSpec,
+    OptimizerSpec,
+    RolloutSpec,
+    RunConfig,
+    Strict,
+    TaskSpec,
+    TrainSpec,
+    WarmupSpec,
+    apply_overrides,
+    deep_merge,
+    known,
+    merge_scale,
+    parse_overrides,
+    typed_hparams,
+)
 from replicate.errors import UserError
 from replicate.paths import experiments_dir
-from replicate.spec.schema import (SCALES, AlgorithmSpec, EvalSpec, ModelSpec, OptimizerSpec, RolloutSpec,  # noqa: F401
-                                   RunConfig, Strict, TaskSpec, TrainSpec, WarmupSpec, apply_overrides, deep_merge,
-                                   known, merge_scale, parse_overrides, typed_hparams)
+
 
 class ClaimError(ValueError):
     """A claim that cannot be measured; `index` locates it in the spec's claims list (for the line number)."""

@@ -8,10 +8,25 @@ import typing
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from replicate.algorithms import (ADVANTAGE_INPUTS, ADVANTAGES, KL_KINDS, LOSS_AGG_MODES, LOSS_INPUTS, POLICY_LOSSES,
-                                  hyperparameters)
+from replicate.algorithms import (
+    ADVANTAGE_INPUTS,
+    ADVANTAGES,
+    KL_KINDS,
+    LOSS_AGG_MODES,
+    LOSS_INPUTS,
+    POLICY_LOSSES,
+    hyperparameters,
+)
 from replicate.errors import UserError
 from replicate.paths import digest
 from replicate.tasks import TASKS
@@ -144,12 +159,12 @@ class RolloutSpec(Strict):
     max_new_tokens: int = Field(24, ge=1)
     filter_groups: bool = False           # DAPO dynamic sampling: drop groups whose scores are all equal
     max_gen_batches: int = Field(10, ge=1)  # ... generating up to this many batches per step
-    engine: str = "ours"                  # the rollout engine (replicate.runners.rl.engines): ours or hf
+    engine: str = "ours"                  # the rollout engine (replicate.engines): ours or hf
 
     @field_validator("engine")
     @classmethod
     def _known_engine(cls, v):
-        from replicate.runners.rl.engines import ENGINES
+        from replicate.engines import ENGINES
         return known(v, ENGINES, "rollout engine")
 
 
