@@ -55,11 +55,18 @@ def test_claim_power_warns_below_three_seeds_and_skips_every_claims():
     assert "warning: only 2" in power_text("x", "test", [out])
 
 
-def test_power_cli_on_the_committed_fig11_reference(capsys):
-    assert main(["power", "fig11"]) == 0
-    out = capsys.readouterr().out
-    line = next(l for l in out.splitlines() if l.startswith("grpo_collapses"))
-    assert line.split()[-1] == "4"  # issue 21: grpo_collapses needs 4 seeds if the mean stayed put
+def test_power_cli_on_a_pilot(tmp_path, capsys):
+    """The fig11 AMD reference's GRPO entropy ratios (issue 21 counted 4 seeds for grpo_collapses), as a pilot; the
+    spec's other claims have no values in it and say so."""
+    import json
+    per_seed = {"entropy_final_over_initial": {"grpo": [0.45774801437538876, 0.47820126644968025, 0.425561973179019]}}
+    (tmp_path / "claims.json").write_text(json.dumps({"seeds": [0, 1, 2], "per_seed": per_seed}))
+    assert main(["power", "fig11", "--pilot", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert next(l for l in lines if l.startswith("grpo_collapses")).split()[:5] == [
+        "grpo_collapses", "3", "0.0265", "-0.0462", "4"]
+    assert "only 0 measured seed(s)" in next(l for l in lines if l.startswith("kl_cov_holds_entropy"))
+    assert main(["power", "fig11"]) == 0  # the committed reference (whatever its values) reads too
 
 
 def test_power_cli_bad_pilot_is_one_line(tmp_path, capsys):
