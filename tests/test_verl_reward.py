@@ -65,3 +65,32 @@ def test_custom_reward_agrees_on_each_shared_set(name):
     theirs = [call_as_manager(fn, r, g, name) for r, g in zip(responses, gold3)]
     assert theirs == score_batch(responses, gold3)
     assert theirs[0::3] == [1.0] * len(golds)
+
+
+def test_verl_rule_is_verls_math_dapo_and_disagrees_with_ours_on_some_tricky_answers(monkeypatch):
+    """--reward verl-rule: verl's math_dapo (its file, loaded without verl's package, which needs ray) scores
+    +1 / -1 with acc; it is a different verifier from ours, which is why ours is the default."""
+    import sys
+    import types
+    spec = importlib.util.find_spec("verl")
+    if spec is None:
+        pytest.skip("verl not installed (see pyproject's verl extra)")
+    path = Path(spec.submodule_search_locations[0]) / "utils" / "reward_score" / "math_dapo.py"
+    loaded = importlib.util.spec_from_file_location("verl.utils.reward_score.math_dapo", path)
+    math_dapo = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(math_dapo)
+    pkg = types.ModuleType("verl.utils.reward_score")
+    pkg.math_dapo = math_dapo
+    for name, module in (("verl", types.ModuleType("verl")), ("verl.utils", types.ModuleType("verl.utils")),
+                         ("verl.utils.reward_score", pkg), ("verl.utils.reward_score.math_dapo", math_dapo)):
+        monkeypatch.setitem(sys.modules, name, module)
+    fn = load_as_verl(reward_overrides("verl-rule"))
+    out = fn(data_source="aime24", solution_str="so \\boxed{204}", ground_truth="204", extra_info={})
+    assert out == {"score": 1.0, "acc": 1.0}
+    assert fn(data_source="x", solution_str="\\boxed{205}", ground_truth="204", extra_info={}) == {"score": -1.0, "acc": 0.0}
+    cases = EQUIVALENT + NEAR_MISSES
+    rule = [fn(data_source="x", solution_str=r, ground_truth=g, extra_info={})["acc"] for r, g in cases]
+    ours = [1.0] * len(EQUIVALENT) + [0.0] * len(NEAR_MISSES)
+    disagree = [c for c, a, b in zip(cases, rule, ours) if a != b]
+    print(f"math_dapo disagrees with evaluators.math on {len(disagree)} of {len(cases)} tricky answers: {disagree}")
+    assert disagree  # a different verifier: the reason both engines use evaluators.math by default
