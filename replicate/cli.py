@@ -40,7 +40,7 @@ def _check_positive(**values):
 
 def cmd_list(args):
     from .experiment import last_result
-    from .specs import all_specs, load_spec
+    from replicate.spec import all_specs, load_spec
     seen = set()
     for name, path in sorted(all_specs().items()):
         if path in seen:
@@ -73,20 +73,20 @@ def unbuilt_artifacts(specs: dict) -> list[tuple[str, dict]]:
 
 
 def cmd_reproduce(spec, args):
-    from .specs import parse_overrides
+    from replicate.spec import parse_overrides
     _check_positive(steps=args.steps, seeds=args.seeds)
     overrides = parse_overrides(args.overrides)
     if args.backend == "verl":
         if overrides:
             raise UserError("--set is not passed to --backend verl yet; edit the spec instead")
-        from .backends.verl import Options, run_verl
+        from replicate.backends.verl import Options, run_verl
         _check_positive(nnodes=args.nnodes, gpus_per_node=args.gpus_per_node)
         opts = Options(launcher=args.launcher, dry_run=args.dry_run, reward=args.reward, nnodes=args.nnodes,
                        n_gpus_per_node=args.gpus_per_node)
         return run_verl(spec, args.scale, opts, seeds=args.seeds, steps=args.steps, out=args.out, store=args.store,
                         force=args.force)
     from .experiment import plan, reproduce
-    from .runners import RUNNERS
+    from replicate.runners import RUNNERS
     if RUNNERS[spec.runner].trains:  # bad --set / --steps values fail here, before --out or any training
         plan(spec, args.scale or spec.default_scale, args.seeds, args.steps, overrides)
     res = reproduce(spec, scale=args.scale, seeds=args.seeds, steps=args.steps, out=args.out, store=args.store,
@@ -99,7 +99,7 @@ def cmd_reproduce(spec, args):
 
 
 def cmd_report(args):
-    from .report import write_report
+    from replicate.report.page import write_report
     path = write_report(args.out)
     print(f"wrote {path}")
 
@@ -118,11 +118,11 @@ def cmd_eval(args):
 
 
 def cmd_bench(args):
-    from .bench import BENCHES
-    if args.what not in BENCHES:
+    from replicate import bench
+    if args.what not in bench.BENCHES:
         from .errors import UserError
-        raise UserError(f"unknown benchmark {args.what!r}; choose one of {', '.join(BENCHES)}")
-    BENCHES[args.what](args)
+        raise UserError(f"unknown benchmark {args.what!r}; choose one of {', '.join(bench.BENCHES)}")
+    bench.run(args.what, args)
 
 
 def main(argv=None) -> int:
@@ -195,12 +195,12 @@ def _dispatch(parser, args) -> int:
     if args.command == "list":
         cmd_list(args)
     elif args.command == "run":
-        from .specs import load_spec
+        from replicate.spec import load_spec
         rc = cmd_reproduce(load_spec(args.spec), args)
         if rc:
             return rc
     elif args.command == "data":
-        from .backends.verl.data import cli_data
+        from replicate.backends.verl.data import cli_data
         cli_data(args)
     elif args.command == "report":
         cmd_report(args)
@@ -209,10 +209,10 @@ def _dispatch(parser, args) -> int:
     elif args.command == "bench":
         cmd_bench(args)
     elif args.command == "check":
-        from .check import cli_check
+        from replicate.report.check import cli_check
         return cli_check(args)
     elif args.command == "figure":
-        from .specs import find_spec
+        from replicate.spec import find_spec
         rc = cmd_reproduce(find_spec(args.spec_id), args)
         if rc:
             return rc

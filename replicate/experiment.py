@@ -8,13 +8,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .analysis import ANALYSES
-from .claims import judge_claims, write_claims
-from .figures import render
+from replicate.report.claims import judge_claims, write_claims
+from replicate.report.figures import render
 from .errors import UserError
 from .paths import (REPO, code_fingerprint, digest, ensure_writable, home, is_main_process, reference_dir,
                     results_root, store_root)
-from .runners import RUNNERS
-from .specs import RunConfig, Spec, apply_overrides
+from replicate.runners import RUNNERS
+from replicate.spec import RunConfig, Spec, apply_overrides
 from .store import provenance
 
 

@@ -1,4 +1,4 @@
-"""Sampling from an FSDP-sharded policy (replicate/sharding.py), on two CPU processes (gloo): inside
+"""Sampling from an FSDP-sharded policy (replicate/runners/rl/sharding.py), on two CPU processes (gloo): inside
 full_parameters the unwrapped module generates exactly what the unsharded model generates; outside it, the
 module holds flat shards and cannot. (The trainer opens it around validation, rollout and the old log-probs.)"""
 from __future__ import annotations
@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from replicate.sharding import full_parameters, is_fsdp
+from replicate.runners.rl.sharding import full_parameters, is_fsdp
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = '''
 import copy, sys, torch, torch.distributed as dist
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from transformers import Qwen2Config, Qwen2ForCausalLM
-from replicate.rollout import generate, make_generator
-from replicate.sharding import full_parameters, is_fsdp
+from replicate.runners.rl.rollout import generate, make_generator
+from replicate.runners.rl.sharding import full_parameters, is_fsdp
 
 dist.init_process_group("gloo")
 rank = dist.get_rank()

@@ -14,7 +14,7 @@ import pytest
 
 from replicate.backends.verl import METRIC_MAP, import_verl_log, launch_command, verl_overrides, verl_rows
 from replicate.errors import UserError
-from replicate.specs import RunConfig, find_spec
+from replicate.spec import RunConfig, find_spec
 from replicate.store import Run
 
 FIXTURE = Path(__file__).parent / "data" / "verl_log.jsonl"
@@ -184,7 +184,7 @@ def test_bad_log_line_is_a_user_error(tmp_path):
 
 def test_imported_rows_render_in_panel_curves(tmp_path):
     import matplotlib.pyplot as plt
-    from replicate.figures import panel_curves
+    from replicate.report.figures import panel_curves
     run = Run(tmp_path / "r")
     import_verl_log(FIXTURE, run)
     fig, ax = plt.subplots()

@@ -98,7 +98,7 @@ def test_ray_prints_one_submit_command_per_run(home, capsys):
 
 def test_import_step_marks_finished_or_failed(tmp_path):
     """The command each scheduled run ends with: finished only with status 0 and every step logged."""
-    from replicate.specs import find_spec
+    from replicate.spec import find_spec
     config = find_spec("fig1").variant_configs("paper")["main"].model_copy(deep=True)
     config.train.steps = 3
     run = Run(tmp_path / "r")

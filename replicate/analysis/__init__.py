@@ -70,7 +70,7 @@ from dataclasses import dataclass  # noqa: E402
 from typing import Callable  # noqa: E402
 
 from .dynamics import cov_dynamics, lemma_exact, lemma_lm  # noqa: E402
-from .lemma import UPDATES  # noqa: E402
+from replicate.algorithms.lemma import UPDATES  # noqa: E402
 from .dast import METRICS as DAST_METRICS, dast  # noqa: E402
 from .predict import (EARLY_CURVE_METRICS, LAW_PER_RUN_METRICS, SHARES_METRICS, SIZE_TREND_METRICS,  # noqa: E402
                       early_curve, law_per_run, shares_per_run, size_trend)

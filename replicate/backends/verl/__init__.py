@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from ...errors import UserError
+from replicate.errors import UserError
 from .data import data_files, parquet_path, write_data
 from .launch import Options, RunsFailed, RunsPending, dry_run_header, launch_all, launch_command
 from .logs import METRIC_MAP, import_verl_log, read_verl_log, verl_rows
@@ -32,9 +32,9 @@ def run_verl(spec, scale: str | None, opts: Options, *, seeds: int | None = None
              out=None, store=None, force: bool = False, log=_log) -> int:
     """`--backend verl`: launch / schedule / print every arm x seed, then (all finished) analyse like our own
     runs. Exit status: 0 done or scheduled, 1 some runs failed (named on stderr)."""
-    from ...experiment import plan, reproduce
-    from ...paths import store_root
-    from ...runners import Runner
+    from replicate.experiment import plan, reproduce
+    from replicate.paths import store_root
+    from replicate.runners import Runner
     scale = scale or spec.default_scale
     if spec.runner != "rl":
         raise UserError(f"{spec.id} uses the {spec.runner} runner; --backend verl runs RL specs only")

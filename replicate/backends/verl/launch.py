@@ -17,9 +17,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import UserError
-from ...paths import digest
-from ...store import Run, shared_run
+from replicate.errors import UserError
+from replicate.paths import digest
+from replicate.store import Run, shared_run
 from .data import data_files, manifest_entries
 from .logs import log_files, settle
 from .overrides import VERL_VERSION, check_expressible, verl_overrides

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from ...errors import UserError
+from replicate.errors import UserError
 
 # verl's key in its file logger's `data` -> our metrics.jsonl key (verl/trainer/ppo/metric_utils.py,
 # core_algos.py, v1/trainer_base.py). val_acc comes from the val-core keys, see val_accs.
@@ -149,7 +149,7 @@ def settle(run, rc: int, steps: int) -> str:
 
 def main(argv=None) -> int:
     """The import step of a scheduled launch (see the module docstring)."""
-    from ...store import Run
+    from replicate.store import Run
     p = argparse.ArgumentParser(prog="python -m replicate.backends.verl.logs",
                                 description="import a verl run's file-logger lines into its run directory")
     p.add_argument("run_dir", type=Path)

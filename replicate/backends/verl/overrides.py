@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import UserError
-from ...algorithms import POLICY_LOSSES
-from ...specs import RunConfig
+from replicate.errors import UserError
+from replicate.algorithms import POLICY_LOSSES
+from replicate.spec.schema import RunConfig
 
 VERL_VERSION = "0.9.1"
 ADVANTAGES = {"grpo": "grpo", "rloo": "rloo", "reinforce_plus_plus": "reinforce_plus_plus",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .experiment import best_result, describe
-from .paths import results_root
-from .specs import all_specs, load_spec
+from replicate.experiment import best_result, describe
+from replicate.paths import results_root
+from replicate.spec import all_specs, load_spec
 
 
 def write_report(out: Path | None = None) -> Path:
