@@ -218,3 +218,5 @@ def test_fig11_paper_launch_composes_with_reward_checkpoints_and_seven_val_files
     assert [Path(f).parent.name for f in cfg.data.val_files] == ["aime24", "aime25", "amc23", "math500", "omni_math",
                                                                  "olympiadbench", "minerva_math"]
     assert cfg.data.seed == 2 and cfg.actor_rollout_ref.actor.policy_loss.loss_mode == "kl_cov"
+    # seeds independent all the way down: the data order, vLLM's sampling and the mini-batch split
+    assert cfg.actor_rollout_ref.rollout.seed == 2 and cfg.actor_rollout_ref.actor.data_loader_seed == 2

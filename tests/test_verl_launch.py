@@ -44,6 +44,7 @@ def test_local_dry_run_lists_every_arm_and_seed_with_our_reward(home, capsys):
         assert o["data.val_files"].count(".parquet") == 7 and o["data.val_max_samples"] == "5975"
         _, arm, seed = o["trainer.experiment_name"].split("-")
         assert seed == f"s{o['data.seed']}" and o["trainer.default_local_dir"].endswith("/checkpoints")
+        assert o["actor_rollout_ref.rollout.seed"] == o["actor_rollout_ref.actor.data_loader_seed"] == o["data.seed"]
         seen.add((arm, int(o["data.seed"])))
     assert seen == {(a, s) for a in ARMS for s in range(3)} and len(lines) == 12
     assert not (home / "runs").exists()  # a local dry run touches nothing

@@ -170,7 +170,9 @@ def _rollout_data_overrides(config: RunConfig, train_files: str, val_files: str,
         "data.max_prompt_length": max_prompt_length,
         "data.max_response_length": ro.max_new_tokens,
         "data.val_max_samples": ev.n_prompts,
-        "data.seed": seed,
+        "data.seed": seed,  # the shuffle of the training prompts
+        r + "seed": seed,  # vLLM's sampling (verl's default 42 for every run: seeds would share their samples)
+        "actor_rollout_ref.actor.data_loader_seed": seed,  # the split of a rollout batch into mini-batches
     }
     return [f"{k}={_fmt(v)}" for k, v in out.items()]
 
