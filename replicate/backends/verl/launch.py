@@ -120,15 +120,15 @@ def ray_command(run: Run, cmd: list[str], opts: Options) -> str:
     return f"ray job submit --address {opts.ray_address} --no-wait -- bash -c {shlex.quote(inner)}"
 
 
-def plan_runs(spec, scale, configs, seeds, root, opts: Options) -> list[tuple]:
+def plan_runs(spec, scale, configs, seeds, root, opts: Options, force: bool = False) -> list[tuple]:
     """(variant, config, seed, run) for every arm x seed, a finished run of another spec (fig11 / table2)
-    standing in for its own."""
+    standing in for its own (never under --force, which restarts this spec's runs only)."""
     todo = []
     for variant, config in configs.items():
         check_expressible(config)
         for seed in seeds:
             run = verl_run(root, spec.id, variant, config, seed, scale, opts.reward)
-            other = None if run.path.exists() else shared_run(run, config, seed)
+            other = None if run.path.exists() or force else shared_run(run, config, seed)
             todo.append((variant, config, seed, other or run))
     return todo
 
@@ -136,7 +136,7 @@ def plan_runs(spec, scale, configs, seeds, root, opts: Options) -> list[tuple]:
 def launch_all(spec, scale, configs, seeds, root, opts: Options, force=False, log=print) -> dict:
     """Launch (or submit, or print) every pending run; returns {variant: {seed: Run}} when all have finished.
     Raises RunsFailed naming the failures (the rest still ran), or RunsPending while scheduled ones run."""
-    todo = plan_runs(spec, scale, configs, seeds, root, opts)
+    todo = plan_runs(spec, scale, configs, seeds, root, opts, force)
     if not opts.dry_run and opts.launcher == "local":
         data = {v: manifest_entries(c, opts.data_dir) for v, c in configs.items()}  # missing files: before any launch
     else:
