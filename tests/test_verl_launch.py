@@ -129,3 +129,18 @@ def test_a_resumed_run_merges_its_log_files(tmp_path):
     run = Run(tmp_path)
     assert import_verl_log(files, run) == 3
     assert [r["entropy"] for r in run.metrics()] == [0.6, 0.4, 0.3]
+
+
+def test_table2_reuses_fig11s_finished_verl_runs(home, capsys):
+    """fig11 and table2 train the same arms: a run finished for one is skipped by the other (not under --force)."""
+    from replicate.backends.verl.launch import verl_run
+    from replicate.spec import find_spec
+    for variant, config in find_spec("fig11").variant_configs("paper").items():
+        run = verl_run(home / "runs", "fig11", variant, config, 0, "paper", "ours")
+        run.begin(config, 0, {})
+        run.append_metrics({"step": 0, "entropy": 0.5})
+        run.finish()
+    assert main(["table2", "--scale", "paper", "--backend", "verl", "--seeds", "2", "--dry-run"]) == 0
+    cap = capsys.readouterr()
+    assert cap.err.count("finished, skipped") == 4 and cap.err.count("/fig11/paper-") == 4
+    assert [_kv(shlex.split(x))["data.seed"] for x in cap.out.strip().splitlines()] == ["1"] * 4
