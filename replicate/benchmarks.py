@@ -14,8 +14,8 @@ from pathlib import Path
 from evaluators.lmeval import BENCHMARKS
 
 from replicate.report.claims import finite
-from .errors import UserError
-from .paths import results_root
+from replicate.errors import UserError
+from replicate.paths import results_root
 
 
 # synthetic lm-eval task -> (the run-store task it scores, its default params for a model without a run)
@@ -71,7 +71,7 @@ def check_synthetic(tasks: list[str], run_task: dict | None):
 
 def _synthetic_task_file(name: str, run_task: dict | None, folder: Path) -> Path:
     """A tiny task's held-out problems as JSONL (the run's own task settings when known)."""
-    from .tasks import make_task
+    from replicate.tasks import make_task
     task_name, params = SYNTHETIC_TASKS[name]
     if run_task is not None and run_task.get("name") == task_name:
         params = run_task.get("params", {})

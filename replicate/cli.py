@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import Interrupted, UserError
+from replicate.errors import Interrupted, UserError
 
 
 def _add_run_options(p):
@@ -39,8 +39,8 @@ def _check_positive(**values):
 
 
 def cmd_list(args):
-    from .experiment import last_result
-    from replicate.spec import all_specs, load_spec
+    from replicate.report.results import last_result
+    from replicate.specs import all_specs, load_spec
     seen = set()
     for name, path in sorted(all_specs().items()):
         if path in seen:
@@ -62,7 +62,7 @@ def unbuilt_artifacts(specs: dict) -> list[tuple[str, dict]]:
     """(paper, artifact) for every entry of experiments/reported/<paper>/artifacts.yaml that no spec builds (its
     id, or its `spec:`, is no spec id or alias)."""
     import yaml
-    from .paths import experiments_dir
+    from replicate.paths import experiments_dir
     out = []
     for path in sorted((experiments_dir() / "reported").glob("*/artifacts.yaml")):
         data = yaml.safe_load(path.read_text()) or {}
@@ -73,7 +73,7 @@ def unbuilt_artifacts(specs: dict) -> list[tuple[str, dict]]:
 
 
 def cmd_reproduce(spec, args):
-    from replicate.spec import parse_overrides
+    from replicate.specs import parse_overrides
     _check_positive(steps=args.steps, seeds=args.seeds)
     overrides = parse_overrides(args.overrides)
     if args.backend == "verl":
@@ -85,7 +85,7 @@ def cmd_reproduce(spec, args):
                        n_gpus_per_node=args.gpus_per_node)
         return run_verl(spec, args.scale, opts, seeds=args.seeds, steps=args.steps, out=args.out, store=args.store,
                         force=args.force)
-    from .experiment import plan, reproduce
+    from replicate.experiment import plan, reproduce
     from replicate.runners import RUNNERS
     if RUNNERS[spec.runner].trains:  # bad --set / --steps values fail here, before --out or any training
         plan(spec, args.scale or spec.default_scale, args.seeds, args.steps, overrides)
@@ -99,7 +99,7 @@ def cmd_reproduce(spec, args):
 
 
 def cmd_report(args):
-    from replicate.report.page import write_report
+    from replicate.summary import write_report
     path = write_report(args.out)
     print(f"wrote {path}")
 
@@ -107,9 +107,9 @@ def cmd_report(args):
 def cmd_eval(args):
     _check_positive(k=args.k, limit=args.limit, max_gen_toks=args.max_gen_toks, batch_size=args.batch_size)
     if args.out is not None:
-        from .paths import ensure_writable
+        from replicate.paths import ensure_writable
         ensure_writable(args.out, "--out")
-    from .benchmarks import run_eval
+    from replicate.benchmarks import run_eval
     res = run_eval(args.model, [t.strip() for t in args.tasks.split(",") if t.strip()], k=args.k,
                    temperature=args.temperature, data_dir=args.data_dir, limit=args.limit,
                    max_gen_toks=args.max_gen_toks, batch_size=args.batch_size, out=args.out)
@@ -120,7 +120,7 @@ def cmd_eval(args):
 def cmd_bench(args):
     from replicate import bench
     if args.what not in bench.BENCHES:
-        from .errors import UserError
+        from replicate.errors import UserError
         raise UserError(f"unknown benchmark {args.what!r}; choose one of {', '.join(bench.BENCHES)}")
     bench.run(args.what, args)
 
@@ -195,7 +195,7 @@ def _dispatch(parser, args) -> int:
     if args.command == "list":
         cmd_list(args)
     elif args.command == "run":
-        from replicate.spec import load_spec
+        from replicate.specs import load_spec
         rc = cmd_reproduce(load_spec(args.spec), args)
         if rc:
             return rc
@@ -212,7 +212,7 @@ def _dispatch(parser, args) -> int:
         from replicate.report.check import cli_check
         return cli_check(args)
     elif args.command == "figure":
-        from replicate.spec import find_spec
+        from replicate.specs import find_spec
         rc = cmd_reproduce(find_spec(args.spec_id), args)
         if rc:
             return rc

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
-from .paths import code_fingerprint, digest, store_root  # noqa: F401  (store_root re-exported)
+from replicate.errors import UserError
+from replicate.paths import code_fingerprint, digest, store_root  # noqa: F401  (store_root re-exported)
 
 
 class Run:

@@ -15,7 +15,7 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 from replicate.analysis.fits import early_shares, eval_points, fit_exp_law  # noqa: E402
-from replicate.spec import RunConfig, deep_merge, load_spec  # noqa: E402
+from replicate.specs import RunConfig, deep_merge, load_spec  # noqa: E402
 from replicate.store import Run  # noqa: E402
 from replicate.runners.rl.trainer import train  # noqa: E402
 from replicate.runners.rl.warmup import base_policy  # noqa: E402

@@ -15,7 +15,7 @@ import pytest
 from replicate.errors import UserError
 from replicate.experiment import plan
 from replicate.runners.rl import run_rl
-from replicate.spec import apply_overrides, load_spec, parse_overrides
+from replicate.specs import apply_overrides, load_spec, parse_overrides
 from replicate.store import Run
 from replicate.runners.rl.trainer import train
 

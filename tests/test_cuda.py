@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from replicate.spec import RunConfig
+from replicate.specs import RunConfig
 from replicate.store import Run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

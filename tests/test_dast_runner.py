@@ -7,7 +7,7 @@ import pytest
 from replicate.analysis import ANALYSES
 from replicate.algorithms.dast import build_pairs, score_problem
 from replicate.runners.preference import arm_params, make_training_data, sample_cache
-from replicate.spec import Spec
+from replicate.specs import Spec
 from replicate.tasks import make_task
 from replicate.runners.rl.warmup import base_policy
 
@@ -100,7 +100,7 @@ def test_overthinking_warmup_writes_scratchpads_on_every_level(tmp_path):
     """The spec's warm-up on its tuning seed (100) meets the rule it was chosen by (docs/testbed/dast.md): greedy
     decoding writes the scratchpad on >= 95% of answers on every level, even one-digit sums (~3 minutes)."""
     from replicate.runners.preference import evaluate_levels
-    from replicate.spec import find_spec
+    from replicate.specs import find_spec
     config = find_spec("dast-table1").variant_configs("tiny")["dast"]
     model, tok = base_policy(config, tmp_path, 100, log=lambda *a: None)
     rows = evaluate_levels(model, tok, make_task(config.task.name, **config.task.params), config.rollout.max_new_tokens)

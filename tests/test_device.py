@@ -17,7 +17,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 
-from replicate.spec import RunConfig, load_spec
+from replicate.specs import RunConfig, load_spec
 
 FAKE = torch.device("cuda", 0)
 

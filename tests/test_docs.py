@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from replicate.report import docs
-from replicate.spec import load_spec
+from replicate.specs import docs
+from replicate.specs import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "specs.md"
@@ -20,7 +20,7 @@ def example_yaml() -> str:
 
 def test_generated_sections_up_to_date():
     text = DOC.read_text()
-    assert docs.regenerate(text) == text, "docs/specs.md is out of date: run `python -m replicate.report.docs`"
+    assert docs.regenerate(text) == text, "docs/specs.md is out of date: run `python -m replicate.specs.docs`"
     assert docs.main(["--check"]) == 0
 
 
@@ -49,7 +49,7 @@ def test_check_fails_when_a_registry_changes(monkeypatch, registry):
 
 
 def test_check_fails_when_a_default_changes(monkeypatch):
-    from replicate.spec import RolloutSpec
+    from replicate.specs import RolloutSpec
     monkeypatch.setattr(RolloutSpec.model_fields["group_size"], "default", 16)
     text = DOC.read_text()
     assert docs.regenerate(text) != text
@@ -75,7 +75,7 @@ def test_worked_example_loads_beside_the_experiments_tree(tmp_path):
     shutil.copytree(ROOT / "experiments", tree)
     path = tree / "entropy-mechanism" / "clip_higher.yaml"
     path.write_text(example_yaml())
-    from replicate.spec import all_specs
+    from replicate.specs import all_specs
     assert all_specs(tree)["clip-higher"] == path
     assert load_spec(path).variants[1].name == "clip_higher"
 

@@ -9,7 +9,7 @@ import torch
 from replicate.algorithms import entropy_from_logits, predicted_entropy_change
 from replicate.algorithms.lemma import lemma_points, loglog_slope, summarize
 from replicate.experiment import reproduce
-from replicate.spec import find_spec
+from replicate.specs import find_spec
 from replicate.algorithms import covariance_by_accuracy
 
 
@@ -66,7 +66,7 @@ def test_lemma_spec_end_to_end(tmp_path):
 
 
 def test_lemma_in_the_tiny_lm(tiny_spec_file, warm_store, tmp_path):
-    from replicate.spec import load_spec
+    from replicate.specs import load_spec
     from replicate.runners.studies import logit_step_probe
     cfg = load_spec(tiny_spec_file).resolve("tiny")
     rows = logit_step_probe(cfg, 0, warm_store, lr=1e-2, log=lambda *_: None)
@@ -107,7 +107,7 @@ def test_fig8_smoke(tmp_path, fig_store):
                                          "cov_changes_track_entropy_changes", "cov_tracks_entropy_change_rank",
                                          "easy_prompts_larger_cov"}
     assert all(c["beats"] for c in claims)  # every claim names the null it beats
-    from replicate.report.page import write_report
+    from replicate.summary import write_report
     page = write_report(tmp_path / "REPORT.md").read_text()
     assert "## fig1" in page and "## fig8" in page
     assert "### fig1 at scale small" in page  # a second scale's result (the committed SmolLM2 reference) too

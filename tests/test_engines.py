@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from replicate.errors import UserError
-from replicate.runners.rl.engines import ENGINES
+from replicate.engines import ENGINES
 from replicate.runners.rl.models import char_tokenizer, tiny_model
 from replicate.runners.rl.rollout import encode_prompts, make_generator
 
@@ -43,8 +43,8 @@ def test_hf_engine_at_a_temperature_is_reproducible_per_seed_and_samples():
 
 
 def test_spec_picks_an_engine_and_refuses_an_unknown_one():
-    from replicate.spec import find_spec
-    from replicate.spec.schema import apply_overrides
+    from replicate.specs import find_spec
+    from replicate.config import apply_overrides
     config = find_spec("fig1").resolve()
     assert config.rollout.engine == "ours"
     assert apply_overrides(config, {"rollout": {"engine": "hf"}}).rollout.engine == "hf"

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from replicate.report.check import REPORTED_DIR, run_check
-from replicate.spec import find_spec
+from replicate.specs import find_spec
 
 RECIPES = yaml.safe_load((REPORTED_DIR / "entropy-mechanism" / "recipes.yaml").read_text())
 CONTROL_SPECS = ["fig11", "table2"]
@@ -184,7 +184,7 @@ def test_list_shows_every_figure_and_table_of_the_paper(capsys):
                    for line in lines) or a.get("spec"), a["id"]
     assert "(entropy-mechanism): not built yet" not in out  # every figure and table of the paper has a spec
     from replicate.cli import unbuilt_artifacts
-    from replicate.spec import all_specs
+    from replicate.specs import all_specs
     specs = all_specs()
     without_fig3 = {name: path for name, path in specs.items() if path != specs["fig3"]}
     assert [item["id"] for _, item in unbuilt_artifacts(without_fig3)] == ["fig3"]  # a missing spec is listed

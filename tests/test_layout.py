@@ -14,16 +14,15 @@ LAYERS = [
                    "replicate.__init__"]),
     ("evaluators", ["evaluators"]),
     ("algorithms and tasks", ["replicate.algorithms", "replicate.tasks"]),
-    ("plugin tables", ["replicate.runners.rl.engines"]),  # names only: the config may name an engine
-    ("run config", ["replicate.spec.schema"]),
+    ("rollout engines", ["replicate.engines"]),
+    ("run config", ["replicate.config"]),
     ("store", ["replicate.store"]),
     ("runners", ["replicate.runners"]),
     ("analysis", ["replicate.analysis"]),
-    ("figures and claims", ["replicate.report.plotting", "replicate.report.panels_predict", "replicate.report.figures",
-                            "replicate.report.claims", "replicate.report.check"]),
-    ("spec loading", ["replicate.spec"]),
+    ("figures, claims, results", ["replicate.report"]),
+    ("spec loading and docs", ["replicate.specs"]),
     ("orchestration", ["replicate.experiment", "replicate.backends", "replicate.benchmarks"]),
-    ("report and tools", ["replicate.report", "replicate.bench"]),
+    ("report of every spec, tools", ["replicate.summary", "replicate.bench"]),
     ("command line", ["replicate.cli", "replicate.__main__"]),
 ]
 
@@ -83,7 +82,7 @@ def test_every_module_is_declared_in_or_out_of_the_code_fingerprint():
 def test_the_fingerprint_hashes_training_code_and_not_presentation():
     files = {rel for rel, _ in paths.fingerprinted_files()}
     assert {"runners/rl/trainer.py", "algorithms/advantages.py", "tasks/base.py", "store.py", "code.py"} <= files
-    assert not {f for f in files if f.startswith(("report/", "analysis/", "bench/", "spec/", "lmeval/"))}
+    assert not {f for f in files if f.startswith(("report/", "analysis/", "bench/", "specs/", "lmeval/"))}
 
 
 def test_imports_run_down_the_layers():

@@ -8,7 +8,7 @@ import yaml
 lm_eval = pytest.importorskip("lm_eval", reason="lm-eval not installed: pip install -e '.[eval]'")
 
 from evaluators.lmeval import BENCHMARKS, write_tasks  # noqa: E402
-from replicate.spec import RunConfig, deep_merge, load_spec  # noqa: E402
+from replicate.specs import RunConfig, deep_merge, load_spec  # noqa: E402
 from replicate.store import Run  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "math"

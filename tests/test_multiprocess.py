@@ -81,7 +81,7 @@ def test_shards_are_whole_groups_and_grpo_statistics_are_per_group(tiny_spec_fil
     group_size rows each; GRPO's per-group statistics are the same computed per shard or on the whole batch."""
     from replicate.algorithms import ADVANTAGES, token_rewards
     from replicate.runners.rl.rollout import make_generator, rollout
-    from replicate.spec import RunConfig, deep_merge, load_spec
+    from replicate.specs import RunConfig, deep_merge, load_spec
     from replicate.tasks import make_task
     from replicate.runners.rl.warmup import base_policy
     cfg = load_spec(tiny_spec_file).resolve("tiny")

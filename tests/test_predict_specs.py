@@ -5,7 +5,7 @@ import pytest
 from conftest import TINY_SPEC
 from replicate.errors import UserError
 from replicate.runners.rl.models import char_tokenizer, non_embedding_params, tiny_model
-from replicate.spec import find_spec, load_spec
+from replicate.specs import find_spec, load_spec
 from replicate.tasks import make_task
 
 SPECS = ("fig2", "fig3", "fig4", "fig5", "fig7")

@@ -15,7 +15,7 @@ pytestmark = [
 
 def test_fig1_small_scale_trains_two_steps(tmp_path):
     from replicate.experiment import reproduce
-    from replicate.spec import load_spec
+    from replicate.specs import load_spec
     spec_file = tmp_path / "small.yaml"
     spec_file.write_text(f"""
 id: fig1-small-smoke

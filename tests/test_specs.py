@@ -5,7 +5,7 @@ import pytest
 
 from replicate.errors import UserError
 from replicate.paths import experiments_dir
-from replicate.spec import all_specs, find_spec, load_spec
+from replicate.specs import all_specs, find_spec, load_spec
 from replicate.tasks import TASKS
 from conftest import TINY_SPEC, write
 

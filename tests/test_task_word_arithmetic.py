@@ -6,7 +6,7 @@ import pytest
 
 from replicate.errors import UserError
 from replicate.runners.rl.models import ChatPrompts, char_tokenizer
-from replicate.spec import ModelSpec
+from replicate.specs import ModelSpec
 from replicate.tasks import TASKS, WordArithmeticTask, make_task
 
 

@@ -47,7 +47,7 @@ def test_countdown_problems_and_solutions():
 
 
 def test_countdown_trains_in_the_core(tmp_path, warm_store):
-    from replicate.spec import RunConfig
+    from replicate.specs import RunConfig
     from replicate.store import Run
     from replicate.runners.rl.trainer import train
     cfg = RunConfig.model_validate({

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from replicate.spec import RunConfig, deep_merge, load_spec
+from replicate.specs import RunConfig, deep_merge, load_spec
 from replicate.store import Run
 from replicate.runners.rl.trainer import train
 

@@ -14,7 +14,7 @@ import pytest
 
 from replicate.backends.verl import METRIC_MAP, import_verl_log, launch_command, verl_overrides, verl_rows
 from replicate.errors import UserError
-from replicate.spec import RunConfig, find_spec
+from replicate.specs import RunConfig, find_spec
 from replicate.store import Run
 
 FIXTURE = Path(__file__).parent / "data" / "verl_log.jsonl"

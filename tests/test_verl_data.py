@@ -11,7 +11,7 @@ from evaluators.math import PROMPT, gold_answer, problem_text
 from replicate.backends.verl.data import DAPO_TEMPLATE, manifest_entries, resolve
 from replicate.cli import main
 from replicate.errors import UserError
-from replicate.spec import find_spec
+from replicate.specs import find_spec
 
 pq = pytest.importorskip("pyarrow.parquet")
 SHARED = next((p / "shared" / "data" / "math" for p in Path(__file__).resolve().parents[2:4]

@@ -99,7 +99,7 @@ def test_ray_prints_one_submit_command_per_run(home, capsys):
 
 def test_import_step_marks_finished_or_failed(tmp_path):
     """The command each scheduled run ends with: finished only with status 0 and every step logged."""
-    from replicate.spec import find_spec
+    from replicate.specs import find_spec
     config = find_spec("fig1").variant_configs("paper")["main"].model_copy(deep=True)
     config.train.steps = 3
     run = Run(tmp_path / "r")
@@ -134,7 +134,7 @@ def test_a_resumed_run_merges_its_log_files(tmp_path):
 def test_table2_reuses_fig11s_finished_verl_runs(home, capsys):
     """fig11 and table2 train the same arms: a run finished for one is skipped by the other (not under --force)."""
     from replicate.backends.verl.launch import verl_run
-    from replicate.spec import find_spec
+    from replicate.specs import find_spec
     for variant, config in find_spec("fig11").variant_configs("paper").items():
         run = verl_run(home / "runs", "fig11", variant, config, 0, "paper", "ours")
         run.begin(config, 0, {})

@@ -111,15 +111,6 @@ def build_model(shape: str, device: str, seed: int = 0):
     return model.eval(), cfg["vocab_size"]
 
 
-def matmul_peak(device: str, reps: int = 5) -> float:
-    """FLOP/s of a large square matmul in the training dtype (bf16 8192^3 on GPU, float32 1024^3 on CPU)."""
-    n, dtype = (8192, torch.bfloat16) if device == "cuda" else (1024, torch.float32)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    dt = med(interleave({"mm": lambda: a @ b}, reps, device)["mm"])
-    return 2 * n ** 3 / dt
-
-
 def peak_extra_bytes(fn, device: str) -> int:
     """Peak bytes allocated by fn above what was allocated when it started (CUDA: the allocator's peak;
     CPU: the allocations and frees torch.profiler records, replayed in order)."""

@@ -24,7 +24,7 @@ PROMPTS, GROUP, NEW_TOKENS, LR = 32, 8, 4, 7e-4
 
 
 def _fig1_config(steps: int, prompts: int, group: int):
-    from replicate.spec import apply_overrides, find_spec
+    from replicate.specs import apply_overrides, find_spec
     cfg = find_spec("fig1").resolve("tiny")
     return apply_overrides(cfg, {"warmup": {"steps": 0}, "train": {"steps": steps, "checkpoint_every": 10_000},
                                  "rollout": {"prompts_per_step": prompts, "group_size": group},

@@ -38,7 +38,8 @@ from replicate.paths import digest
 from replicate.seeds import derive_seed
 from replicate.runners import Params, Runner, one_process
 from replicate.runners.pool import parallel_workers
-from replicate.runners.rl.rollout import encode_prompts, generate, make_generator, score_responses
+from replicate.engines import ENGINES
+from replicate.runners.rl.rollout import encode_prompts, make_generator, score_responses
 from replicate.store import Run
 from replicate.tasks import Problem, make_task
 from replicate.runners.rl.warmup import base_policy, warmup_key
@@ -85,14 +86,15 @@ def arm_params(spec, variant: str, scale: str) -> dict:
 
 # ---- sampling and evaluation ---------------------------------------------------------------------------------
 
-def _gen_texts(model, tok, task, problems, n, temperature, max_new_tokens, gen, batch=512):
+def _gen_texts(model, tok, task, problems, n, temperature, max_new_tokens, gen, batch=512, engine="ours"):
     """[(text, length in tokens incl. EOS, finished, correct)] for n responses per problem (problem-major)."""
     rows = [p for p in problems for _ in range(n)]
     out, device = [], next(model.parameters()).device
     for s in range(0, len(rows), batch):
         chunk = rows[s:s + batch]
         ids, mask = encode_prompts(tok, [p.prompt for p in chunk], device)
-        resp, rmask = generate(model, ids, mask, max_new_tokens, temperature, tok.eos_token_id, tok.pad_token_id, gen)
+        resp, rmask = ENGINES[engine](model, ids, mask, max_new_tokens, temperature, tok.eos_token_id, tok.pad_token_id,
+                                      gen)
         scores = score_responses(tok, task, resp, rmask, chunk)
         finished = (resp == tok.eos_token_id).any(dim=1).tolist()
         texts = tok.batch_decode(resp, skip_special_tokens=True)
@@ -121,7 +123,7 @@ def sample_cache(config, root: Path, seed: int, n_train: int, eval_cap: int, log
     """(problems, samples per problem, base eval rows) for one seed, sampled once and cached in the store."""
     ro = config.rollout
     key = digest({"warmup": warmup_key(config, seed), "n": ro.group_size, "temperature": ro.temperature,
-                  "cap": ro.max_new_tokens, "n_train": n_train, "eval_cap": eval_cap})
+                  "cap": ro.max_new_tokens, "n_train": n_train, "eval_cap": eval_cap, "engine": ro.engine})
     cache = Path(root) / "_dast_samples" / f"s{seed}-{key}"
     if (cache / "DONE").exists():
         data = json.loads((cache / "samples.json").read_text())
@@ -132,7 +134,8 @@ def sample_cache(config, root: Path, seed: int, n_train: int, eval_cap: int, log
     problems = task.sample(n_train, random.Random(derive_seed(seed, "dast-problems")))
     torch.manual_seed(derive_seed(seed, "dast-sampling"))
     flat = _gen_texts(model, tok, task, problems, ro.group_size, ro.temperature, ro.max_new_tokens,
-                      make_generator(derive_seed(seed, "dast-sampling"), next(model.parameters()).device))
+                      make_generator(derive_seed(seed, "dast-sampling"), next(model.parameters()).device),
+                      engine=ro.engine)
     samples = [flat[i * ro.group_size:(i + 1) * ro.group_size] for i in range(len(problems))]
     base_eval = evaluate_levels(model, tok, task, eval_cap)
     cache.mkdir(parents=True, exist_ok=True)

@@ -293,7 +293,7 @@ def manifest_entries(config, data_dir=None) -> dict:
 
 def cli_data(args):
     """`python -m replicate data SPEC [--scale paper] [--from DIR] [--out DIR]`."""
-    from replicate.spec import find_spec, load_spec
+    from replicate.specs import find_spec, load_spec
     spec = load_spec(Path(args.spec)) if Path(args.spec).suffix in (".yaml", ".yml") else find_spec(args.spec)
     if args.scale not in spec.scales and args.scale != spec.default_scale:
         raise UserError(f"{spec.id} has no scale {args.scale!r}; it has {', '.join(spec.scales)}")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from replicate.errors import UserError
 from replicate.algorithms import POLICY_LOSSES
-from replicate.spec.schema import RunConfig
+from replicate.config import RunConfig
 
 VERL_VERSION = "0.9.1"
 ADVANTAGES = {"grpo": "grpo", "rloo": "rloo", "reinforce_plus_plus": "reinforce_plus_plus",

@@ -83,7 +83,7 @@ def run_in_processes(spec, scale, pending, root, resume, workers, log):
 
 
 def _train_group(group, root, resume) -> list[str]:
-    from replicate.spec.schema import RunConfig
+    from replicate.config import RunConfig
     from replicate.runners.rl.trainer import train
     lines = []
     for variant, config, seed, path in group:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from replicate.runners.rl.engines import ENGINES
+from replicate.engines import ENGINES
 from replicate.runners.rl.models import cache_kwarg, last_logits_only, response_logprobs
 from replicate.tasks import Problem
 

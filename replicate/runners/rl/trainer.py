@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import torch
 from accelerate import Accelerator
 
-from replicate.algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, extra_inputs, covariance_by_accuracy, implicit_prm_loss, kl_penalty,
-                         label_accuracy, masked_mean, token_covariance, token_rewards, top_fraction_means, value_loss)
+from replicate.algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covariance_by_accuracy, extra_inputs,
+                                  implicit_prm_loss, kl_penalty, label_accuracy, masked_mean, token_covariance,
+                                  token_rewards, top_fraction_means, value_loss)
 from replicate.errors import Interrupted
 from replicate.errors import UserError
 from replicate.runners.rl.models import ChatPrompts, Critic, non_embedding_params

@@ -1,5 +1,5 @@
 """Experiment specs: YAML files validated on load, with scale presets merged over a shared body (the run
-config itself is replicate.spec.schema).
+config itself is replicate.config).
 
 Errors name the file, the line, the field and the fix, in one line (raised as UserError).
 """
@@ -11,11 +11,28 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError, field_validator, model_validator
 
+from replicate.config import (  # noqa: F401
+    SCALES,
+    AlgorithmSpec,
+    EvalSpec,
+    ModelSpec,
+    OptimizerSpec,
+    RolloutSpec,
+    RunConfig,
+    Strict,
+    TaskSpec,
+    TrainSpec,
+    WarmupSpec,
+    apply_overrides,
+    deep_merge,
+    known,
+    merge_scale,
+    parse_overrides,
+    typed_hparams,
+)
 from replicate.errors import UserError
 from replicate.paths import experiments_dir
-from replicate.spec.schema import (SCALES, AlgorithmSpec, EvalSpec, ModelSpec, OptimizerSpec, RolloutSpec,  # noqa: F401
-                                   RunConfig, Strict, TaskSpec, TrainSpec, WarmupSpec, apply_overrides, deep_merge,
-                                   merge_scale, parse_overrides, typed_hparams)
+
 
 class ClaimError(ValueError):
     """A claim that cannot be measured; `index` locates it in the spec's claims list (for the line number)."""
@@ -47,9 +64,7 @@ class PanelSpec(Strict):
     @classmethod
     def _known(cls, v):
         from replicate.report.figures import PANELS
-        if v not in PANELS:
-            raise ValueError(f"unknown panel kind {v!r}; choose one of {', '.join(PANELS)}")
-        return v
+        return known(v, PANELS, "panel kind")
 
 
 class VariantSpec(Strict):
@@ -63,8 +78,7 @@ class VariantSpec(Strict):
     @classmethod
     def _scale_names(cls, v):
         for name in v:
-            if name not in SCALES:
-                raise ValueError(f"unknown scale {name!r}; scales are {', '.join(SCALES)}")
+            known(name, SCALES, "scale")
         return v
 
 
@@ -81,9 +95,7 @@ class Spec(Strict):
     @classmethod
     def _known_runner(cls, v):
         from replicate.runners import RUNNERS
-        if v not in RUNNERS:
-            raise ValueError(f"unknown runner {v!r}; choose one of {', '.join(RUNNERS)}")
-        return v
+        return known(v, RUNNERS, "runner")
 
     body: dict[str, Any] = {}
     scales: dict[str, dict[str, Any]] = {}
@@ -96,8 +108,7 @@ class Spec(Strict):
     def _known_analyses(cls, v):
         from replicate.analysis import ANALYSES
         for name in v:
-            if name not in ANALYSES:
-                raise ValueError(f"unknown analysis {name!r}; choose one of {', '.join(ANALYSES)}")
+            known(name, ANALYSES, "analysis")
         return v
 
     panels: list[PanelSpec] = []
@@ -128,8 +139,7 @@ class Spec(Strict):
     @classmethod
     def _scale_names(cls, v):
         for name in v:
-            if name not in SCALES:
-                raise ValueError(f"unknown scale {name!r}; scales are {', '.join(SCALES)}")
+            known(name, SCALES, "scale")
         return v
 
     def resolve(self, scale: str | None = None) -> RunConfig:

@@ -1,5 +1,5 @@
 """The `hf` rollout engine: transformers' `generate()`, as a cross-check of our sampler (same protocol as
-replicate.runners.rl.engines.Engine). At temperature 0 both are greedy and give the same tokens; at a temperature,
+replicate.engines.Engine). At temperature 0 both are greedy and give the same tokens; at a temperature,
 `generate()` draws from torch's global generator, so the engine seeds it from ours inside a forked RNG state:
 reproducible for a seed, though not the same draws as our sampler."""
 from __future__ import annotations

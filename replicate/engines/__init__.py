@@ -18,5 +18,5 @@ class Engine(Protocol):
 
 ENGINES = LazyRegistry("rollout engine", {
     "ours": "replicate.runners.rl.rollout:generate",      # KV cache, prompts prefilled once per group
-    "hf": "replicate.runners.rl.hf_engine:hf_generate",   # transformers' generate(), a cross-check
+    "hf": "replicate.engines.hf:hf_generate",             # transformers' generate(), a cross-check
 })

@@ -1,7 +1,7 @@
-"""`python -m replicate.report.docs`: regenerate the registry-driven tables of docs/specs.md.
+"""`python -m replicate.specs.docs`: regenerate the registry-driven tables of docs/specs.md.
 
 The prose of docs/specs.md is written by hand; the tables between `<!-- generated:NAME -->` and
-`<!-- /generated:NAME -->` are rendered here from the schema (replicate.spec) and the registries (RUNNERS,
+`<!-- /generated:NAME -->` are rendered here from the schema (replicate.specs) and the registries (RUNNERS,
 ANALYSES, PANELS, TASKS, ADVANTAGES, POLICY_LOSSES), so a new field, analysis, panel, task, algorithm or
 runner shows up in the reference when this is rerun. `--check` exits 1 when the file is out of date
 (tests/test_docs.py does the same).
@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from replicate import spec as specs
+from replicate import specs
 from replicate.algorithms import (ADVANTAGE_INPUTS, ADVANTAGES, KL_KINDS, LOSS_AGG_MODES, LOSS_INPUTS, POLICY_LOSSES,
                                   extra_inputs, hyperparameters)
 from replicate.analysis import ANALYSES
@@ -30,7 +30,7 @@ from replicate.runners import RUNNERS
 from replicate.tasks import TASKS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "specs.md"
-MISSING_NOTE = "(undocumented: add a note in replicate/report/docs.py)"
+MISSING_NOTE = "(undocumented: add a note in replicate/specs/docs.py)"
 
 # ---------------------------------------------------------------- notes the registries cannot carry
 
@@ -393,7 +393,7 @@ def regenerate(text: str) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m replicate.report.docs", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m replicate.specs.docs", description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if docs/specs.md is out of date; write nothing")
     ap.add_argument("--file", type=Path, default=DOC)
     args = ap.parse_args(argv)
@@ -401,7 +401,7 @@ def main(argv=None) -> int:
     new = regenerate(text)
     if args.check:
         if new != text:
-            print(f"{args.file} is out of date: run python -m replicate.report.docs")
+            print(f"{args.file} is out of date: run python -m replicate.specs.docs")
             return 1
         return 0
     if new != text:

@@ -8,15 +8,38 @@ import typing
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from replicate.algorithms import (ADVANTAGE_INPUTS, ADVANTAGES, KL_KINDS, LOSS_AGG_MODES, LOSS_INPUTS, POLICY_LOSSES,
-                                  hyperparameters)
+from replicate.algorithms import (
+    ADVANTAGE_INPUTS,
+    ADVANTAGES,
+    KL_KINDS,
+    LOSS_AGG_MODES,
+    LOSS_INPUTS,
+    POLICY_LOSSES,
+    hyperparameters,
+)
 from replicate.errors import UserError
 from replicate.paths import digest
 from replicate.tasks import TASKS
 
 SCALES = ("tiny", "small", "paper")
+
+
+def known(name: str, names, kind: str, sort: bool = False) -> str:
+    """`name` if it is one of `names` (a registry or a tuple), else the one-line error every spec field gives."""
+    if name not in names:
+        listed = sorted(names) if sort else list(names)
+        raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(listed)}")
+    return name
 
 
 class Strict(BaseModel):
@@ -54,9 +77,7 @@ class TaskSpec(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v):
-        if v not in TASKS:
-            raise ValueError(f"unknown task {v!r}; choose one of {', '.join(sorted(TASKS))}")
-        return v
+        return known(v, TASKS, "task", sort=True)
 
     @model_validator(mode="after")
     def _params(self):
@@ -116,10 +137,8 @@ class AlgorithmSpec(Strict):
 
     @model_validator(mode="after")
     def _registered(self):
-        if self.advantage not in ADVANTAGES:
-            raise ValueError(f"unknown advantage estimator {self.advantage!r}; choose one of {', '.join(ADVANTAGES)}")
-        if self.policy_loss not in POLICY_LOSSES:
-            raise ValueError(f"unknown policy loss {self.policy_loss!r}; choose one of {', '.join(POLICY_LOSSES)}")
+        known(self.advantage, ADVANTAGES, "advantage estimator")
+        known(self.policy_loss, POLICY_LOSSES, "policy loss")
         self.advantage_params = typed_hparams("advantage", ADVANTAGES[self.advantage], self.advantage_params,
                                               ADVANTAGE_INPUTS)
         if self.advantage == "prime" and not self.advantage_params.get("beta", 0.05) > 0:
@@ -127,11 +146,9 @@ class AlgorithmSpec(Strict):
                              f"{self.advantage_params['beta']!r}; PRIME's recipe uses 0.05")
         self.policy_loss_params = typed_hparams("policy loss", POLICY_LOSSES[self.policy_loss],
                                                 self.policy_loss_params, LOSS_INPUTS)
-        if self.loss_agg_mode not in LOSS_AGG_MODES:
-            raise ValueError(f"unknown loss_agg_mode {self.loss_agg_mode!r}; choose one of {', '.join(LOSS_AGG_MODES)}")
+        known(self.loss_agg_mode, LOSS_AGG_MODES, "loss_agg_mode")
         for kind in (self.kl_loss_type, self.kl_in_reward_type):
-            if kind not in KL_KINDS:
-                raise ValueError(f"unknown KL kind {kind!r}; choose one of {', '.join(KL_KINDS)}")
+            known(kind, KL_KINDS, "KL kind")
         return self
 
 
@@ -142,15 +159,13 @@ class RolloutSpec(Strict):
     max_new_tokens: int = Field(24, ge=1)
     filter_groups: bool = False           # DAPO dynamic sampling: drop groups whose scores are all equal
     max_gen_batches: int = Field(10, ge=1)  # ... generating up to this many batches per step
-    engine: str = "ours"                  # the rollout engine (replicate.runners.rl.engines): ours or hf
+    engine: str = "ours"                  # the rollout engine (replicate.engines): ours or hf
 
     @field_validator("engine")
     @classmethod
     def _known_engine(cls, v):
-        from replicate.runners.rl.engines import ENGINES
-        if v not in ENGINES:
-            raise ValueError(f"unknown rollout engine {v!r}; choose one of {', '.join(ENGINES)}")
-        return v
+        from replicate.engines import ENGINES
+        return known(v, ENGINES, "rollout engine")
 
 
 class OptimizerSpec(Strict):
