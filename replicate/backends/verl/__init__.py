@@ -54,7 +54,7 @@ def run_verl(spec, scale: str | None, opts: Options, *, seeds: int | None = None
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except RunsPending as exc:
-        if exc.args and exc.args[0]:
+        if exc.args and exc.args[0] and not opts.dry_run:
             log(f"{len(exc.args[0])} run(s) scheduled or running; rerun this command once they finish to "
                 "import them and write the figures, claims and table")
         return 0
