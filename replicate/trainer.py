@@ -184,8 +184,10 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         metrics["time_rollout"] = time.time() - t_rollout
         mask = batch.response_mask
         rewards = token_rewards(batch.scores, mask)
+        # -- log-probs under the rollout policy: the update's first forward scores its own rows (see reused_rows)
+        reused = reused_rows(learner, config, batch)
+        old_log_prob, entropy = rollout_logprobs(learner.policy, batch, reused)
         with torch.no_grad():
-            old_log_prob, entropy = batch.logprobs(learner.policy, with_entropy=True)
             ref_log_prob = batch.logprobs(learner.ref_model)[0] if learner.ref_model is not None else None
             old_values = learner.critic(batch.prompt_ids, batch.prompt_mask, batch.responses) * mask if learner.critic else None
         if alg.kl_in_reward_coef:
@@ -197,7 +199,8 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         # -- PPO updates over mini-batches of whole groups
         learner.policy.train()
         t_update = time.time()
-        update_stats = ppo_update(learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns)
+        update_stats = ppo_update(learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns,
+                                  entropy if len(reused) else None)
         metrics["time_update"] = time.time() - t_update
         # -- metrics of this step (rollout statistics are of the pre-update policy)
         metrics.update(rollout_metrics(batch, old_log_prob, entropy, advantages), **prm_stats)
@@ -218,14 +221,18 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
             progress(step, metrics)
 
 
-def ppo_update(learner: Learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns) -> list:
-    """ppo_epochs × ppo_mini_batches optimizer steps, each over whole groups; the critic steps alongside."""
+def ppo_update(learner: Learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns,
+               entropy=None) -> list:
+    """ppo_epochs × ppo_mini_batches optimizer steps, each over whole groups; the critic steps alongside.
+
+    With `entropy` given, the first mini-batch's forward, at the rollout policy, fills its rows of old_log_prob and
+    entropy (reused_rows): log π_old = log π there, bit for bit."""
     alg, tr = config.algorithm, config.train
     loss_fn = POLICY_LOSSES[alg.policy_loss]
     params = dict(alg.policy_loss_params)
     if "generator" in inspect.signature(loss_fn).parameters:
         params["generator"] = learner.loss_gen
-    stats = []
+    stats, fill = [], entropy is not None
     for _epoch in range(tr.ppo_epochs):
         for mb in mini_batches(batch, tr.ppo_mini_batches):
             learner.optimizer.zero_grad()
@@ -233,7 +240,9 @@ def ppo_update(learner: Learner, config, batch, old_log_prob, advantages, ref_lo
             for pos in torch.arange(len(mb)).chunk(tr.micro_batches):
                 rows = mb[pos]
                 sub, m = batch.rows(rows), batch.response_mask[rows]
-                log_prob, ent = sub.logprobs(learner.model, with_entropy=bool(alg.entropy_coeff))
+                log_prob, ent = sub.logprobs(learner.model, with_entropy=bool(alg.entropy_coeff) or fill)
+                if fill:
+                    old_log_prob[rows], entropy[rows] = log_prob.detach(), ent.detach()
                 extra = {"selected": selected[pos]} if selected is not None else {}
                 pg_loss, s = loss_fn(old_log_prob[rows], log_prob, advantages[rows], m,
                                      loss_agg_mode=alg.loss_agg_mode, **params, **extra)
@@ -247,9 +256,44 @@ def ppo_update(learner: Learner, config, batch, old_log_prob, advantages, ref_lo
                 stats.append({**s, "pg_loss": pg_loss.item(), "loss": loss.item()})
             stats[-1]["grad_norm"] = float(learner.accelerator.clip_grad_norm_(learner.model.parameters(), tr.grad_clip))
             learner.optimizer.step()
+            fill = False  # the next mini-batch runs past the rollout policy
             if learner.critic is not None:
                 stats[-1]["vf_loss"] = critic_step(learner, config, batch.rows(mb), old_values[mb], returns[mb])
     return stats
+
+
+def reused_rows(learner: Learner, config, batch) -> torch.Tensor:
+    """Rows whose rollout-policy log-probs the update's own first forward gives: the first mini-batch, which runs
+    at the rollout policy (no step taken yet), so log π_old = log π bit for bit (tests/test_speed.py). None where
+    they are needed before the update (a KL penalty in the reward, a mini-batch-wide token selection) or where
+    train mode changes the forward (dropout)."""
+    alg = config.algorithm
+    needs_first = alg.kl_in_reward_coef or (POLICY_LOSSES[alg.policy_loss].select is not None
+                                            and alg.cov_scope == "batch")
+    if needs_first or has_dropout(learner.policy):
+        return torch.zeros(0, dtype=torch.long)
+    return mini_batches(batch, config.train.ppo_mini_batches)[0]
+
+
+def has_dropout(model) -> bool:
+    p = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    p += [getattr(model.config, k, 0.0) or 0.0 for k in ("attention_dropout", "hidden_dropout", "dropout")]
+    return any(x > 0 for x in p)
+
+
+@torch.no_grad()
+def rollout_logprobs(policy, batch, skip: torch.Tensor):
+    """log π_old and entropy [B, T] under the rollout policy, except the rows in `skip` (left for the update)."""
+    if not len(skip):
+        return batch.logprobs(policy, with_entropy=True)
+    old_log_prob = torch.zeros_like(batch.response_mask)
+    entropy = torch.zeros_like(batch.response_mask)
+    rest = torch.ones(len(batch), dtype=torch.bool)
+    rest[skip] = False
+    if rest.any():
+        rows = rest.nonzero().squeeze(-1)
+        old_log_prob[rows], entropy[rows] = batch.rows(rows).logprobs(policy, with_entropy=True)
+    return old_log_prob, entropy
 
 
 @torch.no_grad()
