@@ -41,3 +41,34 @@ def test_nothing_is_reused_where_the_reward_needs_log_probs_before_the_update(ti
     cfg = load_spec(tiny_spec_file).resolve("tiny")
     cfg = RunConfig.model_validate(deep_merge(cfg.model_dump(), {"algorithm": {"kl_in_reward_coef": 0.01}}))
     assert len(trainer.reused_rows(None, cfg, None)) == 0
+
+
+def _per_row_logits(model, ids, mask, resp):
+    from replicate.models import forward_responses, last_logits_only
+    T = resp.shape[1]
+    return forward_responses(model, ids, mask, resp, **last_logits_only(model, T + 1)).logits[:, -T - 1:-1].float()
+
+
+def test_a_shared_prompt_pass_gives_the_per_row_logits_and_gradients():
+    from replicate.models import char_tokenizer, response_logits, tiny_model
+    from replicate.rollout import encode_prompts
+    tok = char_tokenizer("0123456789+*=")
+    torch.manual_seed(0)
+    model = tiny_model({"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64}, tok)
+    ids, mask = encode_prompts(tok, ["47*38=", "3*5=", "12*99=", "7="])  # left-padded to different lengths
+    reps = torch.tensor([3, 1, 4, 2])  # group sizes, one of them alone
+    ids, mask = ids.repeat_interleave(reps, 0), mask.repeat_interleave(reps, 0)
+    resp = torch.randint(3, len(tok), (len(ids), 5), generator=torch.Generator().manual_seed(1))
+    grads = []
+    for fn in (response_logits, lambda *a: _per_row_logits(*a[:4])):
+        model.zero_grad()
+        logits = fn(model, ids, mask, resp, 1.0)
+        (logits.log_softmax(-1) * torch.linspace(-1, 1, logits.shape[-1])).sum().backward()
+        grads.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    (shared, g_shared), (per_row, g_row) = grads
+    # the same values up to float32 rounding (matmuls of other shapes may round differently; fig1's shapes are
+    # bit-equal on CPU, and a row given another group's cache would be off by far more)
+    torch.testing.assert_close(shared, per_row, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g_shared, g_row):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
