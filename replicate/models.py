@@ -147,7 +147,7 @@ def response_logits(model, prompt_ids, prompt_mask, responses, temperature):
     positions only, not on the prompt's). Rows that repeat the previous row's prompt (a GRPO group) share one
     pass over it (shared_prompt_logits)."""
     T = responses.shape[1]
-    first, inverse = shared_prompts(prompt_ids)
+    first, inverse = shared_prompts(prompt_ids, prompt_mask)
     if len(first) < len(prompt_ids) and T > 1:
         logits = shared_prompt_logits(model, prompt_ids[first], prompt_mask[first], inverse, responses)
     else:
@@ -157,11 +157,14 @@ def response_logits(model, prompt_ids, prompt_mask, responses, temperature):
     return logits if temperature == 1 else logits / temperature
 
 
-def shared_prompts(prompt_ids):
-    """(first row of each run of equal consecutive prompts, that run's index for every row)."""
+def shared_prompts(prompt_ids, prompt_mask):
+    """(first row of each run of consecutive rows with equal prompt ids and mask, that run's index for every row).
+    The mask takes part: where pad = EOS, a real EOS and padding have the same id."""
     if len(prompt_ids) < 2:
-        return torch.arange(len(prompt_ids), device=prompt_ids.device), torch.arange(len(prompt_ids))
-    _, inverse, counts = torch.unique_consecutive(prompt_ids, dim=0, return_inverse=True, return_counts=True)
+        rows = torch.arange(len(prompt_ids), device=prompt_ids.device)
+        return rows, rows
+    _, inverse, counts = torch.unique_consecutive(torch.cat([prompt_ids, prompt_mask.to(prompt_ids.dtype)], dim=1),
+                                                  dim=0, return_inverse=True, return_counts=True)
     return counts.cumsum(0) - counts, inverse
 
 

@@ -72,3 +72,11 @@ def test_a_shared_prompt_pass_gives_the_per_row_logits_and_gradients():
     torch.testing.assert_close(shared, per_row, rtol=1e-5, atol=1e-6)
     for a, b in zip(g_shared, g_row):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_rows_share_a_prompt_pass_only_where_ids_and_mask_both_match():
+    from replicate.models import shared_prompts
+    ids = torch.tensor([[0, 5, 6], [0, 5, 6], [0, 5, 6], [7, 5, 6], [7, 5, 6]])
+    mask = torch.tensor([[0, 1, 1], [0, 1, 1], [1, 1, 1], [1, 1, 1], [1, 1, 1]])  # row 2: a real token 0 (pad = EOS)
+    first, inverse = shared_prompts(ids, mask)
+    assert first.tolist() == [0, 2, 3] and inverse.tolist() == [0, 0, 1, 2, 2]
