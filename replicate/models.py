@@ -148,7 +148,8 @@ def response_logits(model, prompt_ids, prompt_mask, responses, temperature):
     pass over it (shared_prompt_logits)."""
     T = responses.shape[1]
     first, inverse = shared_prompts(prompt_ids, prompt_mask)
-    if len(first) < len(prompt_ids) and T > 1:
+    ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)  # one forward per backward there
+    if len(first) < len(prompt_ids) and T > 1 and not ddp:
         logits = shared_prompt_logits(model, prompt_ids[first], prompt_mask[first], inverse, responses)
     else:
         logits = forward_responses(model, prompt_ids, prompt_mask, responses, **last_logits_only(model, T + 1)).logits
