@@ -184,10 +184,11 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         metrics["time_rollout"] = time.time() - t_rollout
         mask = batch.response_mask
         rewards = token_rewards(batch.scores, mask)
-        # -- log-probs under the rollout policy: the update's first forward scores its own rows (see reused_rows)
-        reused = reused_rows(learner, config, batch)
-        old_log_prob, entropy = rollout_logprobs(learner.policy, batch, reused)
+        # -- log-probs under the rollout policy (or left for the update's first forward: reuses_update_forward)
+        reuse = reuses_update_forward(learner, config)
         with torch.no_grad():
+            old_log_prob, entropy = ((torch.zeros_like(mask), torch.zeros_like(mask)) if reuse
+                                     else batch.logprobs(learner.policy, with_entropy=True))
             ref_log_prob = batch.logprobs(learner.ref_model)[0] if learner.ref_model is not None else None
             old_values = learner.critic(batch.prompt_ids, batch.prompt_mask, batch.responses) * mask if learner.critic else None
         if alg.kl_in_reward_coef:
@@ -200,7 +201,7 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         learner.policy.train()
         t_update = time.time()
         update_stats = ppo_update(learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns,
-                                  entropy if len(reused) else None)
+                                  entropy if reuse else None)
         metrics["time_update"] = time.time() - t_update
         # -- metrics of this step (rollout statistics are of the pre-update policy)
         metrics.update(rollout_metrics(batch, old_log_prob, entropy, advantages), **prm_stats)
@@ -225,8 +226,8 @@ def ppo_update(learner: Learner, config, batch, old_log_prob, advantages, ref_lo
                entropy=None) -> list:
     """ppo_epochs × ppo_mini_batches optimizer steps, each over whole groups; the critic steps alongside.
 
-    With `entropy` given, the first mini-batch's forward, at the rollout policy, fills its rows of old_log_prob and
-    entropy (reused_rows): log π_old = log π there, bit for bit."""
+    With `entropy` given, the first mini-batch's forward, at the rollout policy, fills old_log_prob and entropy
+    (reuses_update_forward): log π_old = log π there, bit for bit."""
     alg, tr = config.algorithm, config.train
     loss_fn = POLICY_LOSSES[alg.policy_loss]
     params = dict(alg.policy_loss_params)
@@ -262,38 +263,23 @@ def ppo_update(learner: Learner, config, batch, old_log_prob, advantages, ref_lo
     return stats
 
 
-def reused_rows(learner: Learner, config, batch) -> torch.Tensor:
-    """Rows whose rollout-policy log-probs the update's own first forward gives: the first mini-batch, which runs
-    at the rollout policy (no step taken yet), so log π_old = log π bit for bit (tests/test_speed.py). None where
-    they are needed before the update (a KL penalty in the reward, a mini-batch-wide token selection) or where
-    train mode changes the forward (dropout)."""
-    alg = config.algorithm
+def reuses_update_forward(learner: Learner, config) -> bool:
+    """Whether the update's first forward gives the rollout policy's log-probs and entropy. It does where the update
+    is one mini-batch of the whole batch in one micro-batch: before any step, that is the very forward a separate
+    no-grad pass would run (same rows, same shapes, same policy), so log π_old = log π bit for bit
+    (tests/test_speed.py). Not where they are needed before the update (a KL penalty in the reward, a
+    mini-batch-wide token selection) or where train mode changes the forward (dropout). Smaller mini- or
+    micro-batches would score rows in other shapes, which may round differently: they keep the separate pass."""
+    alg, tr = config.algorithm, config.train
     needs_first = alg.kl_in_reward_coef or (POLICY_LOSSES[alg.policy_loss].select is not None
                                             and alg.cov_scope == "batch")
-    if needs_first or has_dropout(learner.policy):
-        return torch.zeros(0, dtype=torch.long)
-    return mini_batches(batch, config.train.ppo_mini_batches)[0]
+    return tr.ppo_mini_batches == 1 and tr.micro_batches == 1 and not needs_first and not has_dropout(learner.policy)
 
 
 def has_dropout(model) -> bool:
     p = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
     p += [getattr(model.config, k, 0.0) or 0.0 for k in ("attention_dropout", "hidden_dropout", "dropout")]
     return any(x > 0 for x in p)
-
-
-@torch.no_grad()
-def rollout_logprobs(policy, batch, skip: torch.Tensor):
-    """log π_old and entropy [B, T] under the rollout policy, except the rows in `skip` (left for the update)."""
-    if not len(skip):
-        return batch.logprobs(policy, with_entropy=True)
-    old_log_prob = torch.zeros_like(batch.response_mask)
-    entropy = torch.zeros_like(batch.response_mask)
-    rest = torch.ones(len(batch), dtype=torch.bool)
-    rest[skip] = False
-    if rest.any():
-        rows = rest.nonzero().squeeze(-1)
-        old_log_prob[rows], entropy[rows] = batch.rows(rows).logprobs(policy, with_entropy=True)
-    return old_log_prob, entropy
 
 
 @torch.no_grad()

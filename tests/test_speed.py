@@ -1,5 +1,6 @@
-"""Speed levers that must not change a number: the update's first forward reused for the rollout policy's
-log-probs gives the same metrics, step for step, as a separate no-grad pass."""
+"""Speed levers and what they keep: the update's first forward reused for the rollout policy's log-probs gives
+the same metrics, step for step, as a separate no-grad pass; a group's shared prompt pass gives the per-row logits
+and gradients (up to float rounding)."""
 import pytest
 import torch
 
@@ -13,34 +14,44 @@ def _strip(rows):
 
 
 @pytest.mark.parametrize("over", [
-    {"train": {"steps": 4, "ppo_mini_batches": 1}},                    # fig1's shape: every row reused
-    {"train": {"steps": 4, "ppo_mini_batches": 2, "micro_batches": 2}},  # the first mini-batch reused, in parts
-    {"train": {"steps": 4}, "algorithm": {"policy_loss": "clip_cov", "entropy_coeff": 0.01,
-                                          "policy_loss_params": {"clip_cov_ratio": 0.05, "clip_cov_lb": 0.0}}},
+    {"train": {"steps": 4, "ppo_mini_batches": 1}},                    # fig1's shape
+    {"train": {"steps": 4, "ppo_mini_batches": 1, "ppo_epochs": 2}},   # the second epoch runs past the rollout policy
+    {"train": {"steps": 4, "ppo_mini_batches": 1},
+     "algorithm": {"policy_loss": "clip_cov", "entropy_coeff": 0.01,
+                   "policy_loss_params": {"clip_cov_ratio": 0.05, "clip_cov_lb": 0.0}}},
 ])
 def test_reused_first_forward_gives_the_separate_pass_metrics(over, tiny_spec_file, warm_store, tmp_path, monkeypatch):
     cfg = load_spec(tiny_spec_file).resolve("tiny")
     cfg = RunConfig.model_validate(deep_merge(cfg.model_dump(), over))
     calls = []
-    reused_rows = trainer.reused_rows
+    reuses = trainer.reuses_update_forward
 
     def counted(*args):
-        rows = reused_rows(*args)
-        calls.append(len(rows))
-        return rows
-    monkeypatch.setattr(trainer, "reused_rows", counted)
+        calls.append(reuses(*args))
+        return calls[-1]
+    monkeypatch.setattr(trainer, "reuses_update_forward", counted)
     fast = trainer.train(Run(tmp_path / "fast"), cfg, 0, warm_store, log=lambda *_: None)
-    assert calls and all(n > 0 for n in calls)  # the lever was used at every step
-    monkeypatch.setattr(trainer, "reused_rows", lambda *args: torch.zeros(0, dtype=torch.long))
+    assert calls and all(calls)  # the lever was used at every step
+    monkeypatch.setattr(trainer, "reuses_update_forward", lambda *args: False)
     slow = trainer.train(Run(tmp_path / "slow"), cfg, 0, warm_store, log=lambda *_: None)
     assert _strip(fast) == _strip(slow)
-    assert all(r["ppo_kl"] == 0.0 for r in fast if cfg.train.ppo_mini_batches == 1)
+    if cfg.train.ppo_epochs == 1:
+        assert all(r["ppo_kl"] == 0.0 for r in fast)
 
 
-def test_nothing_is_reused_where_the_reward_needs_log_probs_before_the_update(tiny_spec_file):
+@pytest.mark.parametrize("over", [{"algorithm": {"kl_in_reward_coef": 0.01}},  # the reward needs them first
+                                  {"train": {"ppo_mini_batches": 2}},          # rows scored in other shapes
+                                  {"train": {"ppo_mini_batches": 1, "micro_batches": 2}}])
+def test_the_separate_pass_stays_where_the_update_cannot_give_it(over, tiny_spec_file):
     cfg = load_spec(tiny_spec_file).resolve("tiny")
-    cfg = RunConfig.model_validate(deep_merge(cfg.model_dump(), {"algorithm": {"kl_in_reward_coef": 0.01}}))
-    assert len(trainer.reused_rows(None, cfg, None)) == 0
+    cfg = RunConfig.model_validate(deep_merge(cfg.model_dump(), {"train": {"ppo_mini_batches": 1}}))
+    cfg = RunConfig.model_validate(deep_merge(cfg.model_dump(), over))
+    learner = type("L", (), {"policy": torch.nn.Linear(1, 1)})()
+    learner.policy.config = type("C", (), {})()
+    assert not trainer.reuses_update_forward(learner, cfg)
+    assert trainer.reuses_update_forward(learner, RunConfig.model_validate(
+        deep_merge(cfg.model_dump(), {"algorithm": {"kl_in_reward_coef": 0.0}, "train": {"ppo_mini_batches": 1,
+                                                                                        "micro_batches": 1}})))
 
 
 def _per_row_logits(model, ids, mask, resp):
