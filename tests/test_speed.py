@@ -4,7 +4,7 @@ and gradients (up to float rounding)."""
 import pytest
 import torch
 
-from replicate import trainer
+from replicate.runners.rl import trainer
 from replicate.specs import RunConfig, deep_merge, load_spec
 from replicate.store import Run
 
@@ -55,14 +55,14 @@ def test_the_separate_pass_stays_where_the_update_cannot_give_it(over, tiny_spec
 
 
 def _per_row_logits(model, ids, mask, resp):
-    from replicate.models import forward_responses, last_logits_only
+    from replicate.runners.rl.models import forward_responses, last_logits_only
     T = resp.shape[1]
     return forward_responses(model, ids, mask, resp, **last_logits_only(model, T + 1)).logits[:, -T - 1:-1].float()
 
 
 def test_a_shared_prompt_pass_gives_the_per_row_logits_and_gradients():
-    from replicate.models import char_tokenizer, response_logits, tiny_model
-    from replicate.rollout import encode_prompts
+    from replicate.runners.rl.models import char_tokenizer, response_logits, tiny_model
+    from replicate.runners.rl.rollout import encode_prompts
     tok = char_tokenizer("0123456789+*=")
     torch.manual_seed(0)
     model = tiny_model({"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -86,7 +86,7 @@ def test_a_shared_prompt_pass_gives_the_per_row_logits_and_gradients():
 
 
 def test_rows_share_a_prompt_pass_only_where_ids_and_mask_both_match():
-    from replicate.models import shared_prompts
+    from replicate.runners.rl.models import shared_prompts
     ids = torch.tensor([[0, 5, 6], [0, 5, 6], [0, 5, 6], [7, 5, 6], [7, 5, 6]])
     mask = torch.tensor([[0, 1, 1], [0, 1, 1], [1, 1, 1], [1, 1, 1], [1, 1, 1]])  # row 2: a real token 0 (pad = EOS)
     first, inverse = shared_prompts(ids, mask)

@@ -1,4 +1,4 @@
-"""`python -m replicate bench rl-step`: our whole RL step (replicate.trainer.train) vs TRL's GRPOTrainer, on the
+"""`python -m replicate bench rl-step`: our whole RL step (replicate.runners.rl.trainer.train) vs TRL's GRPOTrainer, on the
 same tiny model shape, task, verifier, batch shape and number of updates, interleaved run by run.
 
 Both sides start from a random-init copy of the fig1 tiny testbed's model (2-layer Qwen2, d=64, our character
@@ -11,6 +11,7 @@ sides run one thread: on a quiet machine the two agree; on a loaded one the CPU 
 """
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import tempfile
@@ -20,13 +21,13 @@ from pathlib import Path
 
 import torch
 
-from .bench_core import machine, med, table, write_json
+from replicate.bench.core import machine, med, table, write_json
 
 PROMPTS, GROUP, NEW_TOKENS, LR = 32, 8, 4, 7e-4
 
 
 def _fig1_config(steps: int, prompts: int, group: int):
-    from .specs import apply_overrides, find_spec
+    from replicate.specs import apply_overrides, find_spec
     cfg = find_spec("fig1").resolve("tiny")
     return apply_overrides(cfg, {"warmup": {"steps": 0}, "train": {"steps": steps, "checkpoint_every": 10_000},
                                  "rollout": {"prompts_per_step": prompts, "group_size": group},
@@ -34,8 +35,8 @@ def _fig1_config(steps: int, prompts: int, group: int):
 
 
 def run_ours(cfg, seed: int) -> dict:
-    from .store import Run
-    from .trainer import train
+    from replicate.store import Run
+    from replicate.runners.rl.trainer import train
     ends = []
     with tempfile.TemporaryDirectory() as tmp:
         rows = train(Run(Path(tmp) / "run"), cfg, seed, Path(tmp) / "store", log=lambda *_: None,
@@ -45,7 +46,7 @@ def run_ours(cfg, seed: int) -> dict:
 
 def _step_times(ends: list[tuple[float, float]]) -> dict:
     """Median wall and CPU seconds between consecutive (wall, cpu) step ends."""
-    gaps = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(ends, ends[1:])]
+    gaps = [(b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(ends)]
     return {"step_s": med([w for w, _ in gaps]), "step_cpu_s": med([c for _, c in gaps]), "steps_timed": len(gaps)}
 
 
@@ -55,8 +56,8 @@ def run_trl(cfg, seed: int) -> dict:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from .models import char_tokenizer, tiny_model
-    from .tasks import Problem, make_task
+    from replicate.runners.rl.models import char_tokenizer, tiny_model
+    from replicate.tasks import Problem, make_task
     task = make_task(cfg.task.name, **cfg.task.params)
     tok = char_tokenizer(task.alphabet)
     torch.manual_seed(seed)
@@ -140,7 +141,8 @@ def bench_rl_step(args) -> dict:
                 f"{steps} steps x {reps} runs per arm",
                 ["trainer", "s/step", "CPU s/step", "samples/s", "resp tokens/s", "mean resp len", "ours speedup",
                  "(CPU s)"],
-                [_row("ours (replicate.trainer)", res["ours"], payload["ours_over_trl"], payload["ours_over_trl_cpu"]),
+                [_row("ours (replicate.runners.rl.trainer)", res["ours"], payload["ours_over_trl"],
+                      payload["ours_over_trl_cpu"]),
                  _row(f"TRL {trl.__version__} GRPOTrainer", res["trl"], 1.0, 1.0)])
           + f"\n  -> {path}")
     return payload
