@@ -279,6 +279,7 @@ def reuses_update_forward(learner: Learner, config) -> bool:
 
 
 def has_dropout(model) -> bool:
+    """Whether train mode changes the model's forward: a dropout module or a dropout rate in its config above 0."""
     p = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
     p += [getattr(model.config, k, 0.0) or 0.0 for k in ("attention_dropout", "hidden_dropout", "dropout")]
     return any(x > 0 for x in p)
