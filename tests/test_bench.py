@@ -15,7 +15,7 @@ def test_bench_arm_writes_ratios(what, tmp_path, capsys):
     data = json.loads((tmp_path / f"{what}-cpu.json").read_text())
     assert data["machine"]["torch"] and data["machine"]["torch_threads"] >= 1
     if what == "rl-step":
-        assert data["ours_over_trl"] > 0
+        assert data["ours_over_trl"] > 0 and data["ours_over_trl_cpu"] > 0 and data["ours"]["step_cpu_s"] > 0
         assert data["ours"]["response_tok_s"] > 0 and data["trl"]["response_tok_s"] > 0
         assert 0 < data["ours"]["response_length"] <= 4
     else:

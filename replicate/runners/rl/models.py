@@ -144,11 +144,52 @@ def forward_responses(model, prompt_ids, prompt_mask, responses, **kwargs):
 
 def response_logits(model, prompt_ids, prompt_mask, responses, temperature):
     """Next-token logits / temperature at each response position, [B, T, V] (the LM head runs on those
-    positions only, not on the prompt's)."""
+    positions only, not on the prompt's). Rows that repeat the previous row's prompt (a GRPO group) share one
+    pass over it (shared_prompt_logits)."""
     T = responses.shape[1]
-    logits = forward_responses(model, prompt_ids, prompt_mask, responses, **last_logits_only(model, T + 1)).logits
-    logits = logits[:, -T - 1:-1].float()
+    first, inverse = shared_prompts(prompt_ids, prompt_mask)
+    ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)  # one forward per backward there
+    if len(first) < len(prompt_ids) and T > 1 and not ddp:
+        logits = shared_prompt_logits(model, prompt_ids[first], prompt_mask[first], inverse, responses)
+    else:
+        logits = forward_responses(model, prompt_ids, prompt_mask, responses, **last_logits_only(model, T + 1)).logits
+        logits = logits[:, -T - 1:-1]
+    logits = logits.float()
     return logits if temperature == 1 else logits / temperature
+
+
+def shared_prompts(prompt_ids, prompt_mask):
+    """(first row of each run of consecutive rows with equal prompt ids and mask, that run's index for every row).
+    The mask takes part: where pad = EOS, a real EOS and padding have the same id."""
+    if len(prompt_ids) < 2:
+        rows = torch.arange(len(prompt_ids), device=prompt_ids.device)
+        return rows, rows
+    _, inverse, counts = torch.unique_consecutive(torch.cat([prompt_ids, prompt_mask.to(prompt_ids.dtype)], dim=1),
+                                                  dim=0, return_inverse=True, return_counts=True)
+    return counts.cumsum(0) - counts, inverse
+
+
+def shared_prompt_logits(model, prompt_ids, prompt_mask, inverse, responses):
+    """Logits [B, T, V] at the response positions, each distinct prompt run once: its KV cache (and the logits
+    at its last position) are indexed out to the rows that share it, then the responses attend to it. The same
+    forward values as one pass over prompt + response per row; under autograd the prompt's gradient is summed
+    over the group before it reaches the weights (float rounding differs from the per-row pass)."""
+    pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=True,
+                **last_logits_only(model, 1))
+    cache = _cache_of(out)
+    cache.batch_select_indices(inverse)
+    T = responses.shape[1]
+    attn = torch.cat([prompt_mask[inverse], prompt_mask.new_ones(len(inverse), T - 1)], dim=1)
+    resp_pos = pos[inverse, -1:] + torch.arange(1, T, device=pos.device)
+    rest = model(input_ids=responses[:, :-1], attention_mask=attn, position_ids=resp_pos, use_cache=True,
+                 **{cache_kwarg(model): cache})
+    return torch.cat([out.logits[inverse, -1:], rest.logits], dim=1)
+
+
+def _cache_of(out):
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
 
 
 def response_logprobs(model, prompt_ids, prompt_mask, responses, temperature, with_entropy=False):
