@@ -18,7 +18,7 @@ from .algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covariance_by_accu
                          label_accuracy, masked_mean, token_covariance, token_rewards, top_fraction_means, value_loss)
 from .errors import Interrupted
 from .errors import UserError
-from .models import ChatPrompts, Critic, non_embedding_params
+from .models import ChatPrompts, Critic, autocast_forward, non_embedding_params
 from .seeds import derive_seed
 from .rollout import avg_at_k, make_generator, rollout
 from .store import Run
@@ -53,6 +53,7 @@ def setup(config, seed: int, store_root, run: Run, log=print) -> Learner:
     torch.manual_seed(seed)
     with accelerator.main_process_first():  # process 0 builds (and caches) the warm-up; the others load it
         model, tok = base_policy(config, store_root, seed, log=log)
+    model = autocast_forward(model, config.model.autocast, accelerator.device.type)  # the copies below inherit it
     alg, opt = config.algorithm, config.train.optimizer
     extra = {"betas": opt.betas} if opt.name == "adamw" else {}
     optimizer = (torch.optim.AdamW if opt.name == "adamw" else torch.optim.SGD)(
@@ -71,7 +72,7 @@ def setup(config, seed: int, store_root, run: Run, log=print) -> Learner:
     model, optimizer = accelerator.prepare(model, optimizer)
     task = make_task(config.task.name, **config.task.params)
     if config.model.chat:
-        task = ChatPrompts(task, tok)
+        task = ChatPrompts(task, tok, config.model.system)
     if ref_model is not None:
         ref_model = ref_model.to(accelerator.device)
     return Learner(accelerator, model, accelerator.unwrap_model(model), optimizer, tok,
