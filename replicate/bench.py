@@ -100,9 +100,10 @@ def bench_evaluators(args):
 
 def _core(name):
     def run(args):
-        from . import bench_core, bench_rl
+        from . import bench_core, bench_rl, bench_small
         fns = {"rollout": bench_core.bench_rollout, "update": bench_core.bench_update,
-               "entropy": bench_core.bench_entropy, "rl-step": bench_rl.bench_rl_step, "all": bench_core.bench_all}
+               "entropy": bench_core.bench_entropy, "rl-step": bench_rl.bench_rl_step,
+               "small-step": bench_small.bench_small_step, "all": bench_core.bench_all}
         if getattr(args, "threads", None):
             import torch
             torch.set_num_threads(args.threads)
@@ -111,4 +112,4 @@ def _core(name):
 
 
 BENCHES = {"evaluators": bench_evaluators, **{name: _core(name) for name in ("rollout", "update", "entropy", "rl-step",
-                                                                             "all")}}
+                                                                             "small-step", "all")}}

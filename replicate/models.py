@@ -2,6 +2,7 @@
 helpers that score responses under a policy, and the critic (a value model for GAE)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import os
@@ -130,11 +131,20 @@ def autocast_forward(model, mode: str, device_type: str):
     The forwards are bound methods of this instance, so copy.deepcopy gives a copy that does the same."""
     if mode == "off":
         return model
+    model.autocast_device = device_type  # autocast_scope's cue
     model.forward = MethodType(torch.autocast(device_type, dtype=torch.bfloat16)(type(model).forward), model)
     head = model.get_output_embeddings()
     if head is not None:
         head.forward = MethodType(_float32_linear, head)
     return model
+
+
+def autocast_scope(model):
+    """An autocast region around many forwards of a model that autocasts, for sampling: inside one region torch
+    casts each weight to bf16 once (its autocast cache), not once per decoded token. Never around an optimizer
+    step, which would leave the cached casts stale."""
+    device = getattr(model, "autocast_device", None)
+    return torch.autocast(device, dtype=torch.bfloat16) if device else contextlib.nullcontext()
 
 
 def _float32_linear(self, x):

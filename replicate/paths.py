@@ -57,7 +57,7 @@ def digest(payload, n: int = 10) -> str:
 
 
 # Modules that only present, compare or dispatch results: changing them never changes what a run computes.
-PRESENTATION = {"cli.py", "__main__.py", "report.py", "figures.py", "claims.py", "check.py", "docs.py", "bench.py",
+PRESENTATION = {"cli.py", "__main__.py", "report.py", "figures.py", "claims.py", "check.py", "docs.py", "bench.py", "bench_small.py",
                 "bench_core.py", "bench_rl.py", "benchmarks.py", "experiment.py", "paths.py", "errors.py", "backends",
                 "lmeval", "analysis/__init__.py", "analysis/collect.py", "analysis/control.py", "analysis/dast.py",
                 "analysis/dynamics.py", "analysis/fits.py", "analysis/predict.py", "panels_predict.py"}  # analysis/lemma.py makes lemma_exact's rows: counted

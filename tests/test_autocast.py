@@ -97,3 +97,27 @@ def test_model_spec_validates_autocast_and_system():
         ModelSpec(kind="tiny", autocast="bf16", dtype="bfloat16")
     with pytest.raises(ValueError, match="chat: true"):
         ModelSpec(kind="pretrained", path="x", system="")
+
+
+def test_pretrained_seeds_train_side_by_side_on_cpu(monkeypatch):
+    from types import SimpleNamespace
+
+    from replicate.runners import parallel_workers
+    monkeypatch.delenv("REPLICATE_WORKERS", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    pending = [("main", SimpleNamespace(model=SimpleNamespace(kind="pretrained")), s, None) for s in range(6)]
+    assert parallel_workers(pending) == 4
+    assert parallel_workers(pending[:2]) == 2  # at most one process per seed
+    assert parallel_workers([]) == 1
+
+
+def test_sampling_an_autocast_model_is_reproducible_and_float32_scored():
+    from replicate.rollout import generate, make_generator
+    _, bf16 = _pair()
+    prompt, mask, _ = _batch()
+    with torch.no_grad():
+        a = generate(bf16, prompt, mask, 5, 1.0, 2, 0, make_generator(3, "cpu"), repeats=2)
+        b = generate(bf16, prompt, mask, 5, 1.0, 2, 0, make_generator(3, "cpu"), repeats=2)
+    assert torch.equal(a[0], b[0]) and a[0].shape == (16, 5)
+    assert not torch.is_autocast_enabled("cpu")  # the sampling scope is closed again
