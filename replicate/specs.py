@@ -42,6 +42,11 @@ class ModelSpec(Strict):
             raise ValueError(f"unknown model dtype {v!r}; choose float32, bfloat16 or float16")
         return v
 
+    @field_validator("autocast", mode="before")
+    @classmethod
+    def _autocast(cls, v):
+        return "off" if v is False else v  # YAML reads a bare `off` as false
+
     @model_validator(mode="after")
     def _path_for_pretrained(self):
         if self.kind == "pretrained" and not self.path:

@@ -91,6 +91,7 @@ def test_autocast_off_is_the_model_unchanged():
 def test_model_spec_validates_autocast_and_system():
     assert ModelSpec(kind="tiny").autocast == "off"
     assert ModelSpec(kind="tiny", autocast="bf16").autocast == "bf16"
+    assert ModelSpec(kind="tiny", autocast=False).autocast == "off"  # YAML's bare `off`
     with pytest.raises(ValueError, match="off"):
         ModelSpec(kind="tiny", autocast="fp16")
     with pytest.raises(ValueError, match="dtype: float32"):
