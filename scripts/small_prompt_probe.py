@@ -11,8 +11,8 @@ import time
 
 import torch
 
-from replicate.models import ChatPrompts, autocast_forward, load_pretrained
-from replicate.rollout import make_generator, sample_batch
+from replicate.runners.rl.models import ChatPrompts, autocast_forward, load_pretrained
+from replicate.runners.rl.rollout import make_generator, sample_batch
 from replicate.specs import find_spec
 
 

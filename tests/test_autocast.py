@@ -5,8 +5,9 @@ import copy
 import pytest
 import torch
 
-from replicate.models import autocast_forward, char_tokenizer, last_logits_only, response_logprobs, tiny_model
-from replicate.specs import ModelSpec
+from replicate.runners.rl.models import (autocast_forward, char_tokenizer, last_logits_only, response_logprobs,
+                                         tiny_model)
+from replicate.config import ModelSpec
 
 CONFIG = {"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2,
           "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64,
@@ -103,7 +104,7 @@ def test_model_spec_validates_autocast_and_system():
 def test_pretrained_seeds_train_side_by_side_on_cpu(monkeypatch):
     from types import SimpleNamespace
 
-    from replicate.runners import parallel_workers
+    from replicate.runners.pool import parallel_workers
     monkeypatch.delenv("REPLICATE_WORKERS", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr("os.cpu_count", lambda: 4)
@@ -114,7 +115,7 @@ def test_pretrained_seeds_train_side_by_side_on_cpu(monkeypatch):
 
 
 def test_sampling_an_autocast_model_is_reproducible_and_float32_scored():
-    from replicate.rollout import generate, make_generator
+    from replicate.runners.rl.rollout import generate, make_generator
     _, bf16 = _pair()
     prompt, mask, _ = _batch()
     with torch.no_grad():

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-from .bench_core import build_model, interleave, machine, med, table, write_json
+from replicate.bench.core import build_model, interleave, machine, med, table, write_json
 
 
 def _arm_configs(quick: bool) -> dict:
     """{"float32 (before)": config, "bf16 autocast (preset)": config}: the preset with model.autocast off and as set."""
-    from .specs import apply_overrides, find_spec
+    from replicate.specs import apply_overrides, find_spec
     scale = "tiny" if quick else "small"
     cfg = find_spec("fig1").resolve(scale)
     fast = {"eval": {"every": 10_000, "n_prompts": 1, "k": 1}, "train": {"checkpoint_every": 10_000}}
@@ -35,9 +35,9 @@ def _arm_configs(quick: bool) -> dict:
 
 def rl_step_times(configs: dict, reps: int, seed: int = 0) -> dict:
     """Seconds per RL step of each arm (after one untimed step each), the arms' steps interleaved."""
-    from .specs import apply_overrides
-    from .store import Run
-    from .trainer import setup, train_steps
+    from replicate.runners.rl.trainer import setup, train_steps
+    from replicate.specs import apply_overrides
+    from replicate.store import Run
     with tempfile.TemporaryDirectory() as tmp:
         arms = {}
         for i, (name, cfg) in enumerate(configs.items()):
@@ -63,8 +63,8 @@ def rl_step_times(configs: dict, reps: int, seed: int = 0) -> dict:
 def update_times(shape: str, B: int, P: int, T: int, reps: int) -> dict:
     """Seconds of one PPO mini-batch update (forward + backward + AdamW on B rows of P prompt and T response
     tokens, the LM head on the response) in float32 and under bf16 autocast, on two copies of one model."""
-    from .algorithms import POLICY_LOSSES
-    from .models import autocast_forward, response_logprobs
+    from replicate.algorithms import POLICY_LOSSES
+    from replicate.runners.rl.models import autocast_forward, response_logprobs
     fp32, vocab = build_model(shape, "cpu")
     models = {"float32": fp32, "bf16 autocast": autocast_forward(copy.deepcopy(fp32), "bf16", "cpu")}
     g = torch.Generator().manual_seed(1)

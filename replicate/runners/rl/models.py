@@ -13,8 +13,8 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
-from .algorithms import entropy_from_logits, logprobs_from_logits
-from .errors import UserError
+from replicate.algorithms import entropy_from_logits, logprobs_from_logits
+from replicate.errors import UserError
 
 hf_logging.disable_progress_bar()  # our own progress bar covers training; per-file load bars are noise
 hf_logging.set_verbosity_error()
