@@ -22,6 +22,7 @@ from replicate.errors import UserError
 from replicate.runners.rl.models import ChatPrompts, Critic, autocast_forward, non_embedding_params
 from replicate.seeds import derive_seed
 from replicate.runners.rl.rollout import avg_at_k, make_generator, rollout
+from replicate.runners.rl.sharding import full_parameters, open_full_parameters
 from replicate.store import Run
 from replicate.tasks import make_task
 from replicate.runners.rl.warmup import base_policy
@@ -174,6 +175,7 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         if step == 0:  # the model's size, for analyses across sizes (fig7)
             metrics["params_nonembed"] = non_embedding_params(learner.accelerator.unwrap_model(learner.policy))
         learner.policy.eval()
+        gathered = open_full_parameters(learner.model)  # FSDP: sample and score with full parameters (sharding.py)
         # -- validation of the policy about to be updated (so val_acc pairs with this step's entropy)
         if step % ev.every == 0 or step == tr.steps - 1:
             scores = avg_at_k(learner.policy, learner.tok, learner.task, val_problems, ev.k, ev.temperature, ro.max_new_tokens,
@@ -198,6 +200,7 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         advantages, returns = ADVANTAGES[alg.advantage](rewards, mask, batch.index, **alg.advantage_params, **extra)
         probe = probe_states(learner, probe_problems, ro, seed, step) if probe_problems else None
         # -- PPO updates over mini-batches of whole groups
+        gathered.close()
         learner.policy.train()
         t_update = time.time()
         update_stats = ppo_update(learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns)
@@ -384,9 +387,10 @@ def probe_states(learner: Learner, problems, ro, seed: int, step: int):
 def entropy_change(learner: Learner, batch, entropy_before, probe) -> dict:
     """The exact entropy change of this step's update on its own rollout states and on the probe states."""
     learner.policy.eval()
-    after = batch.logprobs(learner.policy, with_entropy=True)[1]
     probe_batch, probe_before = probe
-    probe_after = probe_batch.logprobs(learner.policy, with_entropy=True)[1]
+    with full_parameters(learner.model):
+        after = batch.logprobs(learner.policy, with_entropy=True)[1]
+        probe_after = probe_batch.logprobs(learner.policy, with_entropy=True)[1]
     pm = probe_batch.response_mask
     return {"delta_entropy": masked_mean(after - entropy_before, batch.response_mask).item(),
             "probe_entropy": masked_mean(probe_before, pm).item(),
