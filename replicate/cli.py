@@ -147,7 +147,7 @@ def main(argv=None) -> int:
     p_eval.add_argument("--max-gen-toks", type=int, default=2048)
     p_eval.add_argument("--batch-size", type=int, default=16)
     p_eval.add_argument("--out", type=Path)
-    p_bench = sub.add_parser("bench", help="side-by-side speed ratios: evaluators, rollout, update, entropy, rl-step, all")
+    p_bench = sub.add_parser("bench", help="side-by-side speed ratios: evaluators, rollout, update, entropy, rl-step, small-step, all")
     p_bench.add_argument("what")
     p_bench.add_argument("--seconds", type=float, default=8.0, help="time budget per measured arm (evaluators)")
     p_bench.add_argument("--reps", type=int, help="timed repetitions per arm (rollout, update, entropy, rl-step)")

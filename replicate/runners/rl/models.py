@@ -2,9 +2,11 @@
 helpers that score responses under a policy, and the critic (a value model for GAE)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import os
+from types import MethodType
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
@@ -99,19 +101,20 @@ def load_pretrained(path: str, gguf_file: str | None = None, dtype: str = "float
 
 class ChatPrompts:
     """A task seen through a chat model's template: every prompt (training and validation) becomes one user turn
-    followed by the assistant's generation prompt, as the model was instruction-tuned to read it. Everything
-    else (rewards, levels, answers) is the task's own."""
+    followed by the assistant's generation prompt, as the model was instruction-tuned to read it. `system`: the
+    system turn's text ("" an empty turn); None leaves the template's default. Everything else (rewards, levels,
+    answers) is the task's own."""
 
-    def __init__(self, task, tokenizer):
+    def __init__(self, task, tokenizer, system: str | None = None):
         if not getattr(tokenizer, "chat_template", None):
-            from replicate.errors import UserError
             raise UserError("model.chat is set but the tokenizer has no chat template; remove model.chat")
         self.task, self.tokenizer = task, tokenizer
+        self.head = [] if system is None else [{"role": "system", "content": system}]
         self.validation = [self.wrap(p) for p in task.validation]
 
     def wrap(self, problem):
-        text = self.tokenizer.apply_chat_template([{"role": "user", "content": problem.prompt}], tokenize=False,
-                                                  add_generation_prompt=True)
+        text = self.tokenizer.apply_chat_template([*self.head, {"role": "user", "content": problem.prompt}],
+                                                  tokenize=False, add_generation_prompt=True)
         return dataclasses.replace(problem, prompt=text)
 
     def sample(self, n, rng):
@@ -119,6 +122,35 @@ class ChatPrompts:
 
     def __getattr__(self, name):  # reward, reward_batch, alphabet, ...
         return getattr(self.task, name)
+
+
+def autocast_forward(model, mode: str, device_type: str):
+    """With mode 'bf16', every forward pass of `model` runs under bfloat16 autocast (matmuls in bf16; weights,
+    gradients and optimizer state stay float32) and its LM head in float32, so the logits behind log-probs and
+    entropy are not rounded to bf16 (a logit near 20 would move by up to 0.06 nats). 'off': the model as it is.
+    The forwards are bound methods of this instance, so copy.deepcopy gives a copy that does the same."""
+    if mode == "off":
+        return model
+    model.autocast_device = device_type  # autocast_scope's cue
+    model.forward = MethodType(torch.autocast(device_type, dtype=torch.bfloat16)(type(model).forward), model)
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.forward = MethodType(_float32_linear, head)
+    return model
+
+
+def autocast_scope(model):
+    """An autocast region around many forwards of a model that autocasts, for sampling: inside one region torch
+    casts each weight to bf16 once (its autocast cache), not once per decoded token. Never around an optimizer
+    step, which would leave the cached casts stale."""
+    device = getattr(model, "autocast_device", None)
+    return torch.autocast(device, dtype=torch.bfloat16) if device else contextlib.nullcontext()
+
+
+def _float32_linear(self, x):
+    with torch.autocast(x.device.type, enabled=False):
+        bias = None if self.bias is None else self.bias.float()
+        return torch.nn.functional.linear(x.float(), self.weight.float(), bias)
 
 
 def cache_kwarg(model) -> str:

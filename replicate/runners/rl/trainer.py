@@ -19,7 +19,7 @@ from replicate.algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covarianc
                                   token_rewards, top_fraction_means, value_loss)
 from replicate.errors import Interrupted
 from replicate.errors import UserError
-from replicate.runners.rl.models import ChatPrompts, Critic, non_embedding_params
+from replicate.runners.rl.models import ChatPrompts, Critic, autocast_forward, non_embedding_params
 from replicate.seeds import derive_seed
 from replicate.runners.rl.rollout import avg_at_k, make_generator, rollout
 from replicate.runners.rl.sharding import full_parameters, open_full_parameters
@@ -55,6 +55,7 @@ def setup(config, seed: int, store_root, run: Run, log=print) -> Learner:
     torch.manual_seed(seed)
     with accelerator.main_process_first():  # process 0 builds (and caches) the warm-up; the others load it
         model, tok = base_policy(config, store_root, seed, log=log)
+    model = autocast_forward(model, config.model.autocast, accelerator.device.type)  # the copies below inherit it
     alg, opt = config.algorithm, config.train.optimizer
     extra = {"betas": opt.betas} if opt.name == "adamw" else {}
     optimizer = (torch.optim.AdamW if opt.name == "adamw" else torch.optim.SGD)(
@@ -74,7 +75,7 @@ def setup(config, seed: int, store_root, run: Run, log=print) -> Learner:
     model, optimizer = accelerator.prepare(model, optimizer)
     task = make_task(config.task.name, **config.task.params)
     if config.model.chat:
-        task = ChatPrompts(task, tok)
+        task = ChatPrompts(task, tok, config.model.system)
     if ref_model is not None:
         ref_model = ref_model.to(accelerator.device)
     return Learner(accelerator, model, accelerator.unwrap_model(model), optimizer, tok,
