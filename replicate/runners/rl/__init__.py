@@ -2,6 +2,7 @@
 extended with --resume, and trained side by side in worker processes for tiny models."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def run_in_processes(spec, scale, pending, root, resume, workers, log):
     """Train the pending runs in `workers` processes, one seed's runs per job in order (the arms of a seed share
     its warm-up, so no two processes ever build the same warm-up), or one run per job once that seed's
     warm-up is cached. Tiny runs use one thread each, in or out of
-    a pool, so their numbers do not depend on the worker count."""
+    a pool, so their numbers do not depend on the worker count; other runs share the cores out evenly."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from replicate.runners.rl.warmup import warmup_cached
@@ -75,16 +76,19 @@ def run_in_processes(spec, scale, pending, root, resume, workers, log):
     log(f"training {len(pending)} run(s) of {spec.id} [{scale}] in {workers} processes ({total} steps in all)")
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool, \
             tqdm(total=len(pending), desc=f"{spec.id} [{scale}] runs", unit="run", leave=False) as bar:
-        futures = [pool.submit(_train_group, group, str(root), resume) for group in jobs.values()]
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        futures = [pool.submit(_train_group, group, str(root), resume, threads) for group in jobs.values()]
         for fut in as_completed(futures):
             for line in fut.result():
                 tqdm.write(line)
                 bar.update(1)
 
 
-def _train_group(group, root, resume) -> list[str]:
+def _train_group(group, root, resume, threads: int = 1) -> list[str]:
+    import torch
     from replicate.config import RunConfig
     from replicate.runners.rl.trainer import train
+    torch.set_num_threads(threads)  # the trainer sets 1 for tiny models itself
     lines = []
     for variant, config, seed, path in group:
         run, config = Run(Path(path)), RunConfig.model_validate(config)
