@@ -20,6 +20,7 @@ from .errors import Interrupted
 from .errors import UserError
 from .models import ChatPrompts, Critic, non_embedding_params
 from .seeds import derive_seed
+from .sharpening import base_temperature_metrics
 from .rollout import avg_at_k, make_generator, rollout
 from .store import Run
 from .tasks import make_task
@@ -176,6 +177,10 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
             scores = avg_at_k(learner.policy, learner.tok, learner.task, val_problems, ev.k, ev.temperature, ro.max_new_tokens,
                               make_generator(derive_seed(seed, "eval", step), learner.accelerator.device), per_problem=True)
             metrics["val_acc"] = sum(scores) / len(scores)
+            if step == 0 and ev.base_temperatures:  # the sharpening null: the base policy at each temperature
+                metrics.update(base_temperature_metrics(learner.policy, learner.tok, learner.task, val_problems, ev.k,
+                                                        ev.base_temperatures, ro.max_new_tokens, seed,
+                                                        learner.accelerator.device, ro.temperature, ev.temperature))
             if step == tr.steps - 1:  # the final policy's accuracy per difficulty level (Table 2's columns)
                 metrics.update(accuracy_by_level(val_problems, scores))
         # -- rollout: group_size samples of each prompt, scored by the verifier

@@ -74,6 +74,7 @@ from .lemma import UPDATES  # noqa: E402
 from .dast import METRICS as DAST_METRICS, dast  # noqa: E402
 from .predict import (EARLY_CURVE_METRICS, LAW_PER_RUN_METRICS, SHARES_METRICS, SIZE_TREND_METRICS,  # noqa: E402
                       early_curve, law_per_run, shares_per_run, size_trend)
+from .sharpening import METRICS as SHARPENING_METRICS, sharpening  # noqa: E402
 from .control import COV_TOP_METRICS, METRICS as CONTROL_METRICS, arm_compare, cov_top, knob_trend, selection_share  # noqa: E402
 
 
@@ -117,6 +118,7 @@ ANALYSES = {
     "early_curve": Analysis(early_curve, EARLY_CURVE_METRICS),
     "size_trend": Analysis(size_trend, SIZE_TREND_METRICS),
     "knob_trend": Analysis(knob_trend, ("plateau_rise", "plateau_spearman")),
+    "sharpening": Analysis(sharpening, SHARPENING_METRICS),
     "selection_share": Analysis(selection_share, ("selected_share", "share_ratio_dev")),
 }
 
