@@ -16,13 +16,13 @@ torch.set_num_threads(1)
 
 from replicate.analysis.fits import early_prediction, early_shares, eval_points, fit_exp_law  # noqa: E402
 from replicate.analysis.sharpening import sharpening_values  # noqa: E402
-from replicate.rollout import make_generator, sample_batch  # noqa: E402
+from replicate.runners.rl.rollout import make_generator, sample_batch  # noqa: E402
 from replicate.specs import RunConfig, deep_merge, load_spec  # noqa: E402
 from replicate.store import Run  # noqa: E402
 from replicate.tasks import make_task  # noqa: E402
 from replicate.tasks.short_answer import MISCONCEPTIONS  # noqa: E402
-from replicate.trainer import train  # noqa: E402
-from replicate.warmup import base_policy  # noqa: E402
+from replicate.runners.rl.trainer import train  # noqa: E402
+from replicate.runners.rl.warmup import base_policy  # noqa: E402
 
 TEMPS = [1.0, 0.8, 0.6, 0.4, 0.2, 0.0]
 

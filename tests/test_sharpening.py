@@ -9,9 +9,9 @@ from hypothesis import given, settings, strategies as st
 
 from replicate.analysis import ANALYSES
 from replicate.analysis.sharpening import base_curve, sharpened_accuracy, sharpening_values
-from replicate.models import char_tokenizer, tiny_model
-from replicate.rollout import avg_at_k, make_generator
-from replicate.sharpening import base_temperature_metrics, temperature_key
+from replicate.runners.rl.models import char_tokenizer, tiny_model
+from replicate.runners.rl.rollout import avg_at_k, make_generator
+from replicate.runners.rl.sharpening import base_temperature_metrics, temperature_key
 from replicate.tasks import make_task
 from replicate.tasks.short_answer import MISCONCEPTIONS
 from replicate.tasks.base import Problem

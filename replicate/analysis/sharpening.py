@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ..sharpening import temperature_key
+from replicate.runners.rl.sharpening import temperature_key
 from .collect import record
 from .fits import eval_points
 

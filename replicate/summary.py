@@ -1,13 +1,14 @@
-"""A markdown page of every figure and claims table: for each spec the result `list` shows (the newest full
-result of the current code, else a full one, else the reference, else a labelled smoke run)."""
+"""`python -m replicate report`: one page of every spec's figure and claims table, showing for each spec the result
+`list` shows (the newest full result of the current code, else a full one, else the reference, else a labelled
+smoke run)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from .experiment import best_result, describe
-from .paths import results_root
-from .specs import all_specs, load_spec
+from replicate.report.results import best_result, describe
+from replicate.paths import results_root
+from replicate.specs import all_specs, load_spec
 
 
 def write_report(out: Path | None = None) -> Path:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .rollout import make_generator, sample_batch
-from .seeds import derive_seed
+from replicate.runners.rl.rollout import make_generator, sample_batch
+from replicate.seeds import derive_seed
 
 
 def temperature_key(temperature: float) -> str:

@@ -1,0 +1,297 @@
+"""Experiment specs: YAML files validated on load, with scale presets merged over a shared body (the run
+config itself is replicate.config).
+
+Errors name the file, the line, the field and the fix, in one line (raised as UserError).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import ValidationError, field_validator, model_validator
+
+from replicate.config import (  # noqa: F401
+    SCALES,
+    AlgorithmSpec,
+    EvalSpec,
+    ModelSpec,
+    OptimizerSpec,
+    RolloutSpec,
+    RunConfig,
+    Strict,
+    TaskSpec,
+    TrainSpec,
+    WarmupSpec,
+    apply_overrides,
+    deep_merge,
+    known,
+    merge_scale,
+    parse_overrides,
+    typed_hparams,
+)
+from replicate.errors import UserError
+from replicate.paths import experiments_dir
+
+
+class ClaimError(ValueError):
+    """A claim that cannot be measured; `index` locates it in the spec's claims list (for the line number)."""
+
+    def __init__(self, index: int, msg: str):
+        super().__init__(msg)
+        self.index = index
+
+
+class ClaimSpec(Strict):
+    id: str
+    statement: str
+    source: str
+    paper_value: float | str | None = None
+    metric: str
+    op: Literal[">=", "<=", ">", "<"]
+    threshold: float
+    threshold_reason: str = ""
+    beats: str = ""                       # the null the claim beats, computed from the same runs
+    over: Literal["mean", "every"] = "mean"  # judge the seeds' mean (t-interval) or every run
+
+
+class PanelSpec(Strict):
+    kind: str
+    title: str = ""
+    arms: list[str] = []  # the arms this panel draws (default: every arm), e.g. one panel per model family
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, v):
+        from replicate.report.figures import PANELS
+        return known(v, PANELS, "panel kind")
+
+
+class VariantSpec(Strict):
+    """A named arm of a comparison: overrides merged over the resolved scale config."""
+    name: str
+    overrides: dict[str, Any] = {}
+    runner_params: dict[str, Any] = {}  # merged over the spec's runner_params for this arm (runners that read them)
+    scales: dict[str, dict[str, Any]] = {}  # per-scale overrides of this arm, merged after `overrides`
+
+    @field_validator("scales")
+    @classmethod
+    def _scale_names(cls, v):
+        for name in v:
+            known(name, SCALES, "scale")
+        return v
+
+
+class Spec(Strict):
+    id: str
+    aliases: list[str] = []
+    paper: str
+    reproduces: str
+    description: str = ""
+    runner: str = "rl"
+    runner_params: dict[str, Any] = {}
+
+    @field_validator("runner")
+    @classmethod
+    def _known_runner(cls, v):
+        from replicate.runners import RUNNERS
+        return known(v, RUNNERS, "runner")
+
+    body: dict[str, Any] = {}
+    scales: dict[str, dict[str, Any]] = {}
+    default_scale: str = "tiny"
+    variants: list[VariantSpec] = []
+    analyses: list[str] = []
+
+    @field_validator("analyses")
+    @classmethod
+    def _known_analyses(cls, v):
+        from replicate.analysis import ANALYSES
+        for name in v:
+            known(name, ANALYSES, "analysis")
+        return v
+
+    panels: list[PanelSpec] = []
+    claims: list[ClaimSpec] = []
+    path: str = ""
+
+    @model_validator(mode="after")
+    def _claims_measured(self):
+        """Every claim names a metric one of the spec's analyses produces, and an arm the spec has."""
+        from replicate.analysis import ANALYSES
+        produced = {m for name in self.analyses for m in ANALYSES[name].metrics}
+        arms = [v.name for v in self.variants] or ["main"]
+        for panel in self.panels:
+            if set(panel.arms) - set(arms):
+                raise ValueError(f"panel {panel.kind!r} names arms {sorted(set(panel.arms) - set(arms))} the spec does "
+                                 f"not have; it has {', '.join(arms)}")
+        arms = arms + ["all"] * bool(self.variants)  # `metric@all`: every run of every arm (analyses that record it)
+        for i, claim in enumerate(self.claims):
+            metric, _, arm = claim.metric.partition("@")
+            if metric not in produced:
+                raise ClaimError(i, f"claim {claim.id!r}: no analysis of this spec produces {metric!r}; add the "
+                                    f"analysis that does to `analyses:` or fix the name (produced: {', '.join(sorted(produced)) or 'none'})")
+            if (arm or ("main" if not self.variants else "")) not in arms:
+                raise ClaimError(i, f"claim {claim.id!r}: name the arm as {metric}@<arm>, one of {', '.join(arms)}")
+        return self
+
+    @field_validator("scales")
+    @classmethod
+    def _scale_names(cls, v):
+        for name in v:
+            known(name, SCALES, "scale")
+        return v
+
+    def resolve(self, scale: str | None = None) -> RunConfig:
+        scale = scale or self.default_scale
+        if scale not in self.scales and scale != self.default_scale:
+            raise UserError(f"{self.id} has no scale {scale!r}; it has {', '.join(self.scales) or self.default_scale}")
+        return RunConfig.model_validate(merge_scale(self.body, self.scales.get(scale, {})))
+
+    def variant_configs(self, scale: str | None = None) -> dict[str, RunConfig]:
+        """One config per comparison arm; a spec without variants has one arm named 'main'."""
+        base = self.resolve(scale)
+        if not self.variants:
+            return {"main": base}
+        scale = scale or self.default_scale
+        return {v.name: RunConfig.model_validate(deep_merge(deep_merge(base.model_dump(), v.overrides),
+                                                            v.scales.get(scale, {})))
+                for v in self.variants}
+
+
+def _line_of(node, loc: tuple) -> int | None:
+    """The 1-based line of the YAML node at path `loc`, or of its deepest existing ancestor."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next((v for k, v in node.value if k.value == key), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            nxt = node.value[key]
+        else:
+            nxt = None
+        if nxt is None:
+            break
+        node, line = nxt, nxt.start_mark.line + 1
+    return line
+
+
+def _fmt_error(path: Path, root, loc: tuple, msg: str) -> str:
+    msg = msg.removeprefix("Value error, ")
+    if msg == "Extra inputs are not permitted":
+        msg = f"unknown field {loc[-1]!r}; remove it or check its spelling"
+    elif msg == "Field required":
+        msg = "required field is missing; add it"
+    line = _line_of(root, loc)
+    where = ".".join(str(p) for p in loc) or "(top level)"
+    return f"{path}:{line}: {where}: {msg}"
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Load and validate a spec file, including every scale and variant it declares."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"spec file {path} does not exist; check the path or run `python -m replicate list`")
+    text = path.read_text()
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"{mark.line + 1}" if mark else "?"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}:{line}: malformed YAML: {problem}; fix the syntax there") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}:1: a spec must be a YAML mapping with id, paper, body, ...; see experiments/fig1.yaml")
+    if "base" in data:  # extend another spec's body and scales
+        base_name = data.pop("base")
+        base_file = all_specs(path.parent).get(str(base_name)) or all_specs().get(str(base_name))
+        if base_file is None:
+            raise UserError(f"{path}:{_line_of(root, ('base',))}: base spec {base_name!r} not found; name a spec id in experiments/")
+        base = yaml.safe_load(base_file.read_text())
+        data["body"] = deep_merge(base.get("body", {}), data.get("body", {}))
+        data["scales"] = deep_merge(base.get("scales", {}), data.get("scales", {}))
+    try:
+        spec = Spec.model_validate({**data, "path": str(path)})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        origin = err.get("ctx", {}).get("error")
+        loc = ("claims", origin.index, "metric") if isinstance(origin, ClaimError) else tuple(err["loc"])
+        raise UserError(_fmt_error(path, root, loc, err["msg"])) from None
+    from replicate.runners import RUNNERS
+    _check_runner_params(spec, path, root)
+    for scale in [spec.default_scale, *spec.scales] if RUNNERS[spec.runner].trains else []:
+        override = spec.scales.get(scale, {})
+        try:
+            cfgs = spec.variant_configs(scale)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = tuple(err["loc"])
+            in_override = _has_path(override, loc) or (loc[:1] == ("task",) and "task" in override)
+            full = ("scales", scale, *loc) if in_override else ("body", *loc)
+            raise UserError(_fmt_error(path, root, full, err["msg"]) + ("" if in_override else f" (scale {scale})")) from None
+        del cfgs
+    return spec
+
+
+def _check_runner_params(spec: Spec, path: Path, root) -> None:
+    """Validate runner_params (and each variant's own) against the runner's typed Params: a misspelt or mistyped
+    parameter is a file:line error at load, before anything runs."""
+    from replicate.runners import RUNNERS
+    runner = RUNNERS[spec.runner]
+    checks = [(("runner_params",), spec.runner_params, {})]
+    for i, v in enumerate(spec.variants):
+        if v.runner_params and not runner.variant_params:
+            raise UserError(_fmt_error(path, root, ("variants", i, "runner_params"),
+                                       f"the {spec.runner} runner takes no per-arm runner_params; set them once "
+                                       f"in the spec's runner_params"))
+        if v.runner_params:
+            base = {k: x for k, x in spec.runner_params.items() if k != "scales"}
+            checks.append((("variants", i, "runner_params"), v.runner_params, base))
+    for prefix, own, base in checks:
+        try:
+            runner.params.model_validate({**base, **own})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = tuple(err["loc"])
+            where = prefix + loc if (loc[:1] and loc[0] in own) or not base else ("runner_params", *loc)
+            msg = err["msg"]
+            if msg == "Extra inputs are not permitted":
+                known = ", ".join(f for f in runner.params.model_fields) or "none"
+                msg = f"the {spec.runner} runner takes no parameter {loc[-1]!r}; it takes: {known}"
+            raise UserError(_fmt_error(path, root, where, msg)) from None
+
+
+def _has_path(d, loc) -> bool:
+    for key in loc:
+        if not isinstance(d, dict) or key not in d:
+            return False
+        d = d[key]
+    return True
+
+
+def all_specs(directory: Path | None = None) -> dict[str, Path]:
+    """Map every spec id and alias to its file, searching sub-folders (not `reported/`, which holds numbers, nor
+    `accelerate/`, which holds `accelerate launch --config_file` configs)."""
+    directory = directory or experiments_dir()
+    out = {}
+    for file in sorted(directory.rglob("*.yaml")):
+        if {"reported", "accelerate"} & set(file.relative_to(directory).parts):
+            continue
+        try:
+            data = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError:
+            data = {}
+        names = [data.get("id", file.stem), *data.get("aliases", [])] if isinstance(data, dict) else [file.stem]
+        for name in names:
+            out[str(name)] = file
+    return out
+
+
+def find_spec(name: str) -> Spec:
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        return load_spec(name)
+    specs = all_specs()
+    if name not in specs:
+        known = ", ".join(sorted(specs)) or "none"
+        raise UserError(f"unknown spec {name!r}; known ids and aliases: {known} (or pass a path to a .yaml file)")
+    return load_spec(specs[name])
