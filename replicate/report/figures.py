@@ -42,6 +42,10 @@ def panel_law_fit(ax, runs, analysis, title):
             pts = [(m["entropy"], m["val_acc"]) for m in rows if "val_acc" in m]
             h, r = np.array(pts).T
             ax.scatter(h, r, s=10, alpha=0.6, color=COLORS[(i + j) % len(COLORS)], label=f"seed {seed}")
+            curve = analysis["pooled"].get(variant, {}).get("sharpened_curves", {}).get(seed)
+            if curve:  # the sharpening null: the base policy only cooled, no RL (analysis/sharpening.py)
+                ax.plot(*curve, ls="--", lw=1, color=COLORS[(i + j) % len(COLORS)],
+                        label="base, temperature lowered (no RL)" if j == 0 else None)
         fit = analysis["pooled"].get(variant, {}).get("exp_law_fit")
         allh = [m["entropy"] for rows in seeds.values() for m in rows if "val_acc" in m]
         law_curve(ax, fit, allh, color="black", label_of=lambda f: f"R = -{f['a']:.3g}·exp(H) + {f['b']:.3g}\n"

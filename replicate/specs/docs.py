@@ -143,6 +143,9 @@ FIELD_NOTES = {
         "n_prompts": "Held-out prompts evaluated.",
         "k": "Samples per prompt; `val_acc` is avg@k.",
         "temperature": "Sampling temperature of the evaluation (0: greedy).",
+        "base_temperatures": "The sharpening null: at step 0 the base policy is also validated at each of these "
+                             "temperatures (0: greedy), logging `base_acc_<T>` and `base_entropy_<T>` (analysis "
+                             "`sharpening`). Empty: not measured.",
     },
     "VariantSpec": {
         "name": "The arm's name: claims name it as `metric@name`; runs are stored per arm.",

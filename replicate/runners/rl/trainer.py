@@ -23,6 +23,7 @@ from replicate.errors import UserError
 from replicate.runners.rl.health import Watch
 from replicate.runners.rl.models import ChatPrompts, Critic, autocast_forward, non_embedding_params
 from replicate.seeds import derive_seed
+from replicate.runners.rl.sharpening import base_temperature_metrics
 from replicate.runners.rl.rollout import avg_at_k, make_generator, rollout
 from replicate.runners.rl.sharding import full_parameters, open_full_parameters
 from replicate.store import Run
@@ -185,6 +186,10 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
             scores = avg_at_k(learner.policy, learner.tok, learner.task, val_problems, ev.k, ev.temperature, ro.max_new_tokens,
                               make_generator(derive_seed(seed, "eval", step), learner.accelerator.device), per_problem=True)
             metrics["val_acc"] = sum(scores) / len(scores)
+            if step == 0 and ev.base_temperatures:  # the sharpening null: the base policy at each temperature
+                metrics.update(base_temperature_metrics(learner.policy, learner.tok, learner.task, val_problems, ev.k,
+                                                        ev.base_temperatures, ro.max_new_tokens, seed,
+                                                        learner.accelerator.device, ro.temperature, ev.temperature))
             if step == tr.steps - 1:  # the final policy's accuracy per difficulty level (Table 2's columns)
                 metrics.update(accuracy_by_level(val_problems, scores))
         # -- rollout: group_size samples of each prompt, scored by the verifier
