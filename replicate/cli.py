@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m replicate",
                                      description="Reproduce figures and claims of RL-for-reasoning papers.")
-    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,eval,bench,check,<figure id>}")
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,eval,bench,check,compare,<figure id>}")
     sub.add_parser("list", help="every spec, its figure, scales and last result")
     p_run = sub.add_parser("run", help="reproduce a spec file anywhere")
     p_run.add_argument("spec", type=Path)
@@ -152,7 +152,12 @@ def main(argv=None) -> int:
     p_chk.add_argument("--tolerance", action="append", help="points: 3 (every cell) or aime24=5; repeatable")
     p_chk.add_argument("--export", metavar="TABLE", help="write the reported TABLE as a results CSV instead")
     p_chk.add_argument("--out", type=Path, help="where check.json/.md (or the exported CSV) go")
-    if argv and argv[0] not in ("list", "run", "report", "eval", "bench", "check", "-h", "--help"):
+    p_cmp = sub.add_parser("compare", help="two results of a spec side by side, claim by claim (--gate: exit 1 on a change)")
+    p_cmp.add_argument("a", help="a result folder (results/<id>/<scale>/...) or a spec id (its committed reference)")
+    p_cmp.add_argument("b", help="the result to compare with (with --gate: the reference), same forms")
+    p_cmp.add_argument("--gate", action="store_true", help="exit 1 when a verdict differs or A's mean leaves B's interval")
+    p_cmp.add_argument("--out", type=Path, help="where compare.md/.json/.png go (default results/compare/...)")
+    if argv and argv[0] not in ("list", "run", "report", "eval", "bench", "check", "compare", "-h", "--help"):
         p_fig = argparse.ArgumentParser(prog=f"python -m replicate {argv[0]}",
                                         description=f"Reproduce the figure and claims of spec {argv[0]!r}.")
         _add_run_options(p_fig)
@@ -191,6 +196,9 @@ def _dispatch(parser, args) -> int:
     elif args.command == "check":
         from .check import cli_check
         return cli_check(args)
+    elif args.command == "compare":
+        from .compare import run_compare
+        return run_compare(args.a, args.b, args.out, args.gate)
     elif args.command == "figure":
         from .specs import find_spec
         cmd_reproduce(find_spec(args.spec_id), args)
