@@ -34,12 +34,8 @@ def _check_positive(**values):
 def cmd_list(args):
     from .experiment import last_result
     from .specs import all_specs, load_spec
-    seen = set()
-    for name, path in sorted(all_specs().items()):
-        if path in seen:
-            continue
-        seen.add(path)
-        spec = load_spec(path)
+    from .report_html import spec_order
+    for spec in sorted((load_spec(path) for path in set(all_specs().values())), key=spec_order):
         scales = ",".join(dict.fromkeys([spec.default_scale, *spec.scales]))
         aliases = f" ({', '.join(spec.aliases)})" if spec.aliases else ""
         print(f"{spec.id}{aliases}\n    {spec.reproduces}\n    scales: {scales}; last result: "
@@ -91,7 +87,7 @@ def cmd_reproduce(spec, args):
 def cmd_report(args):
     from .report import write_report
     path = write_report(args.out)
-    print(f"wrote {path}")
+    print(f"wrote {path} and {path.parent / 'index.html'} (open it in a browser)")
 
 
 def cmd_eval(args):
@@ -124,8 +120,9 @@ def main(argv=None) -> int:
     p_run = sub.add_parser("run", help="reproduce a spec file anywhere")
     p_run.add_argument("spec", type=Path)
     _add_run_options(p_run)
-    p_rep = sub.add_parser("report", help="a markdown page of every figure and claims table")
-    p_rep.add_argument("--out", type=Path, help="where to write REPORT.md (default results/REPORT.md)")
+    p_rep = sub.add_parser("report", help="REPORT.md and a static index.html of every figure and claims table")
+    p_rep.add_argument("--out", type=Path, help="where to write REPORT.md (default results/REPORT.md; index.html "
+                                                  "goes beside it)")
     p_eval = sub.add_parser("eval", help="score a model or a run on lm-eval tasks")
     p_eval.add_argument("--model", required=True, help="a run directory of the store, a model dir/.gguf, or a hub id")
     p_eval.add_argument("--tasks", required=True, help="comma-separated: math500,aime24,aime25,amc23,minerva_math,"
