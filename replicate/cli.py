@@ -96,7 +96,8 @@ def cmd_eval(args):
         from .paths import ensure_writable
         ensure_writable(args.out, "--out")
     from .benchmarks import run_eval
-    res = run_eval(args.model, [t.strip() for t in args.tasks.split(",") if t.strip()], k=args.k,
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    res = run_eval(args.model, tasks, k=args.k,
                    temperature=args.temperature, data_dir=args.data_dir, limit=args.limit,
                    max_gen_toks=args.max_gen_toks, batch_size=args.batch_size, out=args.out)
     print(res["out"].read_text())
@@ -125,13 +126,15 @@ def main(argv=None) -> int:
                                                   "goes beside it)")
     p_eval = sub.add_parser("eval", help="score a model or a run on lm-eval tasks")
     p_eval.add_argument("--model", required=True, help="a run directory of the store, a model dir/.gguf, or a hub id")
-    p_eval.add_argument("--tasks", required=True, help="comma-separated: math500,aime24,aime25,amc23,minerva_math,"
-                                                        "olympiadbench,tiny_addition,tiny_countdown")
+    from evaluators.lmeval import BENCHMARKS, SYNTHETIC
+    p_eval.add_argument("--tasks", help=f"comma-separated: {','.join([*BENCHMARKS, *SYNTHETIC])} (default for a run: "
+                                        "the tiny task it trained on)")
     p_eval.add_argument("--k", type=int, default=1, help="samples per problem (avg@k and pass@k)")
     p_eval.add_argument("--temperature", type=float, default=0.0)
     p_eval.add_argument("--data-dir", type=Path, help="local <task>.jsonl files instead of the hub (offline)")
     p_eval.add_argument("--limit", type=int, help="first N problems of each task")
-    p_eval.add_argument("--max-gen-toks", type=int, default=2048)
+    p_eval.add_argument("--max-gen-toks", type=int, help="max new tokens (default: the run's rollout.max_new_tokens, "
+                                                         "else 2048; never past the model's positions)")
     p_eval.add_argument("--batch-size", type=int, default=16)
     p_eval.add_argument("--out", type=Path)
     p_bench = sub.add_parser("bench", help="side-by-side speed ratios: evaluators, rollout, update, entropy, rl-step, all")
@@ -141,7 +144,7 @@ def main(argv=None) -> int:
     p_bench.add_argument("--quick", action="store_true", help="tiny shapes and 2 repetitions (a smoke test)")
     p_bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                          help="auto: CPU, and the GPU where CUDA is present")
-    p_bench.add_argument("--out", type=Path, help="where the JSON goes (default figures/bench/)")
+    p_bench.add_argument("--out", type=Path, help="where the JSON goes (default results/bench/; figures/bench/ holds the committed timings)")
     p_bench.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p_chk = sub.add_parser("check", help="compare results (CSV or dir with table.csv) with a paper's reported table")
     p_chk.add_argument("results", nargs="?", type=Path, help="CSV model,method,<benchmark>... or a dir holding table.csv")
