@@ -224,6 +224,14 @@ class PanelSpec(Strict):
     kind: str
     title: str = ""
     arms: list[str] = []  # the arms this panel draws (default: every arm), e.g. one panel per model family
+    metric: str = ""      # kind: metric: the logged metric to draw (grad_norm, clipfrac, ...)
+
+    @model_validator(mode="after")
+    def _metric_named(self):
+        if (self.kind == "metric") != bool(self.metric):
+            raise ValueError("a `kind: metric` panel names its `metric:` (e.g. {kind: metric, metric: grad_norm}); "
+                             "other kinds take none")
+        return self
 
     @field_validator("kind")
     @classmethod
