@@ -20,6 +20,9 @@ def _add_run_options(p):
     p.add_argument("--update-reference", action="store_true", help="also rewrite figures/<id>/ (the committed reference)")
     p.add_argument("--backend", choices=("ours", "verl"), default="ours", help="trainer: ours (default) or verl")
     p.add_argument("--dry-run", action="store_true", help="with --backend verl: print the launch command only")
+    p.add_argument("--track", choices=("none", "tensorboard", "wandb"),
+                   help="metrics tracker per run (default: tensorboard when installed); wandb runs offline unless "
+                        "WANDB_MODE says otherwise; extras: pip install 'replicate-rl[track]' or '[wandb]'")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a config key of every arm, e.g. --set rollout.group_size=4 (YAML value; "
                         "null deletes the key); repeatable")
@@ -61,9 +64,24 @@ def unbuilt_artifacts(specs: dict) -> list[tuple[str, dict]]:
     return out
 
 
+def choose_tracker(track: str | None) -> None:
+    """--track: check its package is there (a one-line error naming the extra) and pass it on to every process."""
+    if track is None:
+        return
+    extra = {"tensorboard": "track", "wandb": "wandb"}.get(track)
+    if extra:
+        import importlib.util
+        if importlib.util.find_spec(track) is None:
+            raise UserError(f"--track {track} needs {track}: pip install 'replicate-rl[{extra}]' (or drop --track)")
+    if track == "wandb":
+        os.environ.setdefault("WANDB_MODE", "offline")  # no network, no account; `wandb sync` uploads later
+    os.environ["REPLICATE_TRACK"] = track
+
+
 def cmd_reproduce(spec, args):
     from .specs import parse_overrides
     _check_positive(steps=args.steps, seeds=args.seeds)
+    choose_tracker(args.track)
     overrides = parse_overrides(args.overrides)
     if args.backend == "verl":
         if overrides:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -420,6 +421,10 @@ def _reduce(accelerator, metrics: dict) -> dict:
 
 
 def _trackers():
+    """$REPLICATE_TRACK (set by --track: none, tensorboard, wandb), else TensorBoard when it is installed."""
+    chosen = os.environ.get("REPLICATE_TRACK", "")
+    if chosen:
+        return None if chosen == "none" else chosen
     try:
         import tensorboard  # noqa: F401
         return "tensorboard"
