@@ -11,7 +11,7 @@ from replicate.trainer import _trackers
 
 @pytest.mark.parametrize("track,extra", [("tensorboard", "track"), ("wandb", "wandb")])
 def test_missing_tracker_names_its_extra(track, extra, monkeypatch):
-    monkeypatch.delenv("REPLICATE_TRACK", raising=False)
+    monkeypatch.setenv("REPLICATE_TRACK", "")
     if importlib.util.find_spec(track) is not None:
         pytest.skip(f"{track} is installed")
     with pytest.raises(UserError, match=rf"--track {track} needs {track}: pip install 'replicate-rl\[{extra}\]'"):
@@ -19,8 +19,9 @@ def test_missing_tracker_names_its_extra(track, extra, monkeypatch):
 
 
 def test_tracker_choice_reaches_the_trainer(monkeypatch):
-    monkeypatch.delenv("REPLICATE_TRACK", raising=False)
-    monkeypatch.delenv("WANDB_MODE", raising=False)
+    for name in ("REPLICATE_TRACK", "WANDB_MODE"):  # setenv first: teardown then restores them, whatever is set
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     choose_tracker("none")
     assert _trackers() is None
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())  # as if wandb were installed
