@@ -68,3 +68,11 @@ def test_resume_with_another_process_count_is_refused(tiny_spec_file, warm_store
     with pytest.raises(UserError, match=r"cut was checkpointed by 2 process\(es\) and this launch has 1: resume it "
                                         r"with 2 \(`accelerate launch --num_processes 2`\), or pass --force"):
         train(run, cfg, 0, warm_store, resume=True, log=lambda *_: None)
+
+
+def test_law_vs_linear_on_constant_accuracy_is_unmeasured_not_a_traceback():
+    import math
+    from replicate.analysis.fits import law_vs_linear
+    out = law_vs_linear([0.9, 0.8, 0.7, 0.6, 0.5], [0.0] * 5)  # a run whose accuracy stayed at 0
+    assert all(math.isnan(v) for v in out.values())
+    assert law_vs_linear([0.9, 0.8, 0.7, 0.6, 0.5], [0.1, 0.2, 0.2, 0.4, 0.5])["linear_r2"] > 0.8
