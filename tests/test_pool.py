@@ -1,7 +1,6 @@
 """The shared process pool and Ctrl-C: the first stops every worker and says per run what was kept, the second
 exits at once; `--resume` then equals an uninterrupted run. SIGINT goes to the whole process group, as a
 terminal's Ctrl-C does."""
-import json
 import os
 import shutil
 import signal
