@@ -13,6 +13,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -138,7 +139,8 @@ def _drain(queue, busy: set, bar) -> None:
 def _stop(pool, futures, pending, stop, queue, busy, on_result, log, bar, quiet=False):
     """The first Ctrl-C: cancel the queued jobs, interrupt the running ones, say per run what was kept."""
     stop.set()
-    signal.signal(signal.SIGINT, lambda *_: _exit_now(pool))
+    main = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
+    previous = signal.signal(signal.SIGINT, lambda *_: _exit_now(pool)) if main else None
     cancelled = {fut for fut in pending if fut.cancel()}
     if bar is not None:
         bar.close()
@@ -149,7 +151,8 @@ def _stop(pool, futures, pending, stop, queue, busy, on_result, log, bar, quiet=
         for name in futures[fut].runs:
             log(f"{name}: not started (it was queued); nothing to keep")
     pool.shutdown(wait=True)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if main:
+        signal.signal(signal.SIGINT, previous)
     if not quiet:
         raise Interrupted(f"interrupted; continue with: {resume_command()}")
 
