@@ -65,7 +65,8 @@ def digest(payload, n: int = 10) -> str:
 PRESENTATION = {"cli.py", "__main__.py", "report.py", "figures.py", "claims.py", "check.py", "docs.py", "bench.py",
                 "bench_core.py", "bench_rl.py", "benchmarks.py", "experiment.py", "paths.py", "errors.py", "backends",
                 "lmeval", "analysis/__init__.py", "analysis/collect.py", "analysis/control.py", "analysis/dast.py",
-                "analysis/dynamics.py", "analysis/fits.py", "analysis/predict.py", "panels_predict.py"}  # analysis/lemma.py makes lemma_exact's rows: counted
+                "analysis/dynamics.py", "analysis/fits.py", "analysis/predict.py", "panels_predict.py",
+                "pool.py", "compare.py", "compare_plot.py", "report_html.py"}  # analysis/lemma.py makes lemma_exact's rows: counted
 
 
 @functools.lru_cache(maxsize=None)
