@@ -1,7 +1,7 @@
 import os
 import sys
 
-from .cli import main
+from replicate.cli import main
 
 code = main()
 if code == 130:  # Ctrl-C: everything is said and saved; skip torch's seconds-long interpreter teardown

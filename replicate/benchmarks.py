@@ -13,9 +13,9 @@ from pathlib import Path
 
 from evaluators.lmeval import BENCHMARKS
 
-from .claims import finite
-from .errors import UserError
-from .paths import results_root
+from replicate.report.claims import finite
+from replicate.errors import UserError
+from replicate.paths import results_root
 
 
 # synthetic lm-eval task -> (the run-store task it scores, its default params for a model without a run)
@@ -37,7 +37,7 @@ def run_dir_of(model: str) -> Path | None:
 
 def _load(model: str, run_dir: Path | None):
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
-    from .models import load_pretrained
+    from replicate.runners.rl.models import load_pretrained
     if run_dir is not None:
         tok = PreTrainedTokenizerFast.from_pretrained(run_dir / "model")
         tok.padding_side = "left"
@@ -71,14 +71,14 @@ def check_synthetic(tasks: list[str], run_task: dict | None):
 
 def _synthetic_task_file(name: str, run_task: dict | None, folder: Path) -> Path:
     """A tiny task's held-out problems as JSONL (the run's own task settings when known)."""
-    from .tasks import make_task
+    from replicate.tasks import make_task
     task_name, params = SYNTHETIC_TASKS[name]
     if run_task is not None and run_task.get("name") == task_name:
         params = run_task.get("params", {})
     task = make_task(task_name, **params)
     path = folder / f"{name}.jsonl"
     path.write_text("".join(json.dumps({"problem": p.prompt, "answer": p.answer, "_raw_prompt": True,
-                                        "_verifier": task_name}) + "\n" for p in task.validation))
+                                        "_verifier": "replicate.tasks:score_text", "_task": task_name}) + "\n" for p in task.validation))
     return path
 
 

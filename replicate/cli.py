@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import Interrupted, UserError
+from replicate.errors import Interrupted, UserError
 
 
 def _add_run_options(p):
@@ -35,9 +35,9 @@ def _check_positive(**values):
 
 
 def cmd_list(args):
-    from .experiment import last_result
-    from .specs import all_specs, load_spec
-    from .report_html import spec_order
+    from replicate.report.index_html import spec_order
+    from replicate.report.results import last_result
+    from replicate.specs import all_specs, load_spec
     for spec in sorted((load_spec(path) for path in set(all_specs().values())), key=spec_order):
         scales = ",".join(dict.fromkeys([spec.default_scale, *spec.scales]))
         aliases = f" ({', '.join(spec.aliases)})" if spec.aliases else ""
@@ -54,7 +54,7 @@ def unbuilt_artifacts(specs: dict) -> list[tuple[str, dict]]:
     """(paper, artifact) for every entry of experiments/reported/<paper>/artifacts.yaml that no spec builds (its
     id, or its `spec:`, is no spec id or alias)."""
     import yaml
-    from .paths import experiments_dir
+    from replicate.paths import experiments_dir
     out = []
     for path in sorted((experiments_dir() / "reported").glob("*/artifacts.yaml")):
         data = yaml.safe_load(path.read_text()) or {}
@@ -79,18 +79,18 @@ def choose_tracker(track: str | None) -> None:
 
 
 def cmd_reproduce(spec, args):
-    from .specs import parse_overrides
+    from replicate.specs import parse_overrides
     _check_positive(steps=args.steps, seeds=args.seeds)
     choose_tracker(args.track)
     overrides = parse_overrides(args.overrides)
     if args.backend == "verl":
         if overrides:
             raise UserError("--set is not passed to --backend verl yet; edit the spec instead")
-        from .backends.verl import run_or_print
+        from replicate.backends.verl import run_or_print
         run_or_print(spec, args.scale, args.dry_run, store=args.store)
         return
-    from .experiment import plan, reproduce
-    from .runners import RUNNERS
+    from replicate.experiment import plan, reproduce
+    from replicate.runners import RUNNERS
     if RUNNERS[spec.runner].trains:  # bad --set / --steps values fail here, before --out or any training
         plan(spec, args.scale or spec.default_scale, args.seeds, args.steps, overrides)
     res = reproduce(spec, scale=args.scale, seeds=args.seeds, steps=args.steps, out=args.out, store=args.store,
@@ -103,7 +103,7 @@ def cmd_reproduce(spec, args):
 
 
 def cmd_report(args):
-    from .report import write_report
+    from replicate.summary import write_report
     path = write_report(args.out)
     print(f"wrote {path} and {path.parent / 'index.html'} (open it in a browser)")
 
@@ -111,9 +111,9 @@ def cmd_report(args):
 def cmd_eval(args):
     _check_positive(k=args.k, limit=args.limit, max_gen_toks=args.max_gen_toks, batch_size=args.batch_size)
     if args.out is not None:
-        from .paths import ensure_writable
+        from replicate.paths import ensure_writable
         ensure_writable(args.out, "--out")
-    from .benchmarks import run_eval
+    from replicate.benchmarks import run_eval
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     res = run_eval(args.model, tasks, k=args.k,
                    temperature=args.temperature, data_dir=args.data_dir, limit=args.limit,
@@ -123,11 +123,11 @@ def cmd_eval(args):
 
 
 def cmd_bench(args):
-    from .bench import BENCHES
-    if args.what not in BENCHES:
-        from .errors import UserError
-        raise UserError(f"unknown benchmark {args.what!r}; choose one of {', '.join(BENCHES)}")
-    BENCHES[args.what](args)
+    from replicate import bench
+    if args.what not in bench.BENCHES:
+        from replicate.errors import UserError
+        raise UserError(f"unknown benchmark {args.what!r}; choose one of {', '.join(bench.BENCHES)}")
+    bench.run(args.what, args)
 
 
 def main(argv=None) -> int:
@@ -203,7 +203,7 @@ def _dispatch(parser, args) -> int:
     if args.command == "list":
         cmd_list(args)
     elif args.command == "run":
-        from .specs import load_spec
+        from replicate.specs import load_spec
         cmd_reproduce(load_spec(args.spec), args)
     elif args.command == "report":
         cmd_report(args)
@@ -212,13 +212,13 @@ def _dispatch(parser, args) -> int:
     elif args.command == "bench":
         cmd_bench(args)
     elif args.command == "check":
-        from .check import cli_check
+        from replicate.report.check import cli_check
         return cli_check(args)
     elif args.command == "compare":
-        from .compare import run_compare
+        from replicate.report.compare import run_compare
         return run_compare(args.a, args.b, args.out, args.gate)
     elif args.command == "figure":
-        from .specs import find_spec
+        from replicate.specs import find_spec
         cmd_reproduce(find_spec(args.spec_id), args)
     else:
         parser.print_help()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
-from .paths import code_fingerprint, digest, store_root  # noqa: F401  (store_root re-exported)
+from replicate.errors import UserError
+from replicate.paths import code_fingerprint, digest, store_root  # noqa: F401  (store_root re-exported)
 
 
 class Run:
@@ -22,9 +22,14 @@ class Run:
 
     @classmethod
     def for_config(cls, root: Path, spec_id: str, variant: str, config, seed: int, scale: str) -> "Run":
-        """The run of this config and seed, made by the current code (the key holds the code fingerprint)."""
-        name = f"{scale}-{variant}-s{seed}-{digest({'config': config.digest(), 'code': code_fingerprint()})}"
-        return cls(Path(root) / spec_id / name)
+        """The RL run of this config and seed, made by the current code."""
+        return cls.keyed(root, spec_id, scale, variant, seed, {"config": config.digest()})
+
+    @classmethod
+    def keyed(cls, root: Path, spec_id: str, scale: str, name: str, seed: int, payload: dict) -> "Run":
+        """The one run key of every runner: <root>/<spec>/<scale>-<name>-s<seed>-<digest of payload + code>, so a
+        run of other code or other settings never reuses this one's directory."""
+        return cls(Path(root) / spec_id / f"{scale}-{name}-s{seed}-{digest({**payload, 'code': code_fingerprint()})}")
 
     config_file = property(lambda self: self.path / "config.json")
     metrics_file = property(lambda self: self.path / "metrics.jsonl")

@@ -15,12 +15,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 from replicate.analysis.dast import seed_values  # noqa: E402
-from replicate.preference import (DEFAULTS, evaluate_levels, make_training_data, pair_stats,  # noqa: E402
+from replicate.runners.preference import (DEFAULTS, evaluate_levels, make_training_data, pair_stats,  # noqa: E402
                                   sample_cache, train_arm)
 from replicate.seeds import derive_seed  # noqa: E402
 from replicate.specs import apply_overrides, find_spec  # noqa: E402
 from replicate.tasks import make_task  # noqa: E402
-from replicate.warmup import base_policy  # noqa: E402
+from replicate.runners.rl.warmup import base_policy  # noqa: E402
 
 
 def arm_config(config, arm):

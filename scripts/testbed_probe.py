@@ -17,14 +17,14 @@ torch.set_num_threads(1)
 from replicate.analysis.fits import early_shares, eval_points, fit_exp_law  # noqa: E402
 from replicate.specs import RunConfig, deep_merge, load_spec  # noqa: E402
 from replicate.store import Run  # noqa: E402
-from replicate.trainer import train  # noqa: E402
-from replicate.warmup import base_policy  # noqa: E402
+from replicate.runners.rl.trainer import train  # noqa: E402
+from replicate.runners.rl.warmup import base_policy  # noqa: E402
 
 
 def level_report(config, root, seed):
     """Base policy: avg@k per level at the eval temperature, and token entropy of T=1 samples."""
     from replicate.algorithms.aggregation import masked_mean
-    from replicate.rollout import avg_at_k, sample_batch
+    from replicate.runners.rl.rollout import avg_at_k, sample_batch
     from replicate.tasks import make_task
     task = make_task(config.task.name, **config.task.params)
     model, tok = base_policy(config, root, seed, log=lambda *a: None)
@@ -46,7 +46,7 @@ def strategy_report(model, tok, config, prefix):
     """addition_mix: share of T=1 responses using each strategy (direct = starts with '>'), accuracy of each,
     and token entropy of each, on the validation prompts (1 sample each)."""
     from replicate.algorithms.aggregation import masked_mean
-    from replicate.rollout import sample_batch
+    from replicate.runners.rl.rollout import sample_batch
     from replicate.tasks import make_task
     task = make_task(config.task.name, **config.task.params)
     probs = task.validation[:config.eval.n_prompts]

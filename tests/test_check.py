@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from replicate.check import (REPORTED_DIR, binomial_se, default_tolerance, load_reported, parse_tolerances,
+from replicate.report.check import (REPORTED_DIR, binomial_se, default_tolerance, load_reported, parse_tolerances,
                              tolerance)
 from replicate.cli import main
 from replicate.errors import UserError

@@ -14,10 +14,10 @@ import pytest
 
 from replicate.errors import UserError
 from replicate.experiment import plan
-from replicate.runners import run_rl
+from replicate.runners.rl import run_rl
 from replicate.specs import apply_overrides, load_spec, parse_overrides
 from replicate.store import Run
-from replicate.trainer import train
+from replicate.runners.rl.trainer import train
 
 REPO = Path(__file__).resolve().parent.parent
 QUIET = dict(log=lambda *_: None)
@@ -193,7 +193,7 @@ def test_extension_equals_an_uninterrupted_run(finished, warm_store, tmp_path):
 
 def test_extension_needs_resume(finished, warm_store, tmp_path, monkeypatch):
     """Without --resume a longer request trains from scratch, beside the shorter finished run."""
-    import replicate.runners as runners
+    import replicate.runners.rl as runners
     spec = load_spec(finished[0])
     shutil.copytree(warm_store / "_warmup", tmp_path / "_warmup")
     short = run_rl(spec, "tiny", plan(spec, "tiny", 1, 3)[0], [0], tmp_path, **QUIET)["main"][0].metrics()
@@ -245,5 +245,5 @@ def test_null_deletes_an_inherited_key(tmp_path, finished):
 
 
 def test_figure_title_counts_seeds_in_words():
-    from replicate.figures import seeds_label
+    from replicate.report.figures import seeds_label
     assert seeds_label(1) == "1 seed" and seeds_label(2) == "2 seeds"

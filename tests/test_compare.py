@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from replicate.compare import diff_interval, gate_problem
+from replicate.report.compare import diff_interval, gate_problem
 
 REPO = Path(__file__).resolve().parent.parent
 

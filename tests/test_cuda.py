@@ -27,7 +27,7 @@ BODY = {
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_tiny_run_trains_and_validates_on_cuda(dtype, tmp_path):
-    from replicate import trainer
+    from replicate.runners.rl import trainer
     cfg = RunConfig.model_validate({**BODY, "model": {**BODY["model"], "dtype": dtype}})
     seen = {}
     setup = trainer.setup

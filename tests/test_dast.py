@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from replicate.algorithms import PREFERENCE_LOSSES, logprobs_from_logits, sequence_avg_logp
-from replicate.dast import (PreferencePair, Response, budget_reward, build_pairs, length_budget, problem_stats,
+from replicate.algorithms.dast import (PreferencePair, Response, budget_reward, build_pairs, length_budget, problem_stats,
                             score_problem)
 
 T = torch.tensor
@@ -327,7 +327,7 @@ def test_reported_values_spot_checks():
 
 def test_check_table_matches_the_rows():
     """experiments/reported/dast/main.yaml (the `check` form) holds exactly table1.yaml's accuracy rows."""
-    from replicate.check import load_reported
+    from replicate.report.check import load_reported
     _, rows = reported_rows()
     names = {"MATH-500": "math500", "AIME 2024": "aime24", "GPQA": "gpqa"}
     want = {(r["model"], r["method"], names[r["benchmark"]]): float(r["value"]) for r in rows

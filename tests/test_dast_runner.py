@@ -5,11 +5,11 @@ import random
 import pytest
 
 from replicate.analysis import ANALYSES
-from replicate.dast import build_pairs, score_problem
-from replicate.preference import arm_params, make_training_data, sample_cache
+from replicate.algorithms.dast import build_pairs, score_problem
+from replicate.runners.preference import arm_params, make_training_data, sample_cache
 from replicate.specs import Spec
 from replicate.tasks import make_task
-from replicate.warmup import base_policy
+from replicate.runners.rl.warmup import base_policy
 
 TASK = {"name": "scratch_addition", "params": {"digits": [1, 2, 3], "max_checks": 2, "direct": 0.2,
                                                "holdout_per_level": 6}}
@@ -99,7 +99,7 @@ def test_solution_overthinks_on_every_level():
 def test_overthinking_warmup_writes_scratchpads_on_every_level(tmp_path):
     """The spec's warm-up on its tuning seed (100) meets the rule it was chosen by (docs/testbed/dast.md): greedy
     decoding writes the scratchpad on >= 95% of answers on every level, even one-digit sums (~3 minutes)."""
-    from replicate.preference import evaluate_levels
+    from replicate.runners.preference import evaluate_levels
     from replicate.specs import find_spec
     config = find_spec("dast-table1").variant_configs("tiny")["dast"]
     model, tok = base_policy(config, tmp_path, 100, log=lambda *a: None)

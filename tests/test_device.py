@@ -167,7 +167,7 @@ TINY_BODY = {
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     from replicate.tasks import make_task
-    from replicate.warmup import base_policy
+    from replicate.runners.rl.warmup import base_policy
     cfg = RunConfig.model_validate(TINY_BODY)
     root = tmp_path_factory.mktemp("devstore")
     model, tok = base_policy(cfg, root, 0, log=lambda *a: None)
@@ -176,7 +176,7 @@ def tiny(tmp_path_factory):
 
 
 def fake_learner(tiny):
-    from replicate.rollout import make_generator
+    from replicate.runners.rl.rollout import make_generator
     acc = SimpleNamespace(device=FAKE, num_processes=1, process_index=0, is_main_process=True,
                           log=lambda *a, **k: None, backward=lambda loss: loss.backward(), unwrap_model=lambda m: m,
                           clip_grad_norm_=torch.nn.utils.clip_grad_norm_)
@@ -213,7 +213,7 @@ def test_declared_model_refuses_cpu_inputs(tiny, fake_cuda):
 # ---- every sampling path, as the code is now --------------------------------------------------------------------
 
 def test_rollout_on_the_policy_device(tiny, fake_cuda):
-    from replicate.rollout import make_generator, rollout
+    from replicate.runners.rl.rollout import make_generator, rollout
     batch = rollout(tiny.model, tiny.tok, tiny.task, tiny.cfg.rollout, slice(None), random.Random(0),
                     make_generator(0, FAKE))
     assert batch.responses.device == FAKE and batch.scores.device == FAKE and fake_cuda.ops > 100
@@ -222,21 +222,21 @@ def test_rollout_on_the_policy_device(tiny, fake_cuda):
 
 
 def test_dynamic_sampling_on_the_policy_device(tiny, fake_cuda):
-    from replicate.rollout import make_generator, rollout
+    from replicate.runners.rl.rollout import make_generator, rollout
     ro = tiny.cfg.rollout.model_copy(update={"filter_groups": True, "max_gen_batches": 3, "temperature": 3.0})
     batch = rollout(tiny.model, tiny.tok, tiny.task, ro, slice(None), random.Random(1), make_generator(1, FAKE))
     assert batch.prompt_ids.device == FAKE
 
 
 def test_avg_at_k_on_the_policy_device(tiny, fake_cuda):
-    from replicate.rollout import avg_at_k, make_generator
+    from replicate.runners.rl.rollout import avg_at_k, make_generator
     avg_at_k(tiny.model, tiny.tok, tiny.task, tiny.task.validation[:4], 2, 1.0, 4, make_generator(0, FAKE), batch_size=3)
     avg_at_k(tiny.model, tiny.tok, tiny.task, tiny.task.validation[:4], 1, 0.0, 4, None)
 
 
 def test_trainer_steps_validation_probe_and_update(tiny, fake_cuda):
     """train_steps as the trainer runs it: validation, rollout, probe states, PPO update, entropy change."""
-    from replicate.trainer import train_steps
+    from replicate.runners.rl.trainer import train_steps
     rows = []
     run = SimpleNamespace(append_metrics=rows.append)
     train_steps(fake_learner(tiny), run, tiny.cfg, 0, 0)
@@ -244,15 +244,15 @@ def test_trainer_steps_validation_probe_and_update(tiny, fake_cuda):
 
 
 def test_lemma_probe_on_the_policy_device(tiny, fake_cuda, monkeypatch):
-    import replicate.warmup
-    from replicate.studies import logit_step_probe
-    monkeypatch.setattr(replicate.warmup, "base_policy", lambda *a, **k: (tiny.model, tiny.tok))
+    import replicate.runners.rl.warmup
+    from replicate.runners.studies import logit_step_probe
+    monkeypatch.setattr(replicate.runners.rl.warmup, "base_policy", lambda *a, **k: (tiny.model, tiny.tok))
     rows = logit_step_probe(tiny.cfg, 0, tiny.root, lr=1e-3, log=lambda *a: None)
     assert {r["direction"] for r in rows} == {"gradient", "random"}
 
 
 def test_preference_sampling_and_training_on_the_policy_device(tiny, fake_cuda, monkeypatch, tmp_path):
-    import replicate.preference as pref
+    import replicate.runners.preference as pref
     monkeypatch.setattr(pref, "base_policy", lambda *a, **k: (tiny.model, tiny.tok))
     problems, samples, base_eval = pref.sample_cache(tiny.cfg, tmp_path, 0, 4, 4, log=lambda *a: None)
     assert len(samples) == 4 and base_eval
@@ -273,7 +273,7 @@ def test_preference_sampling_and_training_on_the_policy_device(tiny, fake_cuda, 
 
 def _old_sample_batch(policy, tok, task, problems, group_size, temperature, max_new_tokens, gen):
     """sample_batch before the fix: prompts encoded on the default (CPU) device."""
-    from replicate.rollout import RolloutBatch, encode_prompts, generate, score_responses
+    from replicate.runners.rl.rollout import RolloutBatch, encode_prompts, generate, score_responses
     rows = [p for p in problems for _ in range(group_size)]
     ids, pmask = encode_prompts(tok, [p.prompt for p in rows])
     resp, rmask = generate(policy, ids, pmask, max_new_tokens, temperature, tok.eos_token_id, tok.pad_token_id, gen)
@@ -282,19 +282,19 @@ def _old_sample_batch(policy, tok, task, problems, group_size, temperature, max_
 
 
 def test_old_bug_prompts_on_cpu_fails(tiny, fake_cuda):
-    from replicate.rollout import make_generator
+    from replicate.runners.rl.rollout import make_generator
     with pytest.raises(DeviceMismatch):
         _old_sample_batch(tiny.model, tiny.tok, tiny.task, tiny.task.validation[:2], 1, 1.0, 4, make_generator(0, FAKE))
 
 
 def test_old_bug_cpu_generator_fails(tiny, fake_cuda, monkeypatch):
     """make_generator before the fix: torch.Generator() (a CPU generator) whatever the policy's device."""
-    import replicate.rollout
-    import replicate.trainer
+    import replicate.runners.rl.rollout
+    import replicate.runners.rl.trainer
     old = lambda seed, device=None: torch.Generator().manual_seed(seed)  # noqa: E731
-    monkeypatch.setattr(replicate.rollout, "make_generator", old)
-    monkeypatch.setattr(replicate.trainer, "make_generator", old)
-    from replicate.trainer import train_steps
+    monkeypatch.setattr(replicate.runners.rl.rollout, "make_generator", old)
+    monkeypatch.setattr(replicate.runners.rl.trainer, "make_generator", old)
+    from replicate.runners.rl.trainer import train_steps
     cfg = tiny.cfg.model_copy(update={"eval": tiny.cfg.eval.model_copy(update={"temperature": 1.0})})
     with pytest.raises(DeviceMismatch, match="generator"):
         train_steps(fake_learner(tiny), SimpleNamespace(append_metrics=lambda r: None), cfg, 0, 0)
@@ -302,7 +302,7 @@ def test_old_bug_cpu_generator_fails(tiny, fake_cuda, monkeypatch):
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_tiny_model_follows_spec_dtype(dtype, tmp_path):
-    from replicate.warmup import base_policy
+    from replicate.runners.rl.warmup import base_policy
     cfg = RunConfig.model_validate({**TINY_BODY, "model": {**TINY_BODY["model"], "dtype": dtype}})
     for _ in range(2):  # built, then loaded from the warm-up cache
         model, _ = base_policy(cfg, tmp_path, 0, log=lambda *a: None)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from replicate import docs
+from replicate.specs import docs
 from replicate.specs import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,7 +20,7 @@ def example_yaml() -> str:
 
 def test_generated_sections_up_to_date():
     text = DOC.read_text()
-    assert docs.regenerate(text) == text, "docs/specs.md is out of date: run `python -m replicate.docs`"
+    assert docs.regenerate(text) == text, "docs/specs.md is out of date: run `python -m replicate.specs.docs`"
     assert docs.main(["--check"]) == 0
 
 
@@ -32,7 +32,7 @@ def test_every_field_and_registry_entry_is_documented():
 def test_check_fails_when_a_registry_changes(monkeypatch, registry):
     from replicate.algorithms import POLICY_LOSSES
     from replicate.analysis import ANALYSES, Analysis
-    from replicate.figures import PANELS
+    from replicate.report.figures import PANELS
     from replicate.runners import RUNNERS, Runner
     from replicate.tasks import TASKS
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from replicate.algorithms import entropy_from_logits, predicted_entropy_change
-from replicate.analysis.lemma import lemma_points, loglog_slope, summarize
+from replicate.algorithms.lemma import lemma_points, loglog_slope, summarize
 from replicate.experiment import reproduce
 from replicate.specs import find_spec
 from replicate.algorithms import covariance_by_accuracy
@@ -67,7 +67,7 @@ def test_lemma_spec_end_to_end(tmp_path):
 
 def test_lemma_in_the_tiny_lm(tiny_spec_file, warm_store, tmp_path):
     from replicate.specs import load_spec
-    from replicate.studies import logit_step_probe
+    from replicate.runners.studies import logit_step_probe
     cfg = load_spec(tiny_spec_file).resolve("tiny")
     rows = logit_step_probe(cfg, 0, warm_store, lr=1e-2, log=lambda *_: None)
     grad = [r for r in rows if r["kind"] == "position" and r["direction"] == "gradient"]
@@ -84,7 +84,7 @@ def test_lemma_in_the_tiny_lm(tiny_spec_file, warm_store, tmp_path):
 
 def test_theorem_prediction_is_the_tabular_policy_gradient_step():
     """-Cov_π(log π, A·(e_y - π)) equals the exact entropy change of that logit step, to first order."""
-    from replicate.studies import tabular_pg_step
+    from replicate.runners.studies import tabular_pg_step
     g = torch.Generator().manual_seed(0)
     z = torch.randn(5, 7, generator=g, dtype=torch.float64)
     y = torch.randint(0, 7, (5,), generator=g)
@@ -107,7 +107,7 @@ def test_fig8_smoke(tmp_path, fig_store):
                                          "cov_changes_track_entropy_changes", "cov_tracks_entropy_change_rank",
                                          "easy_prompts_larger_cov"}
     assert all(c["beats"] for c in claims)  # every claim names the null it beats
-    from replicate.report import write_report
+    from replicate.summary import write_report
     page = write_report(tmp_path / "REPORT.md").read_text()
     assert "## fig1" in page and "## fig8" in page
     assert "### fig1 at scale small" in page  # a second scale's result (the committed SmolLM2 reference) too

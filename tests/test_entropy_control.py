@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from replicate.check import REPORTED_DIR, run_check
+from replicate.report.check import REPORTED_DIR, run_check
 from replicate.specs import find_spec
 
 RECIPES = yaml.safe_load((REPORTED_DIR / "entropy-mechanism" / "recipes.yaml").read_text())
@@ -94,8 +94,8 @@ def test_a_finished_run_of_another_spec_with_the_same_config_is_shared(tmp_path)
 
 
 def test_run_rl_reuses_the_shared_run_instead_of_training(tmp_path, monkeypatch):
-    import replicate.trainer as trainer
-    from replicate.runners import run_rl
+    import replicate.runners.rl.trainer as trainer
+    from replicate.runners.rl import run_rl
     from replicate.store import Run
     spec = find_spec("table2")
     cfg = spec.variant_configs("tiny")["grpo"]

@@ -32,7 +32,7 @@ def test_bench_without_trl_names_the_extra_and_writes_under_results(tmp_path):
               "sys.exit(main(['bench', 'rl-step', '--quick']))", tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
     assert "pip install 'replicate-rl[bench]'" in res.stderr and res.stderr.count("\n") == 1
-    from replicate.bench_core import default_out
+    from replicate.bench.core import default_out
     assert default_out() == Path("results") / "bench"
 
 
@@ -47,7 +47,7 @@ def test_eval_of_a_run_defaults_to_its_task_and_fits_its_positions(tiny_spec_fil
     pytest.importorskip("lm_eval")
     from replicate.benchmarks import run_eval
     from replicate.errors import UserError
-    from replicate.trainer import train
+    from replicate.runners.rl.trainer import train
     cfg = load_spec(tiny_spec_file).resolve("tiny")  # max_position_embeddings 64: 2048 new tokens do not fit
     cfg = RunConfig.model_validate(deep_merge(cfg.model_dump(), {"train": {"steps": 2}}))
     run = Run(tmp_path / "run")

@@ -6,7 +6,7 @@ import pytest
 from scipy.optimize import curve_fit
 
 from replicate.analysis import early_prediction, early_shares, fit_exp_law
-from replicate.claims import mean_ci, verdict
+from replicate.report.claims import mean_ci, verdict
 
 
 def test_fit_recovers_known_a_and_b():
@@ -70,7 +70,7 @@ def test_verdicts_use_the_confidence_interval():
     assert verdict([0.95, 0.89, 0.97], ">=", 0.9, over="every") == "not replicated"  # one run fails "every run"
     assert verdict([0.95, math.nan], ">=", 0.9, over="every") == "inconclusive"
     assert verdict([0.5, math.nan], ">=", 0.9, over="every") == "not replicated"
-    from replicate.claims import worst
+    from replicate.report.claims import worst
     assert worst([0.95, 0.89, 0.97], ">=") == 0.89 and worst([0.9, 1.2, math.nan], "<") == 1.2  # the failing run
     assert math.isnan(worst([math.nan], "<="))
     m, lo, hi = mean_ci([1.0, 2.0, 3.0])

@@ -6,7 +6,7 @@ import torch
 from replicate.errors import UserError
 from replicate.specs import RunConfig, deep_merge, load_spec
 from replicate.store import Run
-from replicate.trainer import _reduce, train
+from replicate.runners.rl.trainer import _reduce, train
 
 
 class TwoProcesses:
@@ -30,10 +30,10 @@ def _cfg(tiny_spec_file, steps):
 def test_final_level_accuracy_is_after_the_last_update(tiny_spec_file, warm_store, tmp_path):
     """A run's last-row val_acc_L* equals the evaluation of its saved final model, not of the policy before the
     last update, and no earlier row has per-level accuracy."""
-    from replicate.rollout import avg_at_k, make_generator
+    from replicate.runners.rl.rollout import avg_at_k, make_generator
     from replicate.seeds import derive_seed
     from replicate.tasks import make_task
-    from replicate.trainer import accuracy_by_level
+    from replicate.runners.rl.trainer import accuracy_by_level
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
     cfg = _cfg(tiny_spec_file, 3)
     run = Run(tmp_path / "run")

@@ -32,8 +32,8 @@ def test_task_yaml_for_every_benchmark(tmp_path):
 def test_tiny_model_through_lm_eval_matches_our_own_greedy_eval(tiny_spec_file, warm_store, tmp_path):
     from replicate.benchmarks import run_eval
     from replicate.tasks import make_task
-    from replicate.rollout import avg_at_k
-    from replicate.trainer import train
+    from replicate.runners.rl.rollout import avg_at_k
+    from replicate.runners.rl.trainer import train
     cfg = load_spec(tiny_spec_file).resolve("tiny")
     cfg = RunConfig.model_validate(deep_merge(cfg.model_dump(), {"train": {"steps": 2}}))
     run = Run(tmp_path / "run")
@@ -56,7 +56,7 @@ def test_tiny_model_through_lm_eval_matches_our_own_greedy_eval(tiny_spec_file, 
 def test_eval_on_a_real_benchmark_file_and_bad_input(tiny_spec_file, warm_store, tmp_path):
     from replicate.errors import UserError
     from replicate.benchmarks import run_eval
-    from replicate.trainer import train
+    from replicate.runners.rl.trainer import train
     cfg = RunConfig.model_validate(deep_merge(load_spec(tiny_spec_file).resolve("tiny").model_dump(), {"train": {"steps": 1}}))
     run = Run(tmp_path / "run")
     train(run, cfg, 0, warm_store, log=lambda *_: None)
@@ -75,9 +75,9 @@ def test_tiny_countdown_through_lm_eval_matches_our_eval_and_tasks_must_match(ti
     import torch
     from replicate.benchmarks import run_eval
     from replicate.errors import UserError
-    from replicate.rollout import avg_at_k
+    from replicate.runners.rl.rollout import avg_at_k
     from replicate.tasks import make_task
-    from replicate.trainer import train
+    from replicate.runners.rl.trainer import train
     cfg = load_spec(tiny_spec_file).resolve("tiny")
     cfg = RunConfig.model_validate(deep_merge(cfg.model_dump(), {
         "task": {"name": "countdown", "params": {"digits": None, "operands": [2], "holdout": 32}},

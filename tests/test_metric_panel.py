@@ -7,7 +7,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from replicate.errors import UserError  # noqa: E402
-from replicate.figures import PANELS  # noqa: E402
+from replicate.report.figures import PANELS  # noqa: E402
 from replicate.specs import load_spec  # noqa: E402
 
 

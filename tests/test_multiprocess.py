@@ -80,10 +80,10 @@ def test_shards_are_whole_groups_and_grpo_statistics_are_per_group(tiny_spec_fil
     """Process p of n samples prompts p*k..(p+1)*k-1 of the step's prompts (the same py_rng on every process),
     group_size rows each; GRPO's per-group statistics are the same computed per shard or on the whole batch."""
     from replicate.algorithms import ADVANTAGES, token_rewards
-    from replicate.rollout import make_generator, rollout
+    from replicate.runners.rl.rollout import make_generator, rollout
     from replicate.specs import RunConfig, deep_merge, load_spec
     from replicate.tasks import make_task
-    from replicate.warmup import base_policy
+    from replicate.runners.rl.warmup import base_policy
     cfg = load_spec(tiny_spec_file).resolve("tiny")
     cfg = RunConfig.model_validate(deep_merge(cfg.model_dump(), {"warmup": {"steps": 0}}))
     model, tok = base_policy(cfg, tmp_path, 0, log=lambda *a: None)

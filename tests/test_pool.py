@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 STUBBORN = textwrap.dedent("""\
     import sys, time
-    from replicate.pool import Job, run_jobs
+    from replicate.runners.pool import Job, run_jobs
 
     def stubborn(i):  # a job that will not stop on the first Ctrl-C (a worker stuck in a long kernel)
         print(f"started {i}", flush=True)
@@ -103,7 +103,7 @@ def pooled(tmp_path_factory, warm_store):
     """A 3-seed tiny spec whose warm-ups are cached in warm_store (built here once if missing)."""
     from conftest import TINY_SPEC
     from replicate.specs import load_spec
-    from replicate.warmup import base_policy
+    from replicate.runners.rl.warmup import base_policy
     tmp = tmp_path_factory.mktemp("pooled")
     spec_file = tmp / "tinytest.yaml"
     spec_file.write_text(TINY_SPEC.replace("seeds: [0, 1]", "seeds: [0, 1, 2]")
@@ -120,7 +120,7 @@ def _strip(rows):
 
 def test_ctrl_c_stops_the_pool_says_what_was_kept_and_resume_equals_uninterrupted(pooled, warm_store, tmp_path):
     from replicate.store import Run
-    from replicate.trainer import train
+    from replicate.runners.rl.trainer import train
     spec_file, cfg = pooled
     shutil.copytree(warm_store / "_warmup", tmp_path / "store" / "_warmup")
     argv = [sys.executable, "-m", "replicate", "run", str(spec_file), "--store", "store", "--steps", str(SPEC_STEPS)]

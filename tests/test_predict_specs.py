@@ -4,7 +4,7 @@ import pytest
 
 from conftest import TINY_SPEC
 from replicate.errors import UserError
-from replicate.models import char_tokenizer, non_embedding_params, tiny_model
+from replicate.runners.rl.models import char_tokenizer, non_embedding_params, tiny_model
 from replicate.specs import find_spec, load_spec
 from replicate.tasks import make_task
 

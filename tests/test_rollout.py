@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from replicate.models import char_tokenizer, tiny_model
-from replicate.rollout import encode_prompts, generate, make_generator
+from replicate.runners.rl.models import char_tokenizer, tiny_model
+from replicate.runners.rl.rollout import encode_prompts, generate, make_generator
 
 CONFIG = {"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
           "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64}

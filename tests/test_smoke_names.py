@@ -1,6 +1,6 @@
 """Smoke folders are named for what changed and their header shows only the real overrides; fewer than 3 seeds
 warn before anything trains."""
-from replicate.claims import overrides_text, provenance_line, smoke_name
+from replicate.report.claims import overrides_text, provenance_line, smoke_name
 from replicate.experiment import seeds_warning
 from replicate.specs import find_spec
 

@@ -98,6 +98,6 @@ def test_unknown_spec_id_and_missing_file():
 
 
 def test_missing_model_path_is_a_user_error():
-    from replicate.models import load_pretrained
+    from replicate.runners.rl.models import load_pretrained
     with pytest.raises(UserError, match="does not exist; fix model.path"):
         load_pretrained("/nonexistent/model/dir")

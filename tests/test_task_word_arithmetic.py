@@ -5,7 +5,7 @@ import re
 import pytest
 
 from replicate.errors import UserError
-from replicate.models import ChatPrompts, char_tokenizer
+from replicate.runners.rl.models import ChatPrompts, char_tokenizer
 from replicate.specs import ModelSpec
 from replicate.tasks import TASKS, WordArithmeticTask, make_task
 

@@ -49,7 +49,7 @@ def test_countdown_problems_and_solutions():
 def test_countdown_trains_in_the_core(tmp_path, warm_store):
     from replicate.specs import RunConfig
     from replicate.store import Run
-    from replicate.trainer import train
+    from replicate.runners.rl.trainer import train
     cfg = RunConfig.model_validate({
         "model": {"kind": "tiny", "config": {"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64,
                                              "num_hidden_layers": 1, "num_attention_heads": 2,
@@ -62,9 +62,9 @@ def test_countdown_trains_in_the_core(tmp_path, warm_store):
     assert len(rows) == 3 and any(r["grad_norm"] > 0 for r in rows)
     # step 0's validation, recomputed independently on the base policy with the run's own eval generator
     from replicate.seeds import derive_seed
-    from replicate.rollout import avg_at_k, make_generator
+    from replicate.runners.rl.rollout import avg_at_k, make_generator
     from replicate.tasks import make_task
-    from replicate.warmup import base_policy
+    from replicate.runners.rl.warmup import base_policy
     model, tok = base_policy(cfg, warm_store, 0, log=lambda *_: None)
     task = make_task("countdown", operands=[2], holdout=16)
     acc = avg_at_k(model.eval(), tok, task, task.validation[:cfg.eval.n_prompts], cfg.eval.k, cfg.eval.temperature,

@@ -6,7 +6,7 @@ import pytest
 
 from replicate.cli import choose_tracker
 from replicate.errors import UserError
-from replicate.trainer import _trackers
+from replicate.runners.rl.trainer import _trackers
 
 
 @pytest.mark.parametrize("track,extra", [("tensorboard", "track"), ("wandb", "wandb")])

@@ -11,7 +11,7 @@ import torch
 
 from replicate.specs import RunConfig, deep_merge, load_spec
 from replicate.store import Run
-from replicate.trainer import train
+from replicate.runners.rl.trainer import train
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def test_same_seed_same_metrics(tiny_spec_file, warm_store, tmp_path):
     assert len(a) == cfg.train.steps and _strip(a) == _strip(b)
     # seeds are independent down to the base policy: another warm-up, so other step-0 entropy and metrics
     assert a[0]["entropy"] != c[0]["entropy"] and _strip(a[:1]) != _strip(c[:1])
-    from replicate.warmup import warmup_key
+    from replicate.runners.rl.warmup import warmup_key
     assert warmup_key(cfg, 0) != warmup_key(cfg, 1)
     assert all((warm_store / "_warmup" / warmup_key(cfg, s) / "DONE").exists() for s in (0, 1))
     for key in ("entropy", "train_acc", "cov", "response_length", "clipfrac", "ppo_kl", "grad_norm"):
@@ -116,7 +116,7 @@ def test_run_spec_file_writes_figure_claims_and_reuses_runs(tiny_spec_file, warm
         assert (out / name).stat().st_size > 0
     claims = json.loads((out / "claims.json").read_text())
     from replicate.analysis import early_shares
-    from replicate.claims import verdict
+    from replicate.report.claims import verdict
     c1 = claims["claims"][0]
     assert claims["seeds"] == [0, 1] and len(c1["values"]) == 2
     # the claim's values are the runs' own measurements, and its verdict follows from them
@@ -147,10 +147,10 @@ class _ParityTask:
 @pytest.mark.parametrize("always", [False, True])
 def test_dynamic_sampling_says_what_it_did(always, tiny_spec_file, warm_store):
     import random as pyrandom
-    from replicate.rollout import make_generator, rollout
+    from replicate.runners.rl.rollout import make_generator, rollout
     from replicate.tasks import make_task
-    from replicate.trainer import mini_batches
-    from replicate.warmup import base_policy
+    from replicate.runners.rl.trainer import mini_batches
+    from replicate.runners.rl.warmup import base_policy
     cfg = _config(tiny_spec_file, rollout={"filter_groups": True, "max_gen_batches": 3, "prompts_per_step": 6,
                                            "temperature": 1.5})
     model, tok = base_policy(cfg, warm_store, 0, log=lambda *_: None)
@@ -181,8 +181,8 @@ PRIME = {"advantage": "prime", "advantage_params": {"beta": 0.05}, "prm_lr": 1.0
 
 
 def test_prime_prm_learns_the_outcome_labels(tiny_spec_file, warm_store, tmp_path):
-    from replicate.rollout import rollout
-    from replicate.trainer import prm_update, setup
+    from replicate.runners.rl.rollout import rollout
+    from replicate.runners.rl.trainer import prm_update, setup
     cfg = _config(tiny_spec_file, algorithm=PRIME, rollout={"prompts_per_step": 8})
     learner = setup(cfg, 0, warm_store, Run(tmp_path / "r"), log=lambda *_: None)
     batch = rollout(learner.policy, learner.tok, learner.task, cfg.rollout, slice(0, 8), learner.py_rng, learner.gen)
@@ -234,10 +234,10 @@ def test_cov_scope_batch_selects_over_the_mini_batch_whatever_the_micro_batching
     import torch
 
     from replicate.algorithms import ADVANTAGES, POLICY_LOSSES, token_rewards
-    from replicate.rollout import make_generator, rollout
+    from replicate.runners.rl.rollout import make_generator, rollout
     from replicate.tasks import make_task
-    from replicate.trainer import Learner, select_tokens
-    from replicate.warmup import base_policy
+    from replicate.runners.rl.trainer import Learner, select_tokens
+    from replicate.runners.rl.warmup import base_policy
     cfg = _config(tiny_spec_file, rollout={"temperature": 1.5})
     model, tok = base_policy(cfg, warm_store, 0, log=lambda *_: None)
     batch = rollout(model.eval(), tok, make_task("addition", digits=[1], holdout=32), cfg.rollout, slice(None),

@@ -184,7 +184,7 @@ def test_bad_log_line_is_a_user_error(tmp_path):
 
 def test_imported_rows_render_in_panel_curves(tmp_path):
     import matplotlib.pyplot as plt
-    from replicate.figures import panel_curves
+    from replicate.report.figures import panel_curves
     run = Run(tmp_path / "r")
     import_verl_log(FIXTURE, run)
     fig, ax = plt.subplots()

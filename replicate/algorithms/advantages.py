@@ -6,21 +6,32 @@ returns), both [batch, T] and zero on masked positions.
 """
 from __future__ import annotations
 
+import inspect
+
 from collections import defaultdict
 from typing import Callable, Hashable, Sequence
 
 import torch
 
+from replicate.registry import Registry
+
 from .aggregation import masked_whiten
 
-ADVANTAGES: dict[str, Callable] = {}
+ADVANTAGES: dict[str, Callable] = Registry("advantage estimator")
+
+# Every estimator is called with these; any other parameter without a default is an extra tensor it needs (GAE's
+# `values`, PRIME's `rm_log_prob` and `ref_log_prob`), which the trainer provides by name.
+ADVANTAGE_INPUTS = ("token_level_rewards", "response_mask", "index")
 
 
 def register_advantage(name: str):
-    def deco(fn):
-        ADVANTAGES[name] = fn
-        return fn
-    return deco
+    return ADVANTAGES.register(name)
+
+
+def extra_inputs(name: str) -> tuple[str, ...]:
+    """The tensors estimator `name` needs beyond ADVANTAGE_INPUTS: its other parameters without a default."""
+    sig = inspect.signature(ADVANTAGES[name]).parameters
+    return tuple(p for p, v in sig.items() if p not in ADVANTAGE_INPUTS and v.default is inspect.Parameter.empty)
 
 
 def token_rewards(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -10,10 +10,15 @@ from typing import Callable
 
 import torch
 
+from replicate.registry import Registry
+
 from .aggregation import agg_loss, masked_mean
 from .covariance import token_covariance
 
-POLICY_LOSSES: dict[str, Callable] = {}
+POLICY_LOSSES: dict[str, Callable] = Registry("policy loss")
+
+# What the trainer passes every loss; its other keyword parameters are hyperparameters a spec may set.
+LOSS_INPUTS = ("old_log_prob", "log_prob", "advantages", "response_mask", "loss_agg_mode", "generator", "selected")
 
 
 def register_policy_loss(name: str, selector: Callable | None = None):

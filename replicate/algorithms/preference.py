@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+
+from replicate.registry import Registry
 import torch.nn.functional as F
 
-PREFERENCE_LOSSES: dict[str, Callable] = {}
+PREFERENCE_LOSSES: dict[str, Callable] = Registry("preference loss")
 
 
 def register_preference_loss(name: str):

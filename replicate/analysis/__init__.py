@@ -6,11 +6,21 @@ An analysis takes {variant: {seed: metrics rows}} and returns {"per_seed": {metr
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
+from replicate.algorithms.lemma import UPDATES
+from replicate.registry import Registry
+
 from .collect import record
+from .control import COV_TOP_METRICS, METRICS as CONTROL_METRICS, arm_compare, cov_top, knob_trend, selection_share
+from .dast import METRICS as DAST_METRICS, dast
+from .dynamics import cov_dynamics, lemma_exact, lemma_lm
 from .fits import ExpLawFit, early_prediction, early_shares, eval_points, fit_exp_law, law_vs_linear
+from .predict import (EARLY_CURVE_METRICS, LAW_PER_RUN_METRICS, SHARES_METRICS, SIZE_TREND_METRICS,
+                      early_curve, law_per_run, shares_per_run, size_trend)
 
 
 def exp_law(runs: dict) -> dict:
@@ -66,17 +76,6 @@ def early_share(runs: dict) -> dict:
     return {"per_seed": per_seed, "pooled": {}}
 
 
-from dataclasses import dataclass  # noqa: E402
-from typing import Callable  # noqa: E402
-
-from .dynamics import cov_dynamics, lemma_exact, lemma_lm  # noqa: E402
-from .lemma import UPDATES  # noqa: E402
-from .dast import METRICS as DAST_METRICS, dast  # noqa: E402
-from .predict import (EARLY_CURVE_METRICS, LAW_PER_RUN_METRICS, SHARES_METRICS, SIZE_TREND_METRICS,  # noqa: E402
-                      early_curve, law_per_run, shares_per_run, size_trend)
-from .control import COV_TOP_METRICS, METRICS as CONTROL_METRICS, arm_compare, cov_top, knob_trend, selection_share  # noqa: E402
-
-
 @dataclass(frozen=True)
 class Analysis:
     """An analysis and the per-seed metrics it produces (claims may name only these)."""
@@ -119,5 +118,7 @@ ANALYSES = {
     "knob_trend": Analysis(knob_trend, ("plateau_rise", "plateau_spearman")),
     "selection_share": Analysis(selection_share, ("selected_share", "share_ratio_dev")),
 }
+
+ANALYSES = Registry("analysis", ANALYSES)  # a second analysis under a taken name is an error
 
 __all__ = ["ANALYSES", "ExpLawFit", "early_prediction", "early_shares", "eval_points", "fit_exp_law", "law_vs_linear"]

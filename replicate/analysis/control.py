@@ -102,7 +102,7 @@ def arm_compare(runs: dict) -> dict:
 def level_table(per_seed: dict, arms: list[str]) -> list[dict]:
     """One row per arm: the mean over seeds of each level's accuracy and of their average, in percent, with
     the seeds' 95% t half-interval (columns <level>_ci)."""
-    from ..claims import mean_ci
+    from replicate.analysis.stats import mean_ci
     levels = [f"acc_L{lv}" for lv in LEVELS if f"acc_L{lv}" in per_seed]
     rows = []
     for arm in arms:

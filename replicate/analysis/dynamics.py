@@ -7,7 +7,7 @@ import numpy as np
 from scipy import stats
 
 from .collect import record
-from .lemma import UPDATES, summarize
+from replicate.algorithms.lemma import UPDATES, summarize
 
 SCATTER_ETA = 1e-2
 

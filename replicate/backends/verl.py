@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..algorithms import POLICY_LOSSES
-from ..specs import RunConfig
+from replicate.config import RunConfig
 
 VERL_VERSION = "0.9.1"
 ADVANTAGES = {"grpo": "grpo", "rloo": "rloo", "reinforce_plus_plus": "reinforce_plus_plus",

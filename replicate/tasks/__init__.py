@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..errors import UserError
+from ..registry import Registry
 from .addition_mix import AdditionMixTask
 from .arithmetic import AdditionTask
 from .base import Problem
@@ -15,6 +16,8 @@ from .word_arithmetic import WordArithmeticTask
 TASKS = {"addition": AdditionTask, "addition_mix": AdditionMixTask, "code_expr": CodeExprTask,
          "countdown": CountdownTask, "math": MathTask, "scratch_addition": ScratchAdditionTask,
          "short_answer": ShortAnswerTask, "word_arithmetic": WordArithmeticTask}
+
+TASKS = Registry("task", TASKS)  # a second task under a taken name is an error
 
 
 def make_task(name: str, **params):

@@ -7,34 +7,21 @@ from __future__ import annotations
 
 import random
 
-from .base import Problem
+from .base import GeneratedTask, Problem
 
 
-class AdditionTask:
+class AdditionTask(GeneratedTask):
     alphabet = "0123456789+=,>"
 
     def __init__(self, digits: list[int] | int = 2, holdout: int = 256, holdout_seed: int = 12345):
         self.digits = [digits] if isinstance(digits, int) else list(digits)
         self._holdout_seed = holdout_seed
-        self.validation = self._sample(random.Random(holdout_seed), holdout, exclude=set())
-        self._held = {p.prompt for p in self.validation}
+        self._hold_out(holdout, holdout_seed)
 
     def _problem(self, rng: random.Random) -> Problem:
         d = rng.choice(self.digits)
         a, b = rng.randrange(10 ** (d - 1), 10 ** d), rng.randrange(10 ** (d - 1), 10 ** d)
         return Problem(f"{a}+{b}=", str(a + b), d)
-
-    def _sample(self, rng, n, exclude):
-        out = []
-        while len(out) < n:
-            p = self._problem(rng)
-            if p.prompt not in exclude:
-                out.append(p)
-        return out
-
-    def sample(self, n: int, rng: random.Random) -> list[Problem]:
-        """Training problems, never one of the validation set."""
-        return self._sample(rng, n, self._held)
 
     @staticmethod
     def solution(problem: Problem, rng: random.Random | None = None, noise: float = 0.0) -> str:

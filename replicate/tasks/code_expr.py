@@ -18,36 +18,26 @@ from __future__ import annotations
 import ast
 import random
 
-from .base import Problem
+from .base import GeneratedTask, Problem
 
 OPS = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y}
 HIDDEN_TESTS = ((2, 3), (7, 5), (4, 9))  # every pair tells the three operations apart
 RETRY_TIMEOUT_S = 1.0  # a sub-batch after a failed batch (a whole batch of this task runs in ~0.2 s)
 
 
-class CodeExprTask:
+class CodeExprTask(GeneratedTask):
     alphabet = "0123456789xy+-*(),=;f"
 
     def __init__(self, holdout: int = 256, holdout_seed: int = 12345, timeout_s: float = 5.0):
         self.timeout_s = timeout_s
-        self.validation = self._sample(random.Random(holdout_seed), holdout, exclude=set())
-        self._held = {p.prompt for p in self.validation}
+        self._hold_out(holdout, holdout_seed)
+
+    def _problem(self, rng: random.Random) -> Problem:
+        return self._program(rng.choice("+-*"), rng.randint(10, 99), rng.randint(1, 9))
 
     @staticmethod
-    def _problem(op: str, x: int, y: int) -> Problem:
+    def _program(op: str, x: int, y: int) -> Problem:
         return Problem(f"f({x},{y})={OPS[op](x, y)};f(x,y)=", f"x{op}y", 1 + "+-*".index(op))
-
-    def _sample(self, rng, n, exclude):
-        out = []
-        while len(out) < n:
-            p = self._problem(rng.choice("+-*"), rng.randint(10, 99), rng.randint(1, 9))
-            if p.prompt not in exclude:
-                out.append(p)
-        return out
-
-    def sample(self, n: int, rng: random.Random) -> list[Problem]:
-        """Training problems, never one of the validation set."""
-        return self._sample(rng, n, self._held)
 
     @staticmethod
     def solution(problem: Problem, rng: random.Random | None = None, noise: float = 0.0) -> str:

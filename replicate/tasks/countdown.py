@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import random
 
-from .base import Problem
+from .base import GeneratedTask, Problem
 
 OPS = "+-*"
 MAX_LEN = 64
@@ -37,7 +37,7 @@ def evaluate_expression(text: str) -> tuple[int, list[int]] | None:
     return value, numbers
 
 
-class CountdownTask:
+class CountdownTask(GeneratedTask):
     alphabet = "0123456789+-*(),|="
 
     def __init__(self, operands: list[int] | int = 3, max_number: int = 9, holdout: int = 256,
@@ -45,10 +45,9 @@ class CountdownTask:
         self.operands = [operands] if isinstance(operands, int) else list(operands)
         self.max_number = max_number
         self._solutions: dict[str, str] = {}  # prompt -> the expression it was made from (for the warm-up)
-        self.validation = self._sample(random.Random(holdout_seed), holdout, exclude=set())
-        self._held = {p.prompt for p in self.validation}
+        self._hold_out(holdout, holdout_seed)
 
-    def _problem(self, rng: random.Random) -> tuple[Problem, str]:
+    def _draw(self, rng: random.Random) -> tuple[Problem, str]:
         while True:
             n = rng.choice(self.operands)
             nums = [rng.randint(1, self.max_number) for _ in range(n)]
@@ -61,17 +60,12 @@ class CountdownTask:
                 prompt = ",".join(map(str, sorted(nums))) + f"|{value}="
                 return Problem(prompt, str(value), n), expr
 
-    def _sample(self, rng, n, exclude):
-        out = []
-        while len(out) < n:
-            p, expr = self._problem(rng)
-            if p.prompt not in exclude:
-                out.append(p)
-                self._solutions[p.prompt] = expr
-        return out
+    def _problem(self, rng: random.Random) -> Problem:
+        problem, self._last_expr = self._draw(rng)
+        return problem
 
-    def sample(self, n: int, rng: random.Random) -> list[Problem]:
-        return self._sample(rng, n, self._held)
+    def _kept(self, problem: Problem) -> None:
+        self._solutions[problem.prompt] = self._last_expr
 
     def solution(self, problem: Problem, rng: random.Random | None = None, noise: float = 0.0) -> str:
         """The expression the problem was made from; with noise, one operator is swapped (usually wrong)."""

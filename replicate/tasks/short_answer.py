@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import random
 
-from .base import Problem
+from .base import GeneratedTask, Problem
 
 
-class ShortAnswerTask:
+class ShortAnswerTask(GeneratedTask):
     alphabet = "0123456789+*="
 
     def __init__(self, op: str = "+", operands: list[int] | int = 3, digits: list[int] | int = 1, mod: int = 10,
@@ -32,8 +32,7 @@ class ShortAnswerTask:
         self.operands = [operands] if isinstance(operands, int) else list(operands)
         self.digits = [digits] if isinstance(digits, int) else list(digits)
         self.by_digits = len(self.operands) == 1 and len(self.digits) > 1
-        self.validation = self._sample(random.Random(holdout_seed), holdout, exclude=set())
-        self._held = {p.prompt for p in self.validation}
+        self._hold_out(holdout, holdout_seed)
 
     def _problem(self, rng: random.Random) -> Problem:
         k, d = rng.choice(self.operands), rng.choice(self.digits)
@@ -46,18 +45,6 @@ class ShortAnswerTask:
             last = {x % 10 for x in xs}
             level = 1 if last & {0, 1} else (2 if 5 in last else 3)
         return Problem(self.op.join(map(str, xs)) + "=", answer, level)
-
-    def _sample(self, rng, n, exclude):
-        out = []
-        while len(out) < n:
-            p = self._problem(rng)
-            if p.prompt not in exclude:
-                out.append(p)
-        return out
-
-    def sample(self, n: int, rng: random.Random) -> list[Problem]:
-        """Training problems, never one of the validation set."""
-        return self._sample(rng, n, self._held)
 
     @staticmethod
     def solution(problem: Problem, rng: random.Random | None = None, noise: float = 0.0) -> str:

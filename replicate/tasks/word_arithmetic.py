@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import random
 
-from .base import Problem
+from .base import GeneratedTask, Problem
 
 QUESTION = "What is {a} {op} {b}? Answer with only the number."
 
 
-class WordArithmeticTask:
+class WordArithmeticTask(GeneratedTask):
     alphabet = None  # pretrained tokenizers only
 
     def __init__(self, ops: list[str] | str = "+-", digits: list[int] | int = 1, holdout: int = 64,
@@ -34,8 +34,7 @@ class WordArithmeticTask:
         if holdout > distinct // 2:
             raise ValueError(f"holdout {holdout} leaves too few training problems ({distinct} exist); "
                              f"use at most {distinct // 2}")
-        self.validation = self._sample(random.Random(holdout_seed), holdout, exclude=set(), distinct=True)
-        self._held = {p.prompt for p in self.validation}
+        self._hold_out(holdout, holdout_seed, distinct=True)
 
     def _problem(self, rng: random.Random) -> Problem:
         d, op = rng.choice(self.digits), rng.choice(self.ops)
@@ -47,20 +46,6 @@ class WordArithmeticTask:
     def _operands(a: int, op: str, b: int) -> tuple[int, str, int]:
         """A difference is never negative: the larger operand goes first."""
         return (b, op, a) if op == "-" and b > a else (a, op, b)
-
-    def _sample(self, rng, n, exclude, distinct=False):
-        out, seen = [], set(exclude)
-        while len(out) < n:
-            p = self._problem(rng)
-            if p.prompt not in seen:
-                out.append(p)
-                if distinct:
-                    seen.add(p.prompt)
-        return out
-
-    def sample(self, n: int, rng: random.Random) -> list[Problem]:
-        """Training problems, never one of the validation set."""
-        return self._sample(rng, n, self._held)
 
     @staticmethod
     def reward_batch(responses: list[str], problems: list[Problem], finished: list[bool]) -> list[float]:

@@ -1,4 +1,4 @@
-"""`python -m replicate.docs`: regenerate the registry-driven tables of docs/specs.md.
+"""`python -m replicate.specs.docs`: regenerate the registry-driven tables of docs/specs.md.
 
 The prose of docs/specs.md is written by hand; the tables between `<!-- generated:NAME -->` and
 `<!-- /generated:NAME -->` are rendered here from the schema (replicate.specs) and the registries (RUNNERS,
@@ -12,26 +12,25 @@ parameters) lives in the NOTES dicts below; a name without a note renders as MIS
 from __future__ import annotations
 
 import argparse
-import ast
 import inspect
 import re
 import sys
-import textwrap
 import typing
 from pathlib import Path
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from . import specs
-from .algorithms import ADVANTAGES, KL_KINDS, LOSS_AGG_MODES, POLICY_LOSSES
-from .analysis import ANALYSES
-from .figures import PANELS
-from .runners import RUNNERS
-from .tasks import TASKS
+from replicate import specs
+from replicate.algorithms import (ADVANTAGE_INPUTS, ADVANTAGES, KL_KINDS, LOSS_AGG_MODES, LOSS_INPUTS, POLICY_LOSSES,
+                                  extra_inputs, hyperparameters)
+from replicate.analysis import ANALYSES
+from replicate.report.figures import PANELS
+from replicate.runners import RUNNERS
+from replicate.tasks import TASKS
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "specs.md"
-MISSING_NOTE = "(undocumented: add a note in replicate/docs.py)"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "specs.md"
+MISSING_NOTE = "(undocumented: add a note in replicate/specs/docs.py)"
 
 # ---------------------------------------------------------------- notes the registries cannot carry
 
@@ -110,6 +109,9 @@ FIELD_NOTES = {
         "filter_groups": "DAPO dynamic sampling: drop groups whose rewards are all equal.",
         "max_gen_batches": "With `filter_groups`: generate at most this many batches per step (a shortfall is "
                            "logged).",
+        "engine": "The rollout engine that samples responses: `ours` (KV cache, each prompt prefilled once per group) "
+                  "or `hf` (transformers' `generate()`, a cross-check: the same tokens greedily, other draws at a "
+                  "temperature).",
     },
     "TrainSpec": {
         "steps": "RL steps (`--steps N` overrides).",
@@ -211,49 +213,6 @@ RUNNER_DOCS = {  # used when the runner function has no docstring
                   "and evaluate greedily per difficulty level before and after. Arms share a seed's warm-up and samples.",
 }
 
-RUNNER_NOTES = {  # runner -> {parameter: meaning}; defaults are read from the code that takes them
-    "rl": {},
-    "lemma_exact": {
-        "vocab_sizes": "vocabulary sizes of the random softmax states",
-        "states_per_vocab": "random states per vocabulary size",
-        "eta_min": "smallest step size η",
-        "eta_max": "largest step size η",
-        "n_etas": "step sizes on a log grid between them",
-        "logit_scale": "standard deviation of the random logits",
-        "seeds": "the study's seeds (this runner has no body, so no `seeds:` of its own)",
-    },
-    "lemma_lm": {
-        "lr": "SGD step size of the one step",
-        "n_batches": "rollout batches, each stepped from the base policy",
-    },
-    "preference": {
-        "method": "the arm: dast, sft_shortest, simpo_shortest, length_penalty or base",
-        "n_train": "training problems per seed",
-        "l_max": "L_max of the length budget; null = the sampling cap rollout.max_new_tokens (the paper's)",
-        "l_max_from": "`cap` (the generation cap) or `longest` (the longest sampled response)",
-        "delta": "δ: the global cut of the smallest-gap pairs",
-        "max_pairs_per_problem": "pairs kept per problem (the paper's 2)",
-        "dual_correct": "use dual-correct pairs (ablation switch)",
-        "dual_incorrect": "use dual-incorrect pairs (ablation switch)",
-        "beta": "SimPO β (not reported by DAST; SimPO's recommended range)",
-        "gamma": "SimPO γ, the absolute margin",
-        "alpha": "length_penalty arm: reward = correct - α·L/L_cap",
-        "batch_size": "pairs (or SFT examples) per optimiser step",
-        "eval_max_new_tokens": "greedy evaluation cap; null = rollout.max_new_tokens",
-        "easy_levels": "levels counted as easy in the claims",
-        "hard_levels": "levels counted as hard in the claims",
-    },
-}
-
-def _preference_params() -> dict:
-    from .preference import DEFAULTS
-    return {k: _fmt_default(v) for k, v in DEFAULTS.items()}
-
-
-RUNNER_PARAM_SOURCES = {  # runner -> the function whose parameters are its runner_params
-    "lemma_lm": ("replicate.studies", "logit_step_probe", {"config", "seed", "store_root", "log"}),
-}
-
 ANALYSIS_NOTES = {  # used when the analysis function has no docstring
     "early_share": "Per run: entropy and validation accuracy at the start and end, final/initial entropy, and the "
                    "share of the entropy drop and of the accuracy gain that happens in the first third of training.",
@@ -343,14 +302,10 @@ def fields(model: type[BaseModel]) -> str:
     return _table(["field", "type", "default", "bounds", "meaning"], rows)
 
 
-def hparams(fn) -> list[str]:
-    hints = typing.get_type_hints(fn)
-    out = []
-    for name, p in inspect.signature(fn).parameters.items():
-        if name in specs.TENSOR_ARGS:
-            continue
-        out.append(f"`{name}: {_fmt_type(hints.get(name, typing.Any))} = {_fmt_default(p.default)}`")
-    return out
+def hparams(fn, inputs) -> list[str]:
+    hints, sig = typing.get_type_hints(fn), inspect.signature(fn).parameters
+    return [f"`{name}: {_fmt_type(hints.get(name, typing.Any))} = {_fmt_default(sig[name].default)}`"
+            for name in hyperparameters(fn, inputs)]
 
 
 def advantages() -> str:
@@ -361,12 +316,15 @@ def advantages() -> str:
             usable = "yes"
         except ValueError as exc:
             usable = "no: " + str(exc).split("Value error, ")[-1].split(";")[0].split("\n")[0]
-        rows.append([f"`{name}`", "<br>".join(hparams(fn)) or "none", usable, _doc(fn)])
-    return _table(["advantage", "hyperparameters (`advantage_params`)", "in a spec", "what it computes"], rows)
+        needs = ", ".join(f"`{x}`" for x in extra_inputs(name))
+        rows.append([f"`{name}`", "<br>".join(hparams(fn, ADVANTAGE_INPUTS)) or "none", needs or "none", usable,
+                     _doc(fn)])
+    return _table(["advantage", "hyperparameters (`advantage_params`)", "extra tensors it needs", "in a spec",
+                   "what it computes"], rows)
 
 
 def policy_losses() -> str:
-    rows = [[f"`{name}`", "<br>".join(hparams(fn)) or "none",
+    rows = [[f"`{name}`", "<br>".join(hparams(fn, LOSS_INPUTS)) or "none",
              "yes" if getattr(fn, "select", None) else "no", _doc(fn)]
             for name, fn in POLICY_LOSSES.items()]
     table = _table(["policy loss", "hyperparameters (`policy_loss_params`)", "`cov_scope` applies",
@@ -397,45 +355,20 @@ def tasks() -> str:
     return _table(["task", "what it is", "params", "difficulty level", "lm-eval task that scores it"], rows)
 
 
-def _params_read(fn) -> dict[str, str]:
-    """`params.get("name", default)` calls in fn's source: the runner_params a function reads, with defaults."""
+def runner_params(name: str) -> dict[str, tuple[str, str]]:
+    """{parameter: (default, meaning)} from the runner's typed Params model (the one the spec loader validates)."""
     out = {}
-    nodes = sorted((n for n in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(fn))))
-                    if hasattr(n, "lineno")), key=lambda n: (n.lineno, n.col_offset))
-    for node in nodes:
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == "params"
-                and node.args and isinstance(node.args[0], ast.Constant)):
-            out[node.args[0].value] = ast.unparse(node.args[1]) if len(node.args) > 1 else "null"
+    for field, info in RUNNERS[name].params.model_fields.items():
+        default = "required" if info.default is PydanticUndefined else _fmt_default(info.default)
+        out[field] = (default, info.description or MISSING_NOTE)
     return out
-
-
-def runner_params(name: str) -> dict[str, str]:
-    if name in RUNNER_PARAM_SOURCES:
-        module, fn_name, skip = RUNNER_PARAM_SOURCES[name]
-        fn = getattr(__import__(module, fromlist=[fn_name]), fn_name)
-        return {p: _fmt_default(v.default) for p, v in inspect.signature(fn).parameters.items() if p not in skip}
-    if name == "preference":
-        return _preference_params()
-    if name == "lemma_exact":
-        from . import experiment, studies
-        return {**_params_read(studies.lemma_exact_points), "seeds": _params_read_seeds(experiment.reproduce)}
-    return {}
-
-
-def _params_read_seeds(fn) -> str:
-    m = re.search(r'runner_params\.get\("seeds", ([^)]*\])\)', inspect.getsource(fn))
-    return m.group(1) if m else "required"
 
 
 def runners() -> str:
     rows = []
     for name, r in RUNNERS.items():
-        notes = RUNNER_NOTES.get(name)
-        params = runner_params(name)
-        cells = [f"`{p} = {d}`: {(notes or {}).get(p, MISSING_NOTE)}" for p, d in params.items()]
-        rows.append([f"`{name}`", "yes" if r.trains else "no",
-                     _doc(r.fn, RUNNER_DOCS.get(name, "")) if notes is not None else MISSING_NOTE,
+        cells = [f"`{p} = {d}`: {note}" for p, (d, note) in runner_params(name).items()]
+        rows.append([f"`{name}`", "yes" if r.trains else "no", _doc(r.fn, RUNNER_DOCS.get(name, "")),
                      "<br>".join(cells) or "none"])
     return _table(["runner", "trains (uses `body`/`scales`)", "what it does", "`runner_params`"], rows)
 
@@ -462,7 +395,7 @@ def regenerate(text: str) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m replicate.docs", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m replicate.specs.docs", description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if docs/specs.md is out of date; write nothing")
     ap.add_argument("--file", type=Path, default=DOC)
     args = ap.parse_args(argv)
@@ -470,7 +403,7 @@ def main(argv=None) -> int:
     new = regenerate(text)
     if args.check:
         if new != text:
-            print(f"{args.file} is out of date: run python -m replicate.docs")
+            print(f"{args.file} is out of date: run python -m replicate.specs.docs")
             return 1
         return 0
     if new != text:

@@ -1,18 +1,19 @@
-"""A markdown page of every figure and claims table: for each spec the result `list` shows (the newest full
-result of the current code, else a full one, else the reference, else a labelled smoke run)."""
+"""`python -m replicate report`: one page of every spec's figure and claims table, showing for each spec the result
+`list` shows (the newest full result of the current code, else a full one, else the reference, else a labelled
+smoke run)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from .experiment import best_result, describe
-from .paths import results_root
-from .specs import all_specs, load_spec
+from replicate.report.results import best_result, describe
+from replicate.paths import results_root
+from replicate.specs import all_specs, load_spec
 
 
 def write_report(out: Path | None = None) -> Path:
-    """REPORT.md, and index.html beside it (report_html). Specs in `list` order."""
-    from .report_html import spec_order, write_index
+    """REPORT.md, and index.html beside it (report/index_html.py). Specs in `list` order."""
+    from replicate.report.index_html import spec_order, write_index
     out = Path(out or results_root() / "REPORT.md")
     lines = ["# replicate: results", ""]
     loaded = sorted((load_spec(path) for path in set(all_specs().values())), key=spec_order)

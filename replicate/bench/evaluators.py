@@ -1,4 +1,4 @@
-"""Benchmarks that print speed ratios measured side by side in one run (`python -m replicate bench NAME`)."""
+"""Bench `evaluators`: the math verifier pool and the code sandbox against their plain rivals, side by side."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .paths import REPO
+from replicate.paths import REPO
 
 
 def _rate(fn, make, seconds):
@@ -96,19 +96,3 @@ def bench_evaluators(args):
     print(f"code: {len(programs)} programs with asserts, one at a time")
     print(f"  plain subprocess, no isolation  {plain_rate:7.1f} runs/s")
     print(f"  evaluators.code sandbox         {sbx_rate:7.1f} runs/s   ratio {sbx_rate / plain_rate:.2f}x (goal >= 1x)")
-
-
-def _core(name):
-    def run(args):
-        from . import bench_core, bench_rl
-        fns = {"rollout": bench_core.bench_rollout, "update": bench_core.bench_update,
-               "entropy": bench_core.bench_entropy, "rl-step": bench_rl.bench_rl_step, "all": bench_core.bench_all}
-        if getattr(args, "threads", None):
-            import torch
-            torch.set_num_threads(args.threads)
-        return fns[name](args)
-    return run
-
-
-BENCHES = {"evaluators": bench_evaluators, **{name: _core(name) for name in ("rollout", "update", "entropy", "rl-step",
-                                                                             "all")}}

@@ -1,202 +1,37 @@
-"""Experiment specs: YAML files validated on load, with scale presets merged over a shared body.
+"""Experiment specs: YAML files validated on load, with scale presets merged over a shared body (the run
+config itself is replicate.config).
 
 Errors name the file, the line, the field and the fix, in one line (raised as UserError).
 """
 from __future__ import annotations
 
-import copy
-import inspect
-import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import ValidationError, field_validator, model_validator
 
-from .algorithms import ADVANTAGES, KL_KINDS, LOSS_AGG_MODES, POLICY_LOSSES
-from .errors import UserError
-from .paths import digest, experiments_dir
-from .tasks import TASKS
-
-SCALES = ("tiny", "small", "paper")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelSpec(Strict):
-    kind: Literal["tiny", "pretrained"]
-    config: dict[str, Any] = {}
-    path: str | None = None
-    gguf_file: str | None = None
-    dtype: str = "float32"  # parameters' dtype, tiny and pretrained alike
-    chat: bool = False  # prompt a pretrained chat model through its tokenizer's chat template
-
-    @field_validator("dtype")
-    @classmethod
-    def _dtype(cls, v):
-        if v not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"unknown model dtype {v!r}; choose float32, bfloat16 or float16")
-        return v
-
-    @model_validator(mode="after")
-    def _path_for_pretrained(self):
-        if self.kind == "pretrained" and not self.path:
-            raise ValueError("a pretrained model needs `path` (a local dir, a .gguf file or a hub id)")
-        if self.kind == "tiny" and self.chat:
-            raise ValueError("`chat` needs a pretrained model with a chat template; remove it for a tiny model")
-        return self
-
-
-class TaskSpec(Strict):
-    name: str
-    params: dict[str, Any] = {}
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v):
-        if v not in TASKS:
-            raise ValueError(f"unknown task {v!r}; choose one of {', '.join(sorted(TASKS))}")
-        return v
-
-    @model_validator(mode="after")
-    def _params(self):
-        sig = inspect.signature(TASKS[self.name].__init__).parameters
-        for key in self.params:
-            if key not in sig:
-                raise ValueError(f"task {self.name!r} takes no parameter {key!r}; it takes: "
-                                 f"{', '.join(p for p in sig if p != 'self')}")
-        if self.name == "math" and "train" not in self.params:
-            raise ValueError("task 'math' needs params.train (a local .jsonl or a hub dataset id)")
-        return self
-
-
-class WarmupSpec(Strict):
-    steps: int = Field(0, ge=0)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(3e-3, gt=0)
-    noise: float = Field(0.0, ge=0, le=1)
-
-
-TENSOR_ARGS = {"token_level_rewards", "response_mask", "index", "old_log_prob", "log_prob", "advantages",
-               "loss_agg_mode", "generator", "values", "rm_log_prob", "ref_log_prob", "selected"}
-
-
-def typed_hparams(kind: str, fn, params: dict) -> dict:
-    """Check hyperparameter names against fn's signature and convert values to its annotations.
-
-    YAML 1.1 reads `2e-4` as a string; converting it here makes it a float (or a one-line error) before
-    anything trains.
-    """
-    sig, hints = inspect.signature(fn).parameters, typing.get_type_hints(fn)
-    allowed = [p for p in sig if p not in TENSOR_ARGS]
-    out = {}
-    for key, value in params.items():
-        if key not in allowed:
-            raise ValueError(f"{kind} {fn.__name__!r} takes no hyperparameter {key!r}; it takes: {', '.join(allowed) or 'none'}")
-        try:
-            out[key] = TypeAdapter(hints[key]).validate_python(value) if key in hints else value
-        except ValidationError:
-            want = getattr(hints[key], "__name__", str(hints[key]))
-            raise ValueError(f"{kind} {fn.__name__!r}: {key} must be {want}, got {value!r}") from None
-    return out
-
-
-class AlgorithmSpec(Strict):
-    advantage: str = "grpo"
-    advantage_params: dict[str, Any] = {}
-    policy_loss: str = "vanilla"
-    policy_loss_params: dict[str, Any] = {}
-    loss_agg_mode: str = "token-mean"
-    entropy_coeff: float = 0.0
-    kl_loss_coef: float = Field(0.0, ge=0)
-    kl_loss_type: str = "low_var_kl"
-    kl_in_reward_coef: float = Field(0.0, ge=0)
-    kl_in_reward_type: str = "kl"
-    critic_lr: float = Field(1e-3, gt=0)        # gae only: the value model's learning rate
-    cliprange_value: float = Field(0.5, gt=0)   # gae only: clip of the value update, as verl's default
-    prm_lr: float = Field(1e-3, gt=0)           # prime only: the implicit process reward model's learning rate
-    # For losses that select tokens (Clip-Cov, KL-Cov): select per micro-batch (verl) or over the mini-batch.
-    cov_scope: Literal["microbatch", "batch"] = "microbatch"
-
-    @model_validator(mode="after")
-    def _registered(self):
-        if self.advantage not in ADVANTAGES:
-            raise ValueError(f"unknown advantage estimator {self.advantage!r}; choose one of {', '.join(ADVANTAGES)}")
-        if self.policy_loss not in POLICY_LOSSES:
-            raise ValueError(f"unknown policy loss {self.policy_loss!r}; choose one of {', '.join(POLICY_LOSSES)}")
-        self.advantage_params = typed_hparams("advantage", ADVANTAGES[self.advantage], self.advantage_params)
-        if self.advantage == "prime" and not self.advantage_params.get("beta", 0.05) > 0:
-            raise ValueError(f"advantage 'prime': beta (the implicit reward's scale) must be > 0, got "
-                             f"{self.advantage_params['beta']!r}; PRIME's recipe uses 0.05")
-        self.policy_loss_params = typed_hparams("policy loss", POLICY_LOSSES[self.policy_loss],
-                                                self.policy_loss_params)
-        if self.loss_agg_mode not in LOSS_AGG_MODES:
-            raise ValueError(f"unknown loss_agg_mode {self.loss_agg_mode!r}; choose one of {', '.join(LOSS_AGG_MODES)}")
-        for kind in (self.kl_loss_type, self.kl_in_reward_type):
-            if kind not in KL_KINDS:
-                raise ValueError(f"unknown KL kind {kind!r}; choose one of {', '.join(KL_KINDS)}")
-        return self
-
-
-class RolloutSpec(Strict):
-    prompts_per_step: int = Field(16, ge=1)
-    group_size: int = Field(8, ge=1)
-    temperature: float = Field(1.0, gt=0)
-    max_new_tokens: int = Field(24, ge=1)
-    filter_groups: bool = False           # DAPO dynamic sampling: drop groups whose scores are all equal
-    max_gen_batches: int = Field(10, ge=1)  # ... generating up to this many batches per step
-
-
-class OptimizerSpec(Strict):
-    name: Literal["adamw", "sgd"] = "adamw"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-
-
-class TrainSpec(Strict):
-    steps: int = Field(100, ge=1)
-    ppo_mini_batches: int = Field(1, ge=1)
-    ppo_epochs: int = Field(1, ge=1)
-    micro_batches: int = Field(1, ge=1)
-    optimizer: OptimizerSpec = OptimizerSpec()
-    grad_clip: float = Field(1.0, gt=0)
-    checkpoint_every: int = Field(25, ge=1)
-    probe_prompts: int = Field(0, ge=0)  # >0: log the exact entropy change of each step on fixed probe prompts
-
-
-class EvalSpec(Strict):
-    every: int = Field(10, ge=1)
-    n_prompts: int = Field(256, ge=1)
-    k: int = Field(1, ge=1)
-    temperature: float = Field(0.0, ge=0)
-
-
-class RunConfig(Strict):
-    """Everything that determines one training run except the seed."""
-    model: ModelSpec
-    task: TaskSpec
-    warmup: WarmupSpec = WarmupSpec()
-    algorithm: AlgorithmSpec = AlgorithmSpec()
-    rollout: RolloutSpec = RolloutSpec()
-    train: TrainSpec = TrainSpec()
-    eval: EvalSpec = EvalSpec()
-    seeds: list[int] = [0, 1, 2]
-
-    @model_validator(mode="after")
-    def _divisible(self):
-        if self.rollout.prompts_per_step % self.train.ppo_mini_batches:
-            raise ValueError(f"train.ppo_mini_batches ({self.train.ppo_mini_batches}) must divide "
-                             f"rollout.prompts_per_step ({self.rollout.prompts_per_step})")
-        if self.algorithm.policy_loss == "kl_cov" and self.train.ppo_mini_batches * self.train.ppo_epochs == 1:
-            raise ValueError("KL-Cov needs several updates per rollout (at ratio 1 its |log π - log π_old| penalty "
-                             "has no gradient): set train.ppo_mini_batches (or ppo_epochs) above 1")
-        return self
-
-    def digest(self) -> str:
-        return digest(self.model_dump(exclude={"seeds"}))
+from replicate.config import (  # noqa: F401
+    SCALES,
+    AlgorithmSpec,
+    EvalSpec,
+    ModelSpec,
+    OptimizerSpec,
+    RolloutSpec,
+    RunConfig,
+    Strict,
+    TaskSpec,
+    TrainSpec,
+    WarmupSpec,
+    apply_overrides,
+    deep_merge,
+    known,
+    merge_scale,
+    parse_overrides,
+    typed_hparams,
+)
+from replicate.errors import UserError
+from replicate.paths import experiments_dir
 
 
 class ClaimError(ValueError):
@@ -236,10 +71,8 @@ class PanelSpec(Strict):
     @field_validator("kind")
     @classmethod
     def _known(cls, v):
-        from .figures import PANELS
-        if v not in PANELS:
-            raise ValueError(f"unknown panel kind {v!r}; choose one of {', '.join(PANELS)}")
-        return v
+        from replicate.report.figures import PANELS
+        return known(v, PANELS, "panel kind")
 
 
 class VariantSpec(Strict):
@@ -253,8 +86,7 @@ class VariantSpec(Strict):
     @classmethod
     def _scale_names(cls, v):
         for name in v:
-            if name not in SCALES:
-                raise ValueError(f"unknown scale {name!r}; scales are {', '.join(SCALES)}")
+            known(name, SCALES, "scale")
         return v
 
 
@@ -270,10 +102,8 @@ class Spec(Strict):
     @field_validator("runner")
     @classmethod
     def _known_runner(cls, v):
-        from .runners import RUNNERS
-        if v not in RUNNERS:
-            raise ValueError(f"unknown runner {v!r}; choose one of {', '.join(RUNNERS)}")
-        return v
+        from replicate.runners import RUNNERS
+        return known(v, RUNNERS, "runner")
 
     body: dict[str, Any] = {}
     scales: dict[str, dict[str, Any]] = {}
@@ -284,10 +114,9 @@ class Spec(Strict):
     @field_validator("analyses")
     @classmethod
     def _known_analyses(cls, v):
-        from .analysis import ANALYSES
+        from replicate.analysis import ANALYSES
         for name in v:
-            if name not in ANALYSES:
-                raise ValueError(f"unknown analysis {name!r}; choose one of {', '.join(ANALYSES)}")
+            known(name, ANALYSES, "analysis")
         return v
 
     panels: list[PanelSpec] = []
@@ -297,7 +126,7 @@ class Spec(Strict):
     @model_validator(mode="after")
     def _claims_measured(self):
         """Every claim names a metric one of the spec's analyses produces, and an arm the spec has."""
-        from .analysis import ANALYSES
+        from replicate.analysis import ANALYSES
         produced = {m for name in self.analyses for m in ANALYSES[name].metrics}
         arms = [v.name for v in self.variants] or ["main"]
         for panel in self.panels:
@@ -318,8 +147,7 @@ class Spec(Strict):
     @classmethod
     def _scale_names(cls, v):
         for name in v:
-            if name not in SCALES:
-                raise ValueError(f"unknown scale {name!r}; scales are {', '.join(SCALES)}")
+            known(name, SCALES, "scale")
         return v
 
     def resolve(self, scale: str | None = None) -> RunConfig:
@@ -337,69 +165,6 @@ class Spec(Strict):
         return {v.name: RunConfig.model_validate(deep_merge(deep_merge(base.model_dump(), v.overrides),
                                                             v.scales.get(scale, {})))
                 for v in self.variants}
-
-
-def merge_scale(body: dict, override: dict) -> dict:
-    """Merge a scale preset over the body; a preset naming another task or model kind replaces that section."""
-    merged = deep_merge(body, override)
-    for section, key in (("task", "name"), ("model", "kind")):
-        new = (override.get(section) or {}).get(key)
-        if new is not None and new != (body.get(section) or {}).get(key):
-            merged[section] = copy.deepcopy(override[section])
-    return merged
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    """`override` merged into a copy of `base`, mapping by mapping; other values replace.
-
-    `key: null` in the override deletes the key from the merged mapping (so a scale preset, a variant, a
-    `base:` child or `--set key=null` can drop an inherited key; a schema field then takes its default).
-    """
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def parse_overrides(items: list[str] | None) -> dict:
-    """`--set a.b.c=value` strings as one nested mapping; values are YAML scalars or flow (`4`, `2e-4`, `[1, 2]`)."""
-    out: dict = {}
-    for item in items or []:
-        key, eq, text = item.partition("=")
-        parts = key.strip().split(".")
-        if not eq or not all(parts):
-            raise UserError(f"--set {item!r}: write --set path.to.key=value, e.g. --set rollout.group_size=4")
-        try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            raise UserError(f"--set {key}: {text!r} is not a YAML value; quote it or fix the syntax") from None
-        node = out
-        for part in parts[:-1]:
-            if not isinstance(node.setdefault(part, {}), dict):
-                raise UserError(f"--set {key}: {'.'.join(parts[:-1])} is set to a value and used as a mapping")
-            node = node[part]
-        node[parts[-1]] = value
-    return out
-
-
-def apply_overrides(config: RunConfig, overrides: dict, what: str = "--set") -> RunConfig:
-    """config with `overrides` merged in and validated again; a bad key or value is a one-line UserError."""
-    if not overrides:
-        return config
-    try:
-        return RunConfig.model_validate(deep_merge(config.model_dump(), overrides))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(config)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if msg == "Extra inputs are not permitted":
-            msg = f"unknown key {err['loc'][-1]!r}; check its spelling against the spec's body"
-        raise UserError(f"{what} {where}: {msg}") from None
 
 
 def _line_of(node, loc: tuple) -> int | None:
@@ -510,7 +275,8 @@ def load_spec(path: str | Path) -> Spec:
     if not spec.panels:  # the figure needs one, and this is known before anything trains
         raise UserError(f"{path}:{_line_of(root, ('panels',))}: panels: none given; add at least one, e.g. "
                         "`panels: [{kind: curves}]`")
-    from .runners import RUNNERS
+    from replicate.runners import RUNNERS
+    _check_runner_params(spec, path, root)
     for scale in [spec.default_scale, *spec.scales] if RUNNERS[spec.runner].trains else []:
         _check_scale(spec, scale, path, root, sources)
     return spec
@@ -536,6 +302,34 @@ def _check_scale(spec: Spec, scale: str, path: Path, root, sources: list) -> Non
             full = ("variants", i, "scales", scale, *loc) if _has_path(v.scales.get(scale, {}), loc) else \
                 ("variants", i, "overrides", *loc) if _has_path(v.overrides, loc) else ("variants", i)
             raise UserError(_fmt_error(path, root, full, err["msg"]) + f" (arm {v.name}, scale {scale})") from None
+
+
+def _check_runner_params(spec: Spec, path: Path, root) -> None:
+    """Validate runner_params (and each variant's own) against the runner's typed Params: a misspelt or mistyped
+    parameter is a file:line error at load, before anything runs."""
+    from replicate.runners import RUNNERS
+    runner = RUNNERS[spec.runner]
+    checks = [(("runner_params",), spec.runner_params, {})]
+    for i, v in enumerate(spec.variants):
+        if v.runner_params and not runner.variant_params:
+            raise UserError(_fmt_error(path, root, ("variants", i, "runner_params"),
+                                       f"the {spec.runner} runner takes no per-arm runner_params; set them once "
+                                       f"in the spec's runner_params"))
+        if v.runner_params:
+            base = {k: x for k, x in spec.runner_params.items() if k != "scales"}
+            checks.append((("variants", i, "runner_params"), v.runner_params, base))
+    for prefix, own, base in checks:
+        try:
+            runner.params.model_validate({**base, **own})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = tuple(err["loc"])
+            where = prefix + loc if (loc[:1] and loc[0] in own) or not base else ("runner_params", *loc)
+            msg = err["msg"]
+            if msg == "Extra inputs are not permitted":
+                known = ", ".join(f for f in runner.params.model_fields) or "none"
+                msg = f"the {spec.runner} runner takes no parameter {loc[-1]!r}; it takes: {known}"
+            raise UserError(_fmt_error(path, root, where, msg)) from None
 
 
 def _has_path(d, loc) -> bool:

@@ -11,8 +11,8 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
-from .algorithms import entropy_from_logits, logprobs_from_logits
-from .errors import UserError
+from replicate.algorithms import entropy_from_logits, logprobs_from_logits
+from replicate.errors import UserError
 
 hf_logging.disable_progress_bar()  # our own progress bar covers training; per-file load bars are noise
 hf_logging.set_verbosity_error()
@@ -104,7 +104,7 @@ class ChatPrompts:
 
     def __init__(self, task, tokenizer):
         if not getattr(tokenizer, "chat_template", None):
-            from .errors import UserError
+            from replicate.errors import UserError
             raise UserError("model.chat is set but the tokenizer has no chat template; remove model.chat")
         self.task, self.tokenizer = task, tokenizer
         self.validation = [self.wrap(p) for p in task.validation]

@@ -13,26 +13,9 @@ import math
 import operator
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
+from replicate.analysis.stats import _measured, mean_ci  # noqa: F401  (claims judge with the analysis' interval)
 
 OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
-
-
-def _measured(values) -> list[float]:
-    return [float(x) for x in values if x is not None and not math.isnan(x)]
-
-
-def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and 95% t-interval of the measured values (unmeasured ones are left out; see `verdict`)."""
-    v = np.asarray(_measured(values), dtype=float)
-    if len(v) == 0:
-        return math.nan, math.nan, math.nan
-    m = float(v.mean())
-    if len(v) < 2:
-        return m, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-    return m, m - half, m + half
 
 
 def verdict(values, op: str, threshold: float, over: str = "mean") -> str:

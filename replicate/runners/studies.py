@@ -1,16 +1,21 @@
 """The lemma probes: experiments that are not RL runs. Their points go to the run store like metrics do."""
 from __future__ import annotations
 
+import json
 import random
+from typing import Callable
 
 import numpy as np
 import torch
+from pydantic import Field
 
-from .algorithms import (ADVANTAGES, POLICY_LOSSES, entropy_from_logits, logprobs_from_logits, masked_mean,
+from replicate.algorithms import (ADVANTAGES, POLICY_LOSSES, entropy_from_logits, logprobs_from_logits, masked_mean,
                          predicted_entropy_change, token_covariance, token_rewards)
-from .analysis.lemma import lemma_points
-from .models import response_logits
-from .seeds import derive_seed
+from replicate.algorithms.lemma import lemma_points
+from replicate.runners import Params, Runner, one_process
+from replicate.runners.rl.models import response_logits
+from replicate.store import Run
+from replicate.seeds import derive_seed
 
 
 def lemma_exact_points(params: dict, seed: int) -> list[dict]:
@@ -31,9 +36,9 @@ def logit_step_probe(config, seed: int, store_root, lr: float, n_batches: int = 
     policy: along the gradient, and (direction="random") along a random parameter direction of the same norm, a
     null that the theorem's claim must fail.
     """
-    from .rollout import make_generator, rollout
-    from .tasks import make_task
-    from .warmup import base_policy
+    from replicate.runners.rl.rollout import make_generator, rollout
+    from replicate.tasks import make_task
+    from replicate.runners.rl.warmup import base_policy
     torch.manual_seed(seed)
     policy, tok = base_policy(config, store_root, seed, log=log)
     task = make_task(config.task.name, **config.task.params)
@@ -95,3 +100,54 @@ def tabular_pg_step(logits, actions, advantages):
     probs = torch.softmax(logits, dim=-1)
     onehot = torch.nn.functional.one_hot(actions, logits.shape[-1]).to(probs.dtype)
     return advantages.to(probs.dtype).unsqueeze(-1) * (onehot - probs)
+
+
+# ---- the two study runners: one row list per seed, keyed by their parameters and the code
+
+def _study(spec, scale, configs, seeds, root, force, log, points: Callable) -> dict:
+    """{"main": {seed: Run}}; a finished study with the same parameters (and code) is reused."""
+    one_process(spec.runner)
+    params, out = spec.runner_params, {}
+    config = configs["main"].model_dump() if configs else None
+    for seed in seeds:
+        run = Run.keyed(root, spec.id, scale, spec.runner, seed, {"params": params, "config": config})
+        if not run.done or force:
+            run.path.mkdir(parents=True, exist_ok=True)
+            run.reset()
+            run.config_file.write_text(json.dumps({"seed": seed, "runner": spec.runner, "params": params,
+                                                   "config": config}, indent=2))
+            for i, row in enumerate(points(seed)):
+                run.append_metrics({"step": i, **row})
+            run.finish()
+        out[seed] = run
+    return {"main": out}
+
+
+def run_lemma_exact(spec, scale, configs, seeds, root, force=False, resume=False, log=print) -> dict:
+    return _study(spec, scale, configs, seeds, root, force, log,
+                  lambda seed: lemma_exact_points(spec.runner_params, seed))
+
+
+def run_lemma_lm(spec, scale, configs, seeds, root, force=False, resume=False, log=print) -> dict:
+    return _study(spec, scale, configs, seeds, root, force, log,
+                  lambda seed: logit_step_probe(configs["main"], seed, root, log=log, **spec.runner_params))
+
+
+class LemmaExactParams(Params):
+    vocab_sizes: list[int] = Field([4, 16, 256, 4096, 50000], description="vocabulary sizes of the random softmax states")
+    states_per_vocab: int = Field(16, ge=1, description="random states per vocabulary size")
+    eta_min: float = Field(1e-4, gt=0, description="smallest step size η of the log grid")
+    eta_max: float = Field(1e-1, gt=0, description="largest step size η of the log grid")
+    n_etas: int = Field(7, ge=1, description="step sizes on the log grid")
+    logit_scale: float = Field(2.0, gt=0, description="scale of the random logits")
+    seeds: list[int] = Field([0, 1, 2], description="the seeds when --seeds is not given (this runner trains nothing)")
+
+
+class LemmaLMParams(Params):
+    lr: float = Field(gt=0, description="the plain SGD step size of the probed step")
+    n_batches: int = Field(1, ge=1, description="rollout batches probed per seed (each stepped along the gradient and "
+                                                "along a random direction)")
+
+
+LEMMA_EXACT = Runner(run_lemma_exact, LemmaExactParams, trains=False)
+LEMMA_LM = Runner(run_lemma_lm, LemmaLMParams)

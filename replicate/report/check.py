@@ -26,9 +26,9 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UserError
-from .claims import finite
-from .paths import experiments_dir
+from replicate.errors import UserError
+from replicate.report.claims import finite
+from replicate.paths import experiments_dir
 
 REPORTED_DIR = experiments_dir() / "reported"
 ALIASES = {"amc23": "amc", "minervamath": "minerva", "avg": "average", "mean": "average", "omni": "omni_math"}

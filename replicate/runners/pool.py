@@ -1,4 +1,5 @@
-"""The process pool the runners share: jobs in spawned workers, steps counted across them, and Ctrl-C that stops.
+"""Worker processes shared by the runners: how many train at once, jobs in spawned workers, steps counted across
+them, and Ctrl-C that stops.
 
 Ctrl-C reaches only this (the parent) process: the workers start with SIGINT blocked, then ignored, so a terminal's Ctrl-C,
 which goes to the whole process group, cannot kill a worker mid-import or mid-write. The first Ctrl-C cancels
@@ -19,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .errors import Interrupted
+from replicate.errors import Interrupted
 
 
 @dataclass
@@ -234,3 +235,19 @@ def kept(run, total: int) -> str:
             f"step {ckpt} (--resume continues from step {ckpt})" if ckpt else
             f"{run.path.name}: stopped after {len(rows)} of {total} steps, before its first checkpoint; "
             "--resume starts it again from step 0")
+
+
+def parallel_workers(pending) -> int:
+    """How many processes train at once: $REPLICATE_WORKERS, else one per CPU core (at most one per seed) for
+    tiny models on a CPU-only machine outside `accelerate launch`, else 1."""
+    from replicate.paths import world_size
+    if world_size() > 1:  # under `accelerate launch` the processes share each run; no pool on top
+        return 1
+    if os.environ.get("REPLICATE_WORKERS"):
+        return max(1, int(os.environ["REPLICATE_WORKERS"]))
+    import torch
+    if torch.cuda.is_available():
+        return 1
+    if not pending or any(c.model.kind != "tiny" for _, c, _, _ in pending):
+        return 1
+    return max(1, min(os.cpu_count() or 1, len({s for _, _, s, _ in pending})))

@@ -16,8 +16,8 @@ CURVES = ("entropy", "val_acc")
 
 def _runs(payload: dict) -> dict[str, list[list[dict]]]:
     """{arm: [metrics rows per seed]} of the runs a result names, when every one is in the store; else {}."""
-    from .paths import home
-    from .store import Run
+    from replicate.paths import home
+    from replicate.store import Run
     out: dict[str, list] = {}
     for r in payload.get("provenance", {}).get("runs", []):
         run = Run(Path(r["dir"]) if Path(r["dir"]).is_absolute() else home() / r["dir"])

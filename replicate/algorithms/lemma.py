@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..algorithms.entropy import entropy_from_logits as entropy
-from ..algorithms.entropy import predicted_entropy_change
+from replicate.algorithms.entropy import entropy_from_logits as entropy
+from replicate.algorithms.entropy import predicted_entropy_change
 
 UPDATES = ("arbitrary", "vanilla_pg", "natural_pg")
 

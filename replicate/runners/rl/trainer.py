@@ -15,16 +15,17 @@ from dataclasses import dataclass
 import torch
 from accelerate import Accelerator
 
-from .algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covariance_by_accuracy, implicit_prm_loss, kl_penalty,
-                         label_accuracy, masked_mean, token_covariance, token_rewards, top_fraction_means, value_loss)
-from .errors import Interrupted
-from .errors import UserError
-from .models import ChatPrompts, Critic, non_embedding_params
-from .seeds import derive_seed
-from .rollout import avg_at_k, make_generator, rollout
-from .store import Run
-from .tasks import make_task
-from .warmup import base_policy
+from replicate.algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covariance_by_accuracy, extra_inputs,
+                                  implicit_prm_loss, kl_penalty, label_accuracy, masked_mean, token_covariance,
+                                  token_rewards, top_fraction_means, value_loss)
+from replicate.errors import Interrupted
+from replicate.errors import UserError
+from replicate.runners.rl.models import ChatPrompts, Critic, non_embedding_params
+from replicate.seeds import derive_seed
+from replicate.runners.rl.rollout import avg_at_k, make_generator, rollout
+from replicate.store import Run
+from replicate.tasks import make_task
+from replicate.runners.rl.warmup import base_policy
 
 
 @dataclass
@@ -58,14 +59,15 @@ def setup(config, seed: int, store_root, run: Run, log=print) -> Learner:
     extra = {"betas": opt.betas} if opt.name == "adamw" else {}
     optimizer = (torch.optim.AdamW if opt.name == "adamw" else torch.optim.SGD)(
         model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay, **extra)
-    needs_ref = alg.kl_loss_coef or alg.kl_in_reward_coef or alg.advantage == "prime"  # PRIME: the PRM's reference
+    needs = advantage_needs(alg.advantage)  # the estimator's extra tensors decide which models the learner holds
+    needs_ref = alg.kl_loss_coef or alg.kl_in_reward_coef or "ref_log_prob" in needs
     ref_model = copy.deepcopy(model).eval() if needs_ref else None
     critic = critic_opt = prm = prm_opt = None
-    if alg.advantage == "gae":
+    if "values" in needs:
         critic = Critic(copy.deepcopy(model))
         critic_opt = torch.optim.AdamW(critic.parameters(), lr=alg.critic_lr)
         critic, critic_opt = accelerator.prepare(critic, critic_opt)
-    if alg.advantage == "prime":  # the implicit PRM starts as the warm-up policy, as the reference does
+    if "rm_log_prob" in needs:  # PRIME's implicit PRM starts as the warm-up policy, as the reference does
         prm = copy.deepcopy(model)
         prm_opt = torch.optim.AdamW(prm.parameters(), lr=alg.prm_lr)
         prm, prm_opt = accelerator.prepare(prm, prm_opt)
@@ -305,23 +307,37 @@ def critic_step(learner: Learner, config, sub, old_values, returns) -> float:
     return loss.item()
 
 
+# The extra tensors an advantage estimator may ask for (algorithms.extra_inputs) and the model that provides each.
+PROVIDED = {"values": "a critic (value model)", "rm_log_prob": "an implicit process reward model",
+            "ref_log_prob": "the reference policy"}
+
+
+def advantage_needs(name: str) -> tuple[str, ...]:
+    """The estimator's extra tensors, refused in one line when this trainer has no model that provides one."""
+    needs = extra_inputs(name)
+    missing = [x for x in needs if x not in PROVIDED]
+    if missing:
+        raise UserError(f"advantage {name!r} needs {', '.join(missing)}, which the trainer does not provide; it "
+                        f"provides {', '.join(f'{k} ({v})' for k, v in PROVIDED.items())}")
+    return needs
+
+
 def advantage_inputs(learner: Learner, config, batch, ref_log_prob, old_values) -> tuple[dict, dict]:
-    """The advantage estimator's extra tensors, and metrics: GAE's critic values; for PRIME, the implicit PRM is
-    first updated on this batch's outcome labels (prm_update), then scores it: rm_log_prob and ref_log_prob."""
-    if old_values is not None:
-        return {"values": old_values}, {}
-    if learner.prm is None:
-        return {}, {}
-    stats = prm_update(learner, config, batch, ref_log_prob)
-    with torch.no_grad():
-        rm_log_prob = batch.logprobs(learner.prm)[0]
-    return {"rm_log_prob": rm_log_prob, "ref_log_prob": ref_log_prob}, stats
+    """The tensors the estimator needs beyond the standard ones, by name, and metrics: a critic's values; from an
+    implicit PRM, first updated on this batch's outcome labels (prm_update), its log-probs; the reference's."""
+    needs, stats = extra_inputs(config.algorithm.advantage), {}
+    extra = {"values": old_values, "ref_log_prob": ref_log_prob}
+    if "rm_log_prob" in needs:
+        stats = prm_update(learner, config, batch, ref_log_prob)
+        with torch.no_grad():
+            extra["rm_log_prob"] = batch.logprobs(learner.prm)[0]
+    return {k: extra[k] for k in needs}, stats
 
 
 def prime_beta(alg) -> float:
-    """β of PRIME's implicit reward: the advantage's `beta` hyperparameter, else its default (one β for the PRM's
-    loss and for the process rewards, as PRIME's beta_train)."""
-    return alg.advantage_params.get("beta", inspect.signature(ADVANTAGES["prime"]).parameters["beta"].default)
+    """β of the implicit reward: the estimator's `beta` hyperparameter, else its default (one β for the PRM's loss
+    and for the process rewards, as PRIME's beta_train)."""
+    return alg.advantage_params.get("beta", inspect.signature(ADVANTAGES[alg.advantage]).parameters["beta"].default)
 
 
 def prm_update(learner: Learner, config, batch, ref_log_prob) -> dict:
@@ -373,7 +389,7 @@ def mean_stats(update_stats: list[dict]) -> dict:
 @torch.no_grad()
 def probe_states(learner: Learner, problems, ro, seed: int, step: int):
     """One response per fixed probe prompt, sampled now; its per-token entropy before the update."""
-    from .rollout import sample_batch
+    from replicate.runners.rl.rollout import sample_batch
     probe = sample_batch(learner.policy, learner.tok, learner.task, problems, 1, ro.temperature, ro.max_new_tokens,
                          make_generator(derive_seed(seed, "probe", step), learner.accelerator.device))
     return probe, probe.logprobs(learner.policy, with_entropy=True)[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .figures import COLORS, finish_law_axes, law_curve
+from replicate.report.plotting import COLORS, finish_law_axes, law_curve
 
 MARKERS = "osD^v<>"
 

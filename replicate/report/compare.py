@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from .claims import _fmt
-from .errors import UserError
+from replicate.report.claims import _fmt
+from replicate.errors import UserError
 
 
 def load_result(where: str | Path) -> tuple[Path, dict]:
     """(folder, claims.json payload) of a result folder or a spec id's committed reference."""
     path = Path(where)
     if not path.exists() and "/" not in str(where):
-        from .paths import reference_dir
+        from replicate.paths import reference_dir
         path = reference_dir() / str(where)
     if not (path / "claims.json").is_file():
         raise UserError(f"{where} has no claims.json; pass a result folder (results/<id>/<scale>/, figures/<id>/) "
@@ -121,14 +121,14 @@ def run_compare(a_where, b_where, out: Path | None = None, gate: bool = False, l
     if a.get("spec") != b.get("spec"):
         raise UserError(f"A is a result of {a.get('spec')!r}, B of {b.get('spec')!r}; compare two results of one spec")
     rows = compare_claims(a, b)
-    from .paths import results_root
+    from replicate.paths import results_root
     out = Path(out or results_root() / "compare" / f"{a['spec']}-{a_path.name}-vs-{b_path.parent.name}-{b_path.name}")
     out.mkdir(parents=True, exist_ok=True)
     md = render_md(a_path, b_path, a, b, rows)
-    from .claims import finite
+    from replicate.report.claims import finite
     (out / "compare.json").write_text(json.dumps(finite({"a": str(a_path), "b": str(b_path), "rows": rows}),
                                                  indent=1, default=str))
-    from .compare_plot import overlay
+    from replicate.report.compare_plot import overlay
     overlay(a, b, rows, out / "compare.png")
     problems = [f"gate: {r['id']}: {r['gate']}" for r in rows if r.get("gate")]
     problems += [f"gate: {r['id']}: only in {r['only']}" for r in rows if r.get("only")]

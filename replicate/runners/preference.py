@@ -6,7 +6,7 @@ Per seed, from the seed's warm-up base policy (warmup.base_policy):
      spec and re-run with the same base policy and sampling settings), and evaluate the base policy greedily
      per difficulty level (the "before" rows, cached beside the samples);
   2. per arm (a `method` and its parameters, from runner_params merged with the variant's runner_params):
-     dast              p, L_r, L_budget and the budget-aware reward per problem (replicate.dast), dual-correct /
+     dast              p, L_r, L_budget and the budget-aware reward per problem (replicate.algorithms.dast), dual-correct /
                        dual-incorrect pairs with the δ cut, SimPO (PREFERENCE_LOSSES["simpo"])
      simpo_shortest    SimPO on (shortest correct, longest correct) per problem
      sft_shortest      supervised fine-tuning on the shortest correct response per problem
@@ -25,38 +25,49 @@ import json
 import random
 from pathlib import Path
 
+import typing
+from typing import Any, Literal
+
 import torch
+from pydantic import Field, ValidationError
 
-from .dast import PreferencePair, Response, build_pairs, score_problem
-from .algorithms.preference import PREFERENCE_LOSSES
-from .models import response_logprobs
-from .paths import code_fingerprint, digest
-from .seeds import derive_seed
-from .runners import register_runner
-from .rollout import encode_prompts, generate, make_generator, score_responses
-from .store import Run
-from .tasks import Problem, make_task
-from .warmup import base_policy, warmup_key
+from replicate.algorithms.dast import PreferencePair, Response, build_pairs, score_problem
+from replicate.algorithms.preference import PREFERENCE_LOSSES
+from replicate.runners.rl.models import response_logprobs
+from replicate.paths import digest
+from replicate.seeds import derive_seed
+from replicate.runners import Params, Runner, one_process
+from replicate.runners.pool import parallel_workers
+from replicate.engines import ENGINES
+from replicate.runners.rl.rollout import encode_prompts, make_generator, score_responses
+from replicate.store import Run
+from replicate.tasks import Problem, make_task
+from replicate.runners.rl.warmup import base_policy, warmup_key
 
-METHODS = ("dast", "simpo_shortest", "sft_shortest", "length_penalty", "base")
+class PreferenceParams(Params):
+    """DAST's and its baselines' settings; `scales: {tiny: {...}}` overrides them per scale, and a variant's own
+    runner_params override both for that arm."""
+    method: Literal["dast", "simpo_shortest", "sft_shortest", "length_penalty", "base"] = Field(
+        "dast", description="the arm's method (see the module docstring)")
+    n_train: int = Field(200, ge=1, description="training problems per seed")
+    l_max: int | None = Field(None, description="L_max of the budget; null = the sampling cap rollout.max_new_tokens (the paper's)")
+    l_max_from: Literal["cap", "longest"] = Field("cap", description="where L_max comes from (algorithms.dast.problem_stats)")
+    delta: float = Field(0.15, ge=0, description="δ: the global cut of the smallest-gap pairs")
+    max_pairs_per_problem: int = Field(2, ge=1, description="preference pairs kept per problem")
+    dual_correct: bool = Field(True, description="build dual-correct pairs (shorter correct wins)")
+    dual_incorrect: bool = Field(True, description="build dual-incorrect pairs")
+    beta: float = Field(2.0, gt=0, description="SimPO β (not reported by DAST; SimPO's recommended range)")
+    gamma: float = Field(1.0, ge=0, description="SimPO γ (absolute margin)")
+    alpha: float = Field(0.5, ge=0, description="length_penalty: reward = correct - α·L/L_cap")
+    batch_size: int = Field(16, ge=1, description="pairs (or SFT examples) per optimiser step")
+    eval_max_new_tokens: int | None = Field(None, description="greedy evaluation cap; null = rollout.max_new_tokens")
+    easy_levels: list[int] = Field([1, 2], description="levels averaged as easy")
+    hard_levels: list[int] = Field([4, 5], description="levels averaged as hard")
+    scales: dict[str, dict[str, Any]] = Field({}, description="per-scale overrides of the parameters above")
 
-DEFAULTS = {
-    "method": "dast",
-    "n_train": 200,            # training problems per seed
-    "l_max": None,             # L_max of the budget; None = the sampling cap rollout.max_new_tokens (the paper's)
-    "l_max_from": "cap",       # "cap" or "longest" (dast.problem_stats)
-    "delta": 0.15,             # δ: the global cut of the smallest-gap pairs
-    "max_pairs_per_problem": 2,
-    "dual_correct": True,
-    "dual_incorrect": True,
-    "beta": 2.0,               # SimPO β (not reported by DAST; SimPO's recommended range)
-    "gamma": 1.0,              # SimPO γ (absolute margin; γ/β = 0.5)
-    "alpha": 0.5,              # length_penalty: reward = correct - α·L/L_cap
-    "batch_size": 16,          # pairs (or SFT examples) per optimiser step
-    "eval_max_new_tokens": None,  # greedy evaluation cap; None = rollout.max_new_tokens
-    "easy_levels": [1, 2],
-    "hard_levels": [4, 5],
-}
+
+DEFAULTS = {k: f.default for k, f in PreferenceParams.model_fields.items() if k != "scales"}
+METHODS = typing.get_args(PreferenceParams.model_fields["method"].annotation)
 
 
 def arm_params(spec, variant: str, scale: str) -> dict:
@@ -66,25 +77,24 @@ def arm_params(spec, variant: str, scale: str) -> dict:
     for v in spec.variants:
         if v.name == variant:
             base.update(v.runner_params)
-    out = {**DEFAULTS, **base}
-    unknown = set(out) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"preference runner: unknown parameter(s) {sorted(unknown)}; known: {', '.join(DEFAULTS)}")
-    if out["method"] not in METHODS:
-        raise ValueError(f"preference runner: unknown method {out['method']!r}; choose one of {', '.join(METHODS)}")
-    return out
+    try:
+        return PreferenceParams.model_validate(base).model_dump(exclude={"scales"})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ValueError(f"preference runner, arm {variant!r}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
 
 
 # ---- sampling and evaluation ---------------------------------------------------------------------------------
 
-def _gen_texts(model, tok, task, problems, n, temperature, max_new_tokens, gen, batch=512):
+def _gen_texts(model, tok, task, problems, n, temperature, max_new_tokens, gen, batch=512, engine="ours"):
     """[(text, length in tokens incl. EOS, finished, correct)] for n responses per problem (problem-major)."""
     rows = [p for p in problems for _ in range(n)]
     out, device = [], next(model.parameters()).device
     for s in range(0, len(rows), batch):
         chunk = rows[s:s + batch]
         ids, mask = encode_prompts(tok, [p.prompt for p in chunk], device)
-        resp, rmask = generate(model, ids, mask, max_new_tokens, temperature, tok.eos_token_id, tok.pad_token_id, gen)
+        resp, rmask = ENGINES[engine](model, ids, mask, max_new_tokens, temperature, tok.eos_token_id, tok.pad_token_id,
+                                      gen)
         scores = score_responses(tok, task, resp, rmask, chunk)
         finished = (resp == tok.eos_token_id).any(dim=1).tolist()
         texts = tok.batch_decode(resp, skip_special_tokens=True)
@@ -113,7 +123,7 @@ def sample_cache(config, root: Path, seed: int, n_train: int, eval_cap: int, log
     """(problems, samples per problem, base eval rows) for one seed, sampled once and cached in the store."""
     ro = config.rollout
     key = digest({"warmup": warmup_key(config, seed), "n": ro.group_size, "temperature": ro.temperature,
-                  "cap": ro.max_new_tokens, "n_train": n_train, "eval_cap": eval_cap})
+                  "cap": ro.max_new_tokens, "n_train": n_train, "eval_cap": eval_cap, "engine": ro.engine})
     cache = Path(root) / "_dast_samples" / f"s{seed}-{key}"
     if (cache / "DONE").exists():
         data = json.loads((cache / "samples.json").read_text())
@@ -124,7 +134,8 @@ def sample_cache(config, root: Path, seed: int, n_train: int, eval_cap: int, log
     problems = task.sample(n_train, random.Random(derive_seed(seed, "dast-problems")))
     torch.manual_seed(derive_seed(seed, "dast-sampling"))
     flat = _gen_texts(model, tok, task, problems, ro.group_size, ro.temperature, ro.max_new_tokens,
-                      make_generator(derive_seed(seed, "dast-sampling"), next(model.parameters()).device))
+                      make_generator(derive_seed(seed, "dast-sampling"), next(model.parameters()).device),
+                      engine=ro.engine)
     samples = [flat[i * ro.group_size:(i + 1) * ro.group_size] for i in range(len(problems))]
     base_eval = evaluate_levels(model, tok, task, eval_cap)
     cache.mkdir(parents=True, exist_ok=True)
@@ -233,18 +244,16 @@ def train_arm(model, tok, problems, samples, pairs, sft, params, config, seed, l
 
 # ---- the runner -----------------------------------------------------------------------------------------------
 
-@register_runner("preference")
 def run_preference(spec, scale, configs, seeds, root, force=False, resume=False, log=print) -> dict:
     """{variant: {seed: Run}}; a finished arm run with the same config, parameters and code is reused. Seeds
     train side by side in processes (tiny models on a CPU-only machine; one thread each, so the numbers do not
     depend on the worker count), a seed's arms in order, since they share its warm-up and samples."""
-    from .runners import one_process, parallel_workers
     one_process("preference")
     workers = parallel_workers([(v, c, s, None) for s in seeds for v, c in configs.items()])
     if workers == 1:
         by_seed = {seed: seed_runs(spec, scale, configs, seed, root, force, log) for seed in seeds}
     else:
-        from .pool import Job, run_jobs
+        from replicate.runners.pool import Job, run_jobs
         log(f"training {spec.id} [{scale}]: {len(seeds)} seeds in {workers} processes")
         by_seed = {}
         jobs = [Job(seed_runs, (spec, scale, configs, seed, str(root), force), [f"{spec.id} seed {seed} ({', '.join(configs)})"])
@@ -258,8 +267,8 @@ def seed_runs(spec, scale, configs, seed: int, root, force=False, log=print) -> 
     root, out = Path(root), {}
     for variant, config in configs.items():
         params = arm_params(spec, variant, scale)
-        run = Run(Path(root) / spec.id / f"{scale}-{variant}-s{seed}-"
-                  f"{digest({'config': config.model_dump(exclude={'seeds'}), 'params': params, 'code': code_fingerprint()})}")
+        run = Run.keyed(root, spec.id, scale, variant, seed,
+                        {"config": config.model_dump(exclude={"seeds"}), "params": params})
         if run.done and not force:
             out[variant] = run
             continue
@@ -297,3 +306,6 @@ def seed_runs(spec, scale, configs, seed: int, root, force=False, log=print) -> 
             + ", ".join(f"L{r['level']} acc {r['acc']:.2f} tok {r['tokens']:.1f}" for r in after))
         out[variant] = run
     return out
+
+
+RUNNER = Runner(run_preference, PreferenceParams, variant_params=True)

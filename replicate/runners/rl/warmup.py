@@ -8,10 +8,10 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-from .models import char_tokenizer, load_pretrained, tiny_model
-from .paths import code_fingerprint, digest
-from .seeds import derive_seed
-from .tasks import make_task
+from replicate.runners.rl.models import char_tokenizer, load_pretrained, tiny_model
+from replicate.paths import code_fingerprint, digest
+from replicate.seeds import derive_seed
+from replicate.tasks import make_task
 
 
 def sft_batch(task, tokenizer, problems, rng, noise):

@@ -1,47 +1,24 @@
-"""Runners by name: each turns a spec's resolved configs and seeds into run-store runs.
-
-A runner returns {variant: {seed: Run}}, directories of the run store, so analysis, figures and claims read
-metrics rows from the store and never know which runner produced a run. A spec names its runner (`runner: rl` by default).
-"""
+"""The `rl` runner: one RL training run (replicate.runners.rl.trainer) per variant and seed, reused when finished,
+extended with --resume, and trained side by side in worker processes for tiny models."""
 from __future__ import annotations
 
-import json
-import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from tqdm import tqdm
 
-from .paths import code_fingerprint, digest
-from .store import Run, check_resumable, finished_sibling, shared_run
+from replicate.runners import Params, Runner
+from replicate.runners.pool import parallel_workers
+from replicate.store import Run, check_resumable, finished_sibling, shared_run
 
 
-@dataclass(frozen=True)
-class Runner:
-    fn: Callable
-    trains: bool = True  # needs the spec's training config (body + scale preset)
-
-
-RUNNERS: dict[str, Runner] = {}
-
-
-def register_runner(name: str, trains: bool = True):
-    def deco(fn):
-        RUNNERS[name] = Runner(fn, trains)
-        return fn
-    return deco
-
-
-@register_runner("rl")
 def run_rl(spec, scale, configs, seeds, root, force=False, resume=False, log=print) -> dict:
     """Train (or reuse) one RL run per variant and seed; finished runs with the same config are reused.
 
     With --resume, a new run whose config differs from a finished run's only by more train.steps continues
     from that run's final state (its metrics and final.pt are copied; the shorter run stays as it was).
     """
-    from .trainer import train  # torch/transformers load only when something trains
+    from replicate.runners.rl.trainer import train  # torch/transformers load only when something trains
 
     todo = [(v, c, s, Run.for_config(root, spec.id, v, c, s, scale)) for v, c in configs.items() for s in seeds]
     for _, config, seed, run in todo:
@@ -58,7 +35,7 @@ def run_rl(spec, scale, configs, seeds, root, force=False, resume=False, log=pri
     if workers > 1:
         run_in_processes(spec, scale, pending, root, resume, workers, log)
         return {v: {s: run for vv, _, s, run in todo if vv == v} for v in configs}
-    from .paths import is_main_process, world_size
+    from replicate.paths import is_main_process, world_size
     for i, (variant, config, seed, run) in enumerate(pending, 1):
         extending = resume and not run.started  # decided by every process before process 0 touches the store
         if extending and world_size() > 1:
@@ -82,29 +59,13 @@ def _barrier():
     PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
 
 
-def parallel_workers(pending) -> int:
-    """How many processes train at once: $REPLICATE_WORKERS, else one per CPU core (at most one per seed) for
-    tiny models on a CPU-only machine outside `accelerate launch`, else 1."""
-    from .paths import world_size
-    if world_size() > 1:  # under `accelerate launch` the processes share each run; no pool on top
-        return 1
-    if os.environ.get("REPLICATE_WORKERS"):
-        return max(1, int(os.environ["REPLICATE_WORKERS"]))
-    import torch
-    if torch.cuda.is_available():
-        return 1
-    if not pending or any(c.model.kind != "tiny" for _, c, _, _ in pending):
-        return 1
-    return max(1, min(os.cpu_count() or 1, len({s for _, _, s, _ in pending})))
-
-
 def run_in_processes(spec, scale, pending, root, resume, workers, log):
     """Train the pending runs in `workers` processes, one seed's runs per job in order (the arms of a seed share
     its warm-up, so no two processes ever build the same warm-up), or one run per job once that seed's
     warm-up is cached. Tiny runs use one thread each, in or out of
     a pool, so their numbers do not depend on the worker count."""
-    from .pool import Job, run_jobs
-    from .warmup import warmup_cached
+    from replicate.runners.pool import Job, run_jobs
+    from replicate.runners.rl.warmup import warmup_cached
     jobs: dict[object, Job] = {}
     for variant, config, seed, run in pending:  # a seed whose warm-up is cached: its arms may run side by side
         key = (seed, variant) if warmup_cached(config, root, seed) else seed
@@ -119,9 +80,9 @@ def run_in_processes(spec, scale, pending, root, resume, workers, log):
 
 def _train_group(group, root, resume) -> list[str]:
     """A job's runs in order; on Ctrl-C, a line per run saying what it kept (the rest: not started)."""
-    from .pool import kept, steps_done
-    from .specs import RunConfig
-    from .trainer import train
+    from replicate.config import RunConfig
+    from replicate.runners.pool import kept, steps_done
+    from replicate.runners.rl.trainer import train
     lines = []
     for i, (variant, config, seed, path) in enumerate(group):
         run, config = Run(Path(path)), RunConfig.model_validate(config)
@@ -138,14 +99,6 @@ def _train_group(group, root, resume) -> list[str]:
         lines.append(f"finished {run.path.name}: {len(rows)} steps, final entropy {rows[-1]['entropy']:.3f}, "
                      f"val acc {last.get('val_acc', float('nan')):.3f}")
     return lines
-
-
-def one_process(runner: str):
-    """Runners other than `rl` do not shard: under `accelerate launch` every process would write the same run."""
-    from .errors import UserError
-    from .paths import world_size
-    if world_size() > 1:
-        raise UserError(f"the {runner} runner runs in one process; run it without `accelerate launch`")
 
 
 def extend(run: Run, config, seed: int, log=print) -> bool:
@@ -167,7 +120,7 @@ class _StepBar:
         self.desc, self.total, self.bar = desc, total, None
 
     def open(self, start: int):
-        from .paths import is_main_process
+        from replicate.paths import is_main_process
         if not is_main_process():  # one bar per run, not one per process
             return
         self.bar = tqdm(total=self.total, initial=start, desc=self.desc, unit="step", leave=False)
@@ -184,38 +137,4 @@ class _StepBar:
             self.bar.close()
 
 
-def _study(spec, scale, configs, seeds, root, force, log, points: Callable) -> dict:
-    """{"main": {seed: Run}}; a finished study with the same parameters (and code) is reused."""
-    one_process(spec.runner)
-    params, out = spec.runner_params, {}
-    config = configs["main"].model_dump() if configs else None
-    for seed in seeds:
-        key = digest({"params": params, "config": config, "code": code_fingerprint()})
-        run = Run(root / spec.id / f"{scale}-{spec.runner}-s{seed}-{key}")
-        if not run.done or force:
-            run.path.mkdir(parents=True, exist_ok=True)
-            run.reset()
-            run.config_file.write_text(json.dumps({"seed": seed, "runner": spec.runner, "params": params,
-                                                   "config": config}, indent=2))
-            for i, row in enumerate(points(seed)):
-                run.append_metrics({"step": i, **row})
-            run.finish()
-        out[seed] = run
-    return {"main": out}
-
-
-@register_runner("lemma_exact", trains=False)
-def run_lemma_exact(spec, scale, configs, seeds, root, force=False, resume=False, log=print) -> dict:
-    from .studies import lemma_exact_points
-    return _study(spec, scale, configs, seeds, root, force, log,
-                  lambda seed: lemma_exact_points(spec.runner_params, seed))
-
-
-@register_runner("lemma_lm")
-def run_lemma_lm(spec, scale, configs, seeds, root, force=False, resume=False, log=print) -> dict:
-    from .studies import logit_step_probe
-    return _study(spec, scale, configs, seeds, root, force, log,
-                  lambda seed: logit_step_probe(configs["main"], seed, root, log=log, **spec.runner_params))
-
-
-from . import preference  # noqa: E402,F401  (registers RUNNERS["preference"]: DAST and its baselines)
+RUNNER = Runner(run_rl, Params)

@@ -1,4 +1,4 @@
-"""`python -m replicate bench rl-step`: our whole RL step (replicate.trainer.train) vs TRL's GRPOTrainer, on the
+"""`python -m replicate bench rl-step`: our whole RL step (replicate.runners.rl.trainer.train) vs TRL's GRPOTrainer, on the
 same tiny model shape, task, verifier, batch shape and number of updates, interleaved run by run.
 
 Both sides start from a random-init copy of the fig1 tiny testbed's model (2-layer Qwen2, d=64, our character
@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from .bench_core import machine, med, table, write_json
+from replicate.bench.core import machine, med, table, write_json
 
 PROMPTS, GROUP, NEW_TOKENS, LR = 32, 8, 4, 7e-4
 
 
 def _fig1_config(steps: int, prompts: int, group: int):
-    from .specs import apply_overrides, find_spec
+    from replicate.specs import apply_overrides, find_spec
     cfg = find_spec("fig1").resolve("tiny")
     return apply_overrides(cfg, {"warmup": {"steps": 0}, "train": {"steps": steps, "checkpoint_every": 10_000},
                                  "rollout": {"prompts_per_step": prompts, "group_size": group},
@@ -32,8 +32,8 @@ def _fig1_config(steps: int, prompts: int, group: int):
 
 
 def run_ours(cfg, seed: int) -> dict:
-    from .store import Run
-    from .trainer import train
+    from replicate.store import Run
+    from replicate.runners.rl.trainer import train
     ends = []
     with tempfile.TemporaryDirectory() as tmp:
         rows = train(Run(Path(tmp) / "run"), cfg, seed, Path(tmp) / "store", log=lambda *_: None,
@@ -49,8 +49,8 @@ def run_trl(cfg, seed: int) -> dict:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from .models import char_tokenizer, tiny_model
-    from .tasks import Problem, make_task
+    from replicate.runners.rl.models import char_tokenizer, tiny_model
+    from replicate.tasks import Problem, make_task
     task = make_task(cfg.task.name, **cfg.task.params)
     tok = char_tokenizer(task.alphabet)
     torch.manual_seed(seed)
@@ -95,7 +95,7 @@ def need_trl():
         import datasets  # noqa: F401
         import trl  # noqa: F401
     except ModuleNotFoundError as exc:
-        from .errors import UserError
+        from replicate.errors import UserError
         raise UserError(f"`bench rl-step` times our step against TRL's GRPOTrainer and needs TRL ({exc.name} is not "
                         "installed): pip install 'replicate-rl[bench]'") from None
 
@@ -137,7 +137,7 @@ def bench_rl_step(args) -> dict:
     print(table(f"rl-step on {device} ({info['torch_threads']} thread(s)): fig1 tiny testbed, {prompts} prompts x "
                 f"{group}, <= {NEW_TOKENS} new tokens, 1 update/step, {steps} steps x {reps} runs per arm",
                 ["trainer", "s/step", "samples/s", "resp tokens/s", "mean resp len", "ours speedup"],
-                [["ours (replicate.trainer)", round(res["ours"]["step_s"], 3), round(res["ours"]["samples_s"]),
+                [["ours (replicate.runners.rl.trainer)", round(res["ours"]["step_s"], 3), round(res["ours"]["samples_s"]),
                   round(res["ours"]["response_tok_s"]), round(res["ours"]["response_length"], 2),
                   round(payload["ours_over_trl"], 2)],
                  [f"TRL {trl.__version__} GRPOTrainer", round(res["trl"]["step_s"], 3), round(res["trl"]["samples_s"]),

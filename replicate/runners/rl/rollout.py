@@ -9,8 +9,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .models import cache_kwarg, last_logits_only, response_logprobs
-from .tasks import Problem
+from replicate.engines import ENGINES
+from replicate.runners.rl.models import cache_kwarg, last_logits_only, response_logprobs
+from replicate.tasks import Problem
 
 
 @dataclass
@@ -117,13 +118,14 @@ def score_responses(tokenizer, task, responses, response_mask, problems) -> list
     return [task.reward(t, p, f) for t, p, f in zip(texts, problems, finished)]
 
 
-def sample_batch(policy, tok, task, problems, group_size, temperature, max_new_tokens, gen) -> RolloutBatch:
-    """group_size responses to each problem, scored by the task's verifier."""
+def sample_batch(policy, tok, task, problems, group_size, temperature, max_new_tokens, gen,
+                 engine: str = "ours") -> RolloutBatch:
+    """group_size responses to each problem from the rollout engine `engine`, scored by the task's verifier."""
     device = next(policy.parameters()).device
     rows = [p for p in problems for _ in range(group_size)]
     ids, pmask = encode_prompts(tok, [p.prompt for p in problems], device)
-    resp, rmask = generate(policy, ids, pmask, max_new_tokens, temperature, tok.eos_token_id, tok.pad_token_id, gen,
-                           repeats=group_size)
+    resp, rmask = ENGINES[engine](policy, ids, pmask, max_new_tokens, temperature, tok.eos_token_id,
+                                  tok.pad_token_id, gen, repeats=group_size)
     ids, pmask = ids.repeat_interleave(group_size, dim=0), pmask.repeat_interleave(group_size, dim=0)
     scores = torch.tensor(score_responses(tok, task, resp, rmask, rows), device=device)
     return RolloutBatch(rows, [i // group_size for i in range(len(rows))], ids, pmask, resp, rmask, scores,
@@ -141,7 +143,7 @@ def rollout(policy, tok, task, ro, shard, py_rng, gen) -> RolloutBatch:
     """
     def draw():
         return sample_batch(policy, tok, task, task.sample(ro.prompts_per_step, py_rng)[shard], ro.group_size,
-                            ro.temperature, ro.max_new_tokens, gen)
+                            ro.temperature, ro.max_new_tokens, gen, ro.engine)
     batch = draw()
     if not ro.filter_groups:
         return batch

@@ -8,8 +8,8 @@ import os
 import re
 from pathlib import Path
 
-from .experiment import best_result
-from .paths import code_fingerprint, results_root
+from replicate.report.results import best_result
+from replicate.paths import code_fingerprint, results_root
 
 VERDICTS = ("replicated", "not replicated", "inconclusive")
 OTHER_CODE = ("<b>made by other code</b>: the result's code fingerprint (a hash of the code that decides the "

@@ -10,32 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-
-
-def seeds_label(n: int) -> str:
-    """'1 seed', '2 seeds'."""
-    return f"{n} seed{'' if n == 1 else 's'}"
-
-
-def _series(seeds: dict, key: str):
-    """Steps and a [seed, step] array of `key`, over the steps every seed logged it."""
-    per = [{m["step"]: m[key] for m in rows if key in m} for rows in seeds.values()]
-    steps = sorted(set.intersection(*(set(p) for p in per))) if per else []
-    return np.array(steps), np.array([[p[s] for s in steps] for p in per])
-
-
-def _band(ax, steps, values, color, label):
-    ax.plot(steps, values.mean(0), color=color, label=label)
-    if len(values) > 1:
-        ax.fill_between(steps, values.min(0), values.max(0), color=color, alpha=0.2, linewidth=0)
-
-
-def _legend_twin(ax, right, **kwargs):
-    """One legend for a panel with a second y axis."""
-    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], **kwargs)
-
+from replicate.registry import Registry  # noqa: E402
+from replicate.report.panels_predict import PREDICT_PANELS  # noqa: E402
+from replicate.report.plotting import (COLORS, _band, _legend_twin, _series, finish_law_axes, law_curve,  # noqa: E402
+                                       seeds_label)
 
 def panel_curves(ax, runs, analysis, title):
     """Entropy (left axis) and validation accuracy (right axis) over steps; bands span the seeds."""
@@ -67,24 +45,6 @@ def panel_law_fit(ax, runs, analysis, title):
         law_curve(ax, fit, allh, color="black", label_of=lambda f: f"R = -{f['a']:.3g}·exp(H) + {f['b']:.3g}\n"
                   f"R² = {f['r2']:.3f}, ceiling b-a = {f['ceiling']:.3f}")
     finish_law_axes(ax, title)
-
-
-def law_curve(ax, fit: dict | None, h, n: int = 100, label_of=None, **plot_kw):
-    """Draw a fit R = -a·exp(H) + b over the range of the entropies h, labelled label_of(fit) (nothing for a
-    missing or failed fit)."""
-    if not fit or not np.isfinite(fit["a"]) or not len(h):
-        return
-    grid = np.linspace(min(h), max(h), n)
-    ax.plot(grid, -fit["a"] * np.exp(grid) + fit["b"], label=label_of(fit) if label_of else None, **plot_kw)
-
-
-def finish_law_axes(ax, title: str):
-    """Accuracy-vs-entropy axes: entropy decreasing to the right, as training goes."""
-    ax.invert_xaxis()
-    ax.set_xlabel("policy entropy H (decreasing →)")
-    ax.set_ylabel("validation accuracy R")
-    ax.legend(fontsize=7)
-    ax.set_title(title)
 
 
 def panel_arm_law_fit(ax, runs, analysis, title):
@@ -121,7 +81,7 @@ def _smoothed(seeds: dict, key: str, window: int):
 
 def panel_lemma_scatter(ax, runs, analysis, title):
     """Predicted (-Cov) vs exact entropy change at one step size, per update kind, with the identity line."""
-    from .analysis.dynamics import SCATTER_ETA
+    from replicate.analysis.dynamics import SCATTER_ETA
     rows = next(iter(next(iter(runs.values())).values()))
     eta = min({r["eta"] for r in rows}, key=lambda e: abs(e - SCATTER_ETA))
     lemma = next(iter(analysis["pooled"].values()))["lemma"]
@@ -350,8 +310,8 @@ def panel_cov_top_bars(ax, runs, analysis, title):
     """Table 1: mean Cov_i over the top p% of tokens and over all tokens (mean over steps and seeds; dots: seeds),
     log scale, next to the paper's (secondary) values as red ticks."""
     import yaml
-    from .analysis.control import TOP_GROUPS
-    from .paths import experiments_dir
+    from replicate.analysis.control import TOP_GROUPS
+    from replicate.paths import experiments_dir
     arm = next(iter(runs))
     per = analysis["per_seed"]
     x = np.arange(len(TOP_GROUPS))
@@ -371,15 +331,13 @@ def panel_cov_top_bars(ax, runs, analysis, title):
     ax.set_title(title)
 
 
-PANELS = {"cov_top_bars": panel_cov_top_bars, "arm_entropy": panel_arm_entropy, "arm_length": panel_arm_length, "arm_accuracy": panel_arm_accuracy,
+PANELS = Registry("panel", {"cov_top_bars": panel_cov_top_bars, "arm_entropy": panel_arm_entropy, "arm_length": panel_arm_length, "arm_accuracy": panel_arm_accuracy,
           "level_bars": panel_level_bars, "tokens_by_level": panel_tokens_by_level, "acc_by_level": panel_acc_by_level,
           "compression_by_level": panel_compression_by_level, "metric": panel_metric,
           "curves": panel_curves, "law_fit": panel_law_fit, "arm_law_fit": panel_arm_law_fit, "lemma_scatter": panel_lemma_scatter,
           "lemma_error": panel_lemma_error, "lm_lemma_scatter": panel_lm_lemma_scatter,
           "lm_theorem_scatter": panel_lm_theorem_scatter,
-          "cov_vs_entropy_change": panel_cov_vs_entropy_change, "cov_by_accuracy": panel_cov_by_accuracy}
-
-from .panels_predict import PREDICT_PANELS  # noqa: E402  (the predictability figures' panels)
+          "cov_vs_entropy_change": panel_cov_vs_entropy_change, "cov_by_accuracy": panel_cov_by_accuracy})
 
 PANELS.update(PREDICT_PANELS)
 

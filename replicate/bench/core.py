@@ -110,15 +110,6 @@ def build_model(shape: str, device: str, seed: int = 0):
     return model.eval(), cfg["vocab_size"]
 
 
-def matmul_peak(device: str, reps: int = 5) -> float:
-    """FLOP/s of a large square matmul in the training dtype (bf16 8192^3 on GPU, float32 1024^3 on CPU)."""
-    n, dtype = (8192, torch.bfloat16) if device == "cuda" else (1024, torch.float32)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    dt = med(interleave({"mm": lambda: a @ b}, reps, device)["mm"])
-    return 2 * n ** 3 / dt
-
-
 def peak_extra_bytes(fn, device: str) -> int:
     """Peak bytes allocated by fn above what was allocated when it started (CUDA: the allocator's peak;
     CPU: the allocations and frees torch.profiler records, replayed in order)."""
@@ -143,7 +134,7 @@ def peak_extra_bytes(fn, device: str) -> int:
 
 def default_out() -> Path:
     """results/bench/ (not figures/bench/, the committed reference: a timing is this machine's, not the project's)."""
-    from .paths import results_root
+    from replicate.paths import results_root
     return results_root() / "bench"
 
 
@@ -174,7 +165,7 @@ def _reps(args, default=5):
 # -- rollout: our KV-cached sampler vs transformers' generate() ---------------------------------------------------
 
 def bench_rollout(args) -> list[dict]:
-    from .rollout import generate
+    from replicate.runners.rl.rollout import generate
     results = []
     for device in devices(args):
         rows = []
@@ -214,8 +205,8 @@ def bench_rollout(args) -> list[dict]:
 # -- update: one PPO update (forward + backward + AdamW) through the trainer's functions, and its MFU ------------
 
 def bench_update(args) -> list[dict]:
-    from .algorithms import POLICY_LOSSES
-    from .models import response_logprobs
+    from replicate.algorithms import POLICY_LOSSES
+    from replicate.runners.rl.models import response_logprobs
     results = []
     for device in devices(args):
         rows = []
@@ -279,7 +270,7 @@ def bench_update(args) -> list[dict]:
 # -- entropy: peak memory and time of entropy + log-prob over [B, T, V] logits, chunked or not --------------------
 
 def bench_entropy(args) -> list[dict]:
-    from .algorithms import entropy_from_logits, logprobs_from_logits
+    from replicate.algorithms import entropy_from_logits, logprobs_from_logits
     results = []
     for device in devices(args):
         rows = []
@@ -319,12 +310,3 @@ def bench_entropy(args) -> list[dict]:
                      for r in rows]) + f"\n  -> {path}")
         results += rows
     return results
-
-
-def bench_all(args):
-    from .bench_rl import bench_rl_step
-    t0 = time.perf_counter()
-    for fn in (bench_rollout, bench_update, bench_entropy, bench_rl_step):
-        fn(args)
-        print()
-    print(f"bench all: {time.perf_counter() - t0:.0f} s")

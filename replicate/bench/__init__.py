@@ -1,0 +1,40 @@
+"""Benchmarks that print speed ratios measured side by side in one run (`python -m replicate bench NAME`).
+
+Each arm lives in its own module and is registered here by name, loaded only when it runs (`module:function`)."""
+from __future__ import annotations
+
+import importlib
+import time
+
+from replicate.registry import Registry
+
+BENCHES = Registry("bench", {
+    "evaluators": "replicate.bench.evaluators:bench_evaluators",
+    "rollout": "replicate.bench.core:bench_rollout",
+    "update": "replicate.bench.core:bench_update",
+    "entropy": "replicate.bench.core:bench_entropy",
+    "rl-step": "replicate.bench.rl:bench_rl_step",
+    "all": "replicate.bench:bench_all",
+})
+
+
+def load(name: str):
+    """The arm registered as `name`: its `module:function` target, imported now."""
+    module, _, fn = BENCHES[name].partition(":")
+    return getattr(importlib.import_module(module), fn)
+
+
+def run(name: str, args):
+    if getattr(args, "threads", None):
+        import torch
+        torch.set_num_threads(args.threads)
+    return load(name)(args)
+
+
+def bench_all(args):
+    """The training-core arms one after the other (not `evaluators`, which times processes, not kernels)."""
+    t0 = time.perf_counter()
+    for name in ("rollout", "update", "entropy", "rl-step"):
+        load(name)(args)
+        print()
+    print(f"bench all: {time.perf_counter() - t0:.0f} s")
