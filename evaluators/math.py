@@ -114,18 +114,65 @@ def _norm(s: str) -> str:
     return re.sub(r"\s+", "", s).strip("$").replace("\\!", "").replace("dfrac", "frac")
 
 
+_FULLWIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+_GROUP_SEP = re.compile(r"(?<=\d)(?:\\,|\{,\}|\\;|\\:|\\ |\\!|\u2009|\u202f)(?=\d{3}(?!\d))")
+_SCI = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*[eE]\s*([-+]?\d{1,3})\s*$")
+
+
+def normalise(answer: str) -> str:
+    """Surface forms Math-Verify misses, rewritten before it parses: fullwidth characters (１２ -> 12), a degree
+    sign (45° -> 45^\\circ), thin spaces between digit groups (1\\,000\\,000 -> 1000000) and a bare number in
+    scientific notation (1.5e3 -> 1500; only the whole answer, so 2e^3 or 3e stay as they are)."""
+    answer = answer.translate(_FULLWIDTH).replace("°", "^\\circ").replace("\\degree", "^\\circ")
+    answer = _GROUP_SEP.sub("", answer)
+    m = _SCI.match(answer)
+    if m:
+        from decimal import Decimal, InvalidOperation
+        try:
+            answer = format(Decimal(f"{m.group(1)}e{m.group(2)}").normalize(), "f")
+        except InvalidOperation:
+            pass
+    return answer
+
+
+def _as_math(parsed, other):
+    """Parsed items read as mathematics where Math-Verify reads them as symbols: the symbol i as the imaginary
+    unit (e^{i\\pi} = -1), and a one-variable inequality as its solution set when the other side is a set
+    (x>2 = (2,\\infty)); a hedged answer (x>2 or x<-2) becomes a union and still differs."""
+    import sympy
+    wants_set = any(isinstance(o, sympy.Set) for o in other)
+    out = []
+    for item in parsed:
+        if isinstance(item, sympy.Basic) and not isinstance(item, sympy.Set):
+            item = item.subs({s: sympy.I for s in item.free_symbols if isinstance(s, sympy.Symbol) and s.name == "i"})
+        if wants_set and isinstance(item, (sympy.core.relational.Relational, sympy.And, sympy.Or)) \
+                and len(item.free_symbols) == 1:
+            try:
+                item = item.as_set()
+            except (NotImplementedError, TypeError, ValueError):
+                pass
+        out.append(item)
+    return out
+
+
 def verify_one(response: str, gold: str, fallback: str = "last_number") -> float:
     """1.0 if the response's final answer equals the gold answer (Math-Verify), else 0.0. No timeout here."""
     from math_verify import verify
     pred = extract_answer(response, fallback)
     if pred is None or len(pred) > 10_000:
         return 0.0
+    pred, gold = normalise(pred), normalise(gold)
     if _norm(pred) == _norm(gold):
         return 1.0
     gold_parsed, pred_parsed = _parse(gold), _parse(pred)
     if not gold_parsed or not pred_parsed:
         return 0.0
-    return float(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+    if verify(gold_parsed, pred_parsed, timeout_seconds=None):
+        return 1.0
+    gold_math, pred_math = _as_math(gold_parsed, pred_parsed), _as_math(pred_parsed, gold_parsed)
+    if gold_math == list(gold_parsed) and pred_math == list(pred_parsed):
+        return 0.0
+    return float(verify(gold_math, pred_math, timeout_seconds=None))
 
 
 def _worker(conn, memory_mb: int):

@@ -50,6 +50,10 @@ EQUIVALENT = [  # (response, gold)
     ("Thus \\boxed{204}", "204"), ("\\boxed{5\\sqrt{5}}", "\\sqrt{125}"), ("\\boxed{-2}", "-2.0"),
     ("\\boxed{\\infty}", "\\infty"), ("\\boxed{(-\\infty, 0)}", "(-\\infty,0)"), ("\\boxed{2x}", "x+x"),
     ("\\boxed{3.14}", "3.14"),
+    # surface forms Math-Verify misses on its own (issue 26, class 10), normalised before it parses
+    ("\\boxed{１２}", "12"), ("\\boxed{45°}", "45"), ("\\boxed{1\\,000\\,000}", "1000000"), ("\\boxed{1.5e3}", "1500"),
+    ("\\boxed{x>2}", "(2,\\infty)"), ("\\boxed{-1}", "e^{i\\pi}"), ("\\boxed{e^{\\pi i}}", "-1"), ("\\boxed{２x+１}", "2x+1"),
+    ("\\boxed{x\\geq 2}", "[2,\\infty)"), ("\\boxed{1 < x < 3}", "(1,3)"), ("\\boxed{3+4i}", "4i+3"),
 ]
 NEAR_MISSES = [
     ("\\boxed{28}", "27"), ("\\boxed{2}", "\\frac{1}{2}"), ("\\boxed{-\\frac{1}{2}}", "\\frac{1}{2}"),
@@ -59,6 +63,11 @@ NEAR_MISSES = [
     ("The answer is 17.", "18"), ("\\boxed{e}", "1"), ("\\boxed{10}", "100"), ("\\boxed{}", "5"),
     ("\\boxed{(3, \\pi)}", "(3, \\frac{\\pi}{2})"), ("\\boxed{-\\infty}", "\\infty"), ("\\boxed{x}", "2x"),
     ("no number", "3"), ("\\boxed{1/3}", "0.33"), ("we had 2 earlier and then 7", "2"),
+    # the normalisations add no false positives: hedged, off-by-a-bit and wrong-direction answers still fail
+    ("\\boxed{x>2 \\text{ or } x<-2}", "(2,\\infty)"), ("\\boxed{x>3}", "(2,\\infty)"), ("\\boxed{x<2}", "(2,\\infty)"),
+    ("\\boxed{x \\geq 2}", "(2,\\infty)"), ("\\boxed{x>2, x<5}", "(2,\\infty)"), ("\\boxed{i}", "-1"),
+    ("\\boxed{1.5e4}", "1500"), ("\\boxed{46°}", "45"), ("\\boxed{1\\,000}", "1000000"), ("\\boxed{１３}", "12"),
+    ("\\boxed{e^{i\\pi}}", "1"),
 ]
 
 

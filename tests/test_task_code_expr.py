@@ -56,3 +56,17 @@ def test_call_in_sandbox_returns_values_and_none_for_raising_calls():
     assert status == "passed" and values == [5, None, None]
     status, values = call_in_sandbox("def f(x) return x\n", [("f", (1,))])
     assert status.startswith("failed") and values == [None]
+
+
+def test_only_pure_arithmetic_shares_a_process():
+    from replicate.tasks.code_expr import is_arithmetic
+    assert is_arithmetic("x*y") and is_arithmetic("-(x+3)**2//y") and is_arithmetic("9**9**9**9")
+    for text in ("f(x,y)", "x.real", "z", "x if y else 1", "[x][0]", "'a'*x", "1.5*x", "__import__('os')", "(x:=1)"):
+        assert not is_arithmetic(text), text
+
+
+def test_a_runaway_arithmetic_response_costs_only_itself():
+    items = [("x+y", ((1, 2),)), ("9**9**9**9", ((1, 2),)), ("x*y", ((3, 4),)), ("x-y", ((3, 4),))]
+    out = run_expressions(items, timeout_s=1.0)
+    assert out == {("x+y", ((1, 2),)): [3], ("9**9**9**9", ((1, 2),)): None, ("x*y", ((3, 4),)): [12],
+                   ("x-y", ((3, 4),)): [-1]}

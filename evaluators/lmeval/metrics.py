@@ -16,7 +16,7 @@ def process_results(doc: dict, results: list) -> dict:
     responses = results[0] if results and isinstance(results[0], list) else list(results)
     if doc.get("_verifier"):  # a scorer the caller names, "module:function" (a tiny task's verifier, as in training)
         score = _resolve(doc["_verifier"])
-        scores = [score(doc["_task"], r.strip(), str(doc["answer"])) for r in responses]
+        scores = [score(doc["_task"], r.strip(), doc["problem"], str(doc["answer"])) for r in responses]
     else:
         scores = score_batch(responses, [gold_answer(doc)] * len(responses))
     k = len(scores)

@@ -26,5 +26,11 @@ def make_task(name: str, **params):
     return TASKS[name](**params)
 
 
-__all__ = ["TASKS", "Problem", "make_task", "AdditionTask", "AdditionMixTask", "CodeExprTask", "CountdownTask",
+def score_text(task_name: str, response: str, prompt: str, answer: str) -> float:
+    """Task `task_name`'s own verifier on one finished response to `prompt` (what an lm-eval task built from a tiny
+    task's held-out problems scores with, named to it as "replicate.tasks:score_text")."""
+    return TASKS[task_name].reward(response, Problem(prompt, answer, 0))
+
+
+__all__ = ["TASKS", "Problem", "make_task", "score_text", "AdditionTask", "AdditionMixTask", "CodeExprTask", "CountdownTask",
            "MathTask", "ScratchAdditionTask", "ShortAnswerTask", "WordArithmeticTask"]

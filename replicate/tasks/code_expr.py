@@ -8,8 +8,11 @@ fails. Telling + from - needs the last digit of the sum or difference (a lookup,
 mostly shows in the size of the result: a tiny model gets part of it, the rest is left for RL. Where the example
 cannot tell the operations apart the answer is a guess: an accuracy ceiling below 1, as fig1's.
 
-One sandbox start scores a whole batch: every distinct response becomes a function of one program, called once per
-test input; the values come back as data and are compared here. A response that is not one expression (checked
+One sandbox start scores a whole batch: every distinct response becomes a one-function program called once per test
+input, the values come back as data and are compared here. A response with any name, call or attribute runs in its
+own fresh process in the jail, so it cannot touch another's result; pure arithmetic in x and y shares one process
+(it can reach nothing), and is re-run one by one if that process fails as a whole. A response that raises, hangs or
+kills the jail scores 0 alone. A response that is not one expression (checked
 with `ast`, which parses and runs nothing) scores 0 without running. Warm-up noise replaces the gold operation by
 another (as short_answer's noise, on the answer's one hard token).
 """
@@ -22,13 +25,12 @@ from .base import GeneratedTask, Problem
 
 OPS = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y}
 HIDDEN_TESTS = ((2, 3), (7, 5), (4, 9))  # every pair tells the three operations apart
-RETRY_TIMEOUT_S = 1.0  # a sub-batch after a failed batch (a whole batch of this task runs in ~0.2 s)
 
 
 class CodeExprTask(GeneratedTask):
     alphabet = "0123456789xy+-*(),=;f"
 
-    def __init__(self, holdout: int = 256, holdout_seed: int = 12345, timeout_s: float = 5.0):
+    def __init__(self, holdout: int = 256, holdout_seed: int = 12345, timeout_s: float = 1.0):
         self.timeout_s = timeout_s
         self._hold_out(holdout, holdout_seed)
 
@@ -76,21 +78,58 @@ def is_expression(text: str) -> bool:
     return bool(text.strip())
 
 
-def run_expressions(items, timeout_s: float = 5.0) -> dict:
-    """{(expression, inputs): [its values on the inputs] or None} for each distinct (expression, inputs), every
-    expression a function f(x, y) of one program run in one sandbox start (a failed batch is halved and retried,
-    so one runaway candidate costs a few short timeouts, not the batch)."""
-    from evaluators.code import call_in_sandbox
+ARITHMETIC = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Name, ast.Load, ast.operator, ast.unaryop)
+
+
+def is_arithmetic(text: str) -> bool:
+    """Whether `text` is only integers, x, y and arithmetic operators: no name, call or attribute, so it can
+    touch nothing but its own values (it may still be slow or huge, e.g. 9**9**9)."""
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError):
+        return False
+    return all(isinstance(n, ARITHMETIC) and (not isinstance(n, ast.Name) or n.id in ("x", "y"))
+               and (not isinstance(n, ast.Constant) or type(n.value) is int) for n in ast.walk(tree))
+
+
+def run_expressions(items, timeout_s: float = 1.0) -> dict:
+    """{(expression, inputs): [its values on the inputs] or None} for each distinct (expression, inputs), each
+    expression a function f(x, y). Any expression with a name, call or attribute runs in a process of its own
+    (one sandbox start for the batch, `timeout_s` each), so it can touch no other response's result. Pure
+    arithmetic ones (is_arithmetic: nothing to reach but their own values) share one process, as a speed-up;
+    if that process fails as a whole (one of them too slow or too big), each is run again in its own."""
     items = sorted({(e, inputs) for e, inputs in items if is_expression(e)})
     if not items:
         return {}
     names = {e: f"c{i}" for i, e in enumerate(sorted({e for e, _ in items}))}
-    program = "\n".join(f"def {name}(x, y):\n    return ({e})" for e, name in names.items())
-    calls = [(names[e], pair) for e, inputs in items for pair in inputs]
-    status, values = call_in_sandbox(program, calls, timeout_s=timeout_s)
-    if not status.startswith("passed") and len(items) > 1:
-        half = len(items) // 2
-        return {**run_expressions(items[:half], RETRY_TIMEOUT_S), **run_expressions(items[half:], RETRY_TIMEOUT_S)}
+    programs = {name: f"def {name}(x, y):\n    return ({e})\n" for e, name in names.items()}
+    pure = [it for it in items if is_arithmetic(it[0])]
+    rest = [it for it in items if not is_arithmetic(it[0])]
+    out = {}
+    if pure:
+        shared = "".join(programs[names[e]] for e in sorted({e for e, _ in pure}))
+        status, values = _call(shared, [(names[e], pair) for e, inputs in pure for pair in inputs], timeout_s)
+        if status == "passed":
+            out.update(_unpack(pure, values))
+        else:
+            rest += pure
+    calls = [(names[e], pair) for e, inputs in rest for pair in inputs]
+    out.update(_unpack(rest, _call({names[e]: programs[names[e]] for e, _ in rest}, calls, timeout_s)[1]))
+    return out
+
+
+def _call(programs, calls, timeout_s):
+    from evaluators.code import call_in_sandbox
+    if not calls:
+        return "passed", []
+    status, values = call_in_sandbox(programs, calls, timeout_s=timeout_s)
+    if status.startswith("error"):
+        from ..errors import UserError
+        raise UserError(f"code_expr cannot score responses: the code sandbox refused ({status[7:]})")
+    return status, values
+
+
+def _unpack(items, values) -> dict:
     out, at = {}, 0
     for e, inputs in items:
         got = values[at:at + len(inputs)]
