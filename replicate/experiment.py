@@ -58,6 +58,8 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
     replaces a full result, and --update-reference refuses it.
     """
     scale = scale or spec.default_scale
+    if not spec.panels:  # the figure needs one; known before anything trains
+        raise UserError(f"{spec.path}: panels: none given; add at least one, e.g. `panels: [{{kind: curves}}]`")
     requested = {"seeds": seeds, "steps": steps, "overrides": overrides or {}}
     full = not any(requested.values())
     if update_reference and not full:

@@ -70,10 +70,12 @@ def test_error_in_an_inherited_field_points_at_the_base_file(tmp_path):
     assert f"(inherited by {child} through `base:`)" in str(exc.value)
 
 
-def test_a_spec_without_panels_fails_at_load(tmp_path):
+def test_a_spec_without_panels_fails_before_training(tmp_path):
+    from replicate.experiment import reproduce
     path = _write(tmp_path, "np.yaml", f"id: np\nbase: fig1\n{HEAD}")
     with pytest.raises(UserError, match="panels: none given"):
-        load_spec(path)
+        reproduce(load_spec(path), store=tmp_path / "store", out=tmp_path / "out")
+    assert not (tmp_path / "store").exists()
 
 
 @pytest.mark.parametrize("argv,needle", [

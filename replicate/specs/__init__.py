@@ -272,9 +272,6 @@ def load_spec(path: str | Path) -> Spec:
         origin = err.get("ctx", {}).get("error")
         loc = ("claims", origin.index, "metric") if isinstance(origin, ClaimError) else tuple(err["loc"])
         raise UserError(_where(path, root, sources, loc, err["msg"])) from None
-    if not spec.panels:  # the figure needs one, and this is known before anything trains
-        raise UserError(f"{path}:{_line_of(root, ('panels',))}: panels: none given; add at least one, e.g. "
-                        "`panels: [{kind: curves}]`")
     from replicate.runners import RUNNERS
     _check_runner_params(spec, path, root)
     for scale in [spec.default_scale, *spec.scales] if RUNNERS[spec.runner].trains else []:
