@@ -19,7 +19,14 @@ def _add_run_options(p):
     p.add_argument("--resume", action="store_true", help="continue interrupted runs from their last checkpoint")
     p.add_argument("--update-reference", action="store_true", help="also rewrite figures/<id>/ (the committed reference)")
     p.add_argument("--backend", choices=("ours", "verl"), default="ours", help="trainer: ours (default) or verl")
-    p.add_argument("--dry-run", action="store_true", help="with --backend verl: print the launch command only")
+    p.add_argument("--dry-run", action="store_true", help="with --backend verl: print the launch commands (slurm: write "
+                   "the sbatch scripts) without launching")
+    p.add_argument("--launcher", choices=("local", "slurm", "ray"), default="local",
+                   help="with --backend verl: run here, submit sbatch scripts, or print `ray job submit` commands")
+    p.add_argument("--reward", choices=("ours", "verl-rule"), default="ours",
+                   help="with --backend verl: evaluators.math (default) or verl's math_dapo rule")
+    p.add_argument("--nnodes", type=int, default=1, help="with --backend verl: nodes per run")
+    p.add_argument("--gpus-per-node", type=int, default=8, help="with --backend verl: GPUs per node")
     p.add_argument("--track", choices=("none", "tensorboard", "wandb"),
                    help="metrics tracker per run (default: tensorboard when installed); wandb runs offline unless "
                         "WANDB_MODE says otherwise; extras: pip install 'replicate-rl[track]' or '[wandb]'")
@@ -86,9 +93,12 @@ def cmd_reproduce(spec, args):
     if args.backend == "verl":
         if overrides:
             raise UserError("--set is not passed to --backend verl yet; edit the spec instead")
-        from replicate.backends.verl import run_or_print
-        run_or_print(spec, args.scale, args.dry_run, store=args.store)
-        return
+        from replicate.backends.verl import Options, run_verl
+        _check_positive(nnodes=args.nnodes, gpus_per_node=args.gpus_per_node)
+        opts = Options(launcher=args.launcher, dry_run=args.dry_run, reward=args.reward, nnodes=args.nnodes,
+                       n_gpus_per_node=args.gpus_per_node)
+        return run_verl(spec, args.scale, opts, seeds=args.seeds, steps=args.steps, out=args.out, store=args.store,
+                        force=args.force)
     from replicate.experiment import plan, reproduce
     from replicate.runners import RUNNERS
     if RUNNERS[spec.runner].trains:  # bad --set / --steps values fail here, before --out or any training
@@ -134,7 +144,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m replicate",
                                      description="Reproduce figures and claims of RL-for-reasoning papers.")
-    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,eval,bench,check,compare,<figure id>}")
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,eval,bench,check,compare,data,<figure id>}")
     sub.add_parser("list", help="every spec, its figure, scales and last result")
     p_run = sub.add_parser("run", help="reproduce a spec file anywhere")
     p_run.add_argument("spec", type=Path)
@@ -155,7 +165,7 @@ def main(argv=None) -> int:
                                                          "else 2048; never past the model's positions)")
     p_eval.add_argument("--batch-size", type=int, default=16)
     p_eval.add_argument("--out", type=Path)
-    p_bench = sub.add_parser("bench", help="side-by-side speed ratios: evaluators, rollout, update, entropy, rl-step, all")
+    p_bench = sub.add_parser("bench", help="side-by-side speed ratios: evaluators, rollout, update, entropy, rl-step, small-step, all")
     p_bench.add_argument("what")
     p_bench.add_argument("--seconds", type=float, default=8.0, help="time budget per measured arm (evaluators)")
     p_bench.add_argument("--reps", type=int, help="timed repetitions per arm (rollout, update, entropy, rl-step)")
@@ -175,7 +185,12 @@ def main(argv=None) -> int:
     p_cmp.add_argument("b", help="the result to compare with (with --gate: the reference), same forms")
     p_cmp.add_argument("--gate", action="store_true", help="exit 1 when a verdict differs or A's mean leaves B's interval")
     p_cmp.add_argument("--out", type=Path, help="where compare.md/.json/.png go (default results/compare/...)")
-    if argv and argv[0] not in ("list", "run", "report", "eval", "bench", "check", "compare", "-h", "--help"):
+    p_data = sub.add_parser("data", help="write verl's parquet files (and a manifest) for a spec's train and validation sets")
+    p_data.add_argument("spec", help="a spec id (fig11) or a spec file")
+    p_data.add_argument("--scale", default="paper", help="the scale whose sets to write (default paper)")
+    p_data.add_argument("--from", dest="from_dir", type=Path, help="local <set>.jsonl/.json/.parquet files (else the hub)")
+    p_data.add_argument("--out", type=Path, help="where the parquet files go (default $VERL_DATA_DIR or data/verl)")
+    if argv and argv[0] not in ("list", "run", "report", "eval", "bench", "check", "compare", "data", "-h", "--help"):
         p_fig = argparse.ArgumentParser(prog=f"python -m replicate {argv[0]}",
                                         description=f"Reproduce the figure and claims of spec {argv[0]!r}.")
         _add_run_options(p_fig)
@@ -204,7 +219,12 @@ def _dispatch(parser, args) -> int:
         cmd_list(args)
     elif args.command == "run":
         from replicate.specs import load_spec
-        cmd_reproduce(load_spec(args.spec), args)
+        rc = cmd_reproduce(load_spec(args.spec), args)
+        if rc:
+            return rc
+    elif args.command == "data":
+        from replicate.backends.verl.data import cli_data
+        cli_data(args)
     elif args.command == "report":
         cmd_report(args)
     elif args.command == "eval":
@@ -219,7 +239,9 @@ def _dispatch(parser, args) -> int:
         return run_compare(args.a, args.b, args.out, args.gate)
     elif args.command == "figure":
         from replicate.specs import find_spec
-        cmd_reproduce(find_spec(args.spec_id), args)
+        rc = cmd_reproduce(find_spec(args.spec_id), args)
+        if rc:
+            return rc
     else:
         parser.print_help()
         return 2

@@ -53,6 +53,8 @@ class ModelSpec(Strict):
     gguf_file: str | None = None
     dtype: str = "float32"  # parameters' dtype, tiny and pretrained alike
     chat: bool = False  # prompt a pretrained chat model through its tokenizer's chat template
+    system: str | None = None  # with chat: the system turn's text (None: the template's default turn)
+    autocast: Literal["off", "bf16"] = "off"  # bf16 autocast of forward passes; float32 weights and optimizer
 
     @field_validator("dtype")
     @classmethod
@@ -61,12 +63,22 @@ class ModelSpec(Strict):
             raise ValueError(f"unknown model dtype {v!r}; choose float32, bfloat16 or float16")
         return v
 
+    @field_validator("autocast", mode="before")
+    @classmethod
+    def _autocast(cls, v):
+        return "off" if v is False else v  # YAML reads a bare `off` as false
+
     @model_validator(mode="after")
     def _path_for_pretrained(self):
         if self.kind == "pretrained" and not self.path:
             raise ValueError("a pretrained model needs `path` (a local dir, a .gguf file or a hub id)")
         if self.kind == "tiny" and self.chat:
             raise ValueError("`chat` needs a pretrained model with a chat template; remove it for a tiny model")
+        if self.system is not None and not self.chat:
+            raise ValueError("`system` is the chat template's system turn; set `chat: true` or remove `system`")
+        if self.autocast != "off" and self.dtype != "float32":
+            raise ValueError(f"autocast keeps float32 master weights; set dtype: float32 (not {self.dtype}) "
+                             "or autocast: off")
         return self
 
 

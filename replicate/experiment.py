@@ -50,12 +50,13 @@ def seeds_warning(spec: Spec, seeds: list, log=print) -> None:
 
 def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, steps: int | None = None,
               out: Path | None = None, store: Path | None = None, force=False, resume=False,
-              update_reference=False, overrides: dict | None = None, log=print) -> dict:
+              update_reference=False, overrides: dict | None = None, log=print, runner=None) -> dict:
     """Run (or reuse) every run of the spec, analyse, draw and judge its claims.
 
     A run with the spec's defaults (seeds, steps, no overrides) is a full result, written to
     results/<id>/<scale>/; anything else is a smoke run, written to results/<id>/<scale>-<digest>/, so it never
-    replaces a full result, and --update-reference refuses it.
+    replaces a full result, and --update-reference refuses it. `runner` replaces the spec's runner (the verl
+    backend's launcher: its runs then go through the same analysis).
     """
     scale = scale or spec.default_scale
     if not spec.panels:  # the figure needs one; known before anything trains
@@ -70,7 +71,7 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
     with output_dir(out, what):
         root = store_root(store)
         t0 = time.time()
-        runner = RUNNERS[spec.runner]
+        runner = runner or RUNNERS[spec.runner]
         if runner.trains:
             configs, chosen = plan(spec, scale, seeds, steps, overrides)
         else:
@@ -90,7 +91,7 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
                  "per_seed": analysis["per_seed"], "wall_time_s": time.time() - t0}
         write_claims(out, spec.id, scale, chosen, rows, extra)
         if analysis.get("table"):
-            write_table(out, analysis["table"], len(chosen))
+            write_table(out, analysis["table"], len(chosen), table_model(configs))
         remember(spec.id, out)
         if update_reference:
             ref = reference_dir() / spec.id / ("" if scale == spec.default_scale else scale)
@@ -105,16 +106,28 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
 STAND_IN_MODEL = "tiny"  # the model column of a tiny-tier table.csv (a stand-in model of the reported tables)
 
 
-def write_table(out: Path, table: list[dict], n_seeds: int):
-    """table.csv (model,method,<level>...,average: mean over seeds, percent), the form `python -m replicate
-    check` reads, and table.md with each cell's 95% t half-interval over the seeds."""
+def table_model(configs: dict) -> str:
+    """The model column of table.csv: the stand-in `tiny` for a tiny model, else the model's name (the last
+    part of its hub id: Qwen/Qwen2.5-7B -> Qwen2.5-7B, as the reported tables name it)."""
+    model = next(iter(configs.values())).model if configs else None
+    if model is None or model.kind == "tiny" or not model.path:
+        return STAND_IN_MODEL
+    return Path(str(model.path)).name
+
+
+def write_table(out: Path, table: list[dict], n_seeds: int, model: str = STAND_IN_MODEL):
+    """table.csv (model,method,<level or benchmark>...,average: mean over seeds, percent), the form `python -m
+    replicate check` reads, and table.md with each cell's 95% t half-interval over the seeds. For a real model
+    table.csv leaves `average` out: the paper's Avg. is not the unweighted mean of its columns, so check
+    averages the benchmarks itself (and says so) rather than compare two different averages."""
     import csv
     cols = [k for k in table[0] if k != "arm" and not k.endswith("_ci")]
+    csv_cols = [c for c in cols if c != "average" or model == STAND_IN_MODEL]
     with open(out / "table.csv", "w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["model", "method", *cols])
+        w.writerow(["model", "method", *csv_cols])
         for row in table:
-            w.writerow([STAND_IN_MODEL, row["arm"], *("" if row[c] is None else row[c] for c in cols)])
+            w.writerow([model, row["arm"], *("" if row[c] is None else row[c] for c in csv_cols)])
     cell = lambda r, c: "—" if r[c] is None else f"{r[c]:.1f} ± {r[c + '_ci']:.1f}" if r[c + "_ci"] is not None else f"{r[c]:.1f}"
     lines = [f"Accuracy (%) of the final policies, mean ± 95% t half-interval over {n_seeds} seeds", "",
              "| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]

@@ -15,7 +15,7 @@ def test_bench_arm_writes_ratios(what, tmp_path, capsys):
     data = json.loads((tmp_path / f"{what}-cpu.json").read_text())
     assert data["machine"]["torch"] and data["machine"]["torch_threads"] >= 1
     if what == "rl-step":
-        assert data["ours_over_trl"] > 0
+        assert data["ours_over_trl"] > 0 and data["ours_over_trl_cpu"] > 0 and data["ours"]["step_cpu_s"] > 0
         assert data["ours"]["response_tok_s"] > 0 and data["trl"]["response_tok_s"] > 0
         assert 0 < data["ours"]["response_length"] <= 4
     else:
@@ -32,3 +32,14 @@ def test_bench_arm_writes_ratios(what, tmp_path, capsys):
             assert chunked["memory_over_unchunked"] > 0 and chunked["time_over_unchunked"] > 0
             assert chunked["entropy_only_extra_over_logits"] < data["rows"][0]["entropy_only_extra_over_logits"]
     assert f"{what}-cpu.json" in capsys.readouterr().out
+
+
+def test_bench_small_step_writes_both_ratios(tmp_path, capsys):
+    assert main(["bench", "small-step", "--quick", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "small-step-cpu.json").read_text())
+    arms = data["rl_step"]["arms"]
+    assert list(arms) == ["float32 (before)", "bf16 autocast (preset)"]
+    assert all(len(a["step_s"]) == 2 and min(a["step_s"]) > 0 and 0 < min(a["response_length"]) for a in arms.values())
+    assert data["rl_step"]["speedup"] > 0 and data["update"]["bf16_speedup"] > 0
+    assert set(data["update"]["seconds"]) == {"float32", "bf16 autocast"}
+    assert "small-step-cpu.json" in capsys.readouterr().out

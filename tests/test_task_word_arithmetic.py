@@ -54,6 +54,17 @@ def test_chat_prompts_wrap_every_prompt_and_keep_the_rest():
     assert chat.reward_batch == task.reward_batch
 
 
+def test_chat_prompts_put_the_system_turn_first_when_given():
+    tok = char_tokenizer("0123456789+-=? abcdefghijklmnopqrstuvwxyzW.")
+    tok.chat_template = ("{% for m in messages %}<{{ m['role'][0] }}>{{ m['content'] }}{% endfor %}"
+                         "{% if add_generation_prompt %}<a>{% endif %}")
+    task = make_task("word_arithmetic", holdout=8)
+    first = task.validation[0].prompt
+    assert ChatPrompts(task, tok).validation[0].prompt == f"<u>{first}<a>"
+    assert ChatPrompts(task, tok, system="").validation[0].prompt == f"<s><u>{first}<a>"
+    assert ChatPrompts(task, tok, system="Be brief.").validation[0].prompt == f"<s>Be brief.<u>{first}<a>"
+
+
 def test_chat_needs_a_template_and_a_pretrained_model():
     with pytest.raises(UserError, match="no chat template"):
         ChatPrompts(make_task("word_arithmetic", holdout=8), char_tokenizer("0123"))

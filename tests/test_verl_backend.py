@@ -203,3 +203,20 @@ def test_cli_dry_run_prints_one_shell_quoted_line(capsys):
     argv = shlex.split(out[0])
     assert argv[2:5] == ["python3", "-m", "verl.trainer.main_ppo"] and "trainer.logger=[console,file]" in argv
     assert main(["fig1", "--backend", "verl", "--dry-run"]) == 2  # the tiny tier is not expressible
+
+
+def test_fig11_paper_launch_composes_with_reward_checkpoints_and_seven_val_files(tmp_path):
+    """The keys this launch adds (custom_reward_function, trainer.default_local_dir, a list of val files) are
+    verl's own: composed against its config, they land where verl reads them."""
+    _verl_config_dir()
+    cmd = launch_command(find_spec("fig11"), "paper", variant="kl_cov", seed=2, log_path=tmp_path / "log.jsonl",
+                         data_dir=tmp_path, checkpoint_dir=str(tmp_path / "ckpt"))
+    cfg = _compose(cmd[5:])
+    assert cfg.custom_reward_function.name == "compute_score"
+    assert cfg.custom_reward_function.path.endswith("replicate/backends/verl/reward.py")
+    assert cfg.trainer.default_local_dir == str(tmp_path / "ckpt") and cfg.trainer.resume_mode == "auto"
+    assert [Path(f).parent.name for f in cfg.data.val_files] == ["aime24", "aime25", "amc23", "math500", "omni_math",
+                                                                 "olympiadbench", "minerva_math"]
+    assert cfg.data.seed == 2 and cfg.actor_rollout_ref.actor.policy_loss.loss_mode == "kl_cov"
+    # seeds independent all the way down: the data order, vLLM's sampling and the mini-batch split
+    assert cfg.actor_rollout_ref.rollout.seed == 2 and cfg.actor_rollout_ref.actor.data_loader_seed == 2

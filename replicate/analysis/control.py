@@ -9,7 +9,10 @@ Definitions (all from metrics.jsonl of the rl runner):
 - final entropy: the mean entropy of the last SMOOTH steps; initial entropy: the mean of the first SMOOTH;
 - final accuracy: the mean of the last FINAL_EVALS validation evaluations (val_acc);
 - level accuracy: val_acc_L<level> at the last step (the final policy on each difficulty level of the
-  validation set); acc_avg is the unweighted mean over the levels, as a benchmark table's average.
+  validation set); acc_avg is the unweighted mean over the levels, as a benchmark table's average. A run with
+  per-benchmark accuracies instead (verl's, imported: val_acc@<benchmark>, and after the last update
+  val_acc_after_last_step@<benchmark>) gets the last validation's per benchmark (acc@<benchmark>), averaged
+  the same way.
 """
 from __future__ import annotations
 
@@ -23,6 +26,9 @@ REFERENCE = "grpo"
 SMOOTH = 5
 FINAL_EVALS = 3
 LEVELS = tuple(range(1, 7))
+# verl runs' per-benchmark accuracies (their parquet data_source names: `python -m replicate data`)
+from evaluators.lmeval import BENCHMARKS  # noqa: E402
+BENCHMARK_KEYS = tuple(BENCHMARKS)
 
 
 def _entropy(rows) -> np.ndarray:
@@ -44,18 +50,30 @@ def _levels(rows) -> dict:
     return {int(k.removeprefix("val_acc_L")): v for k, v in last.items() if k.startswith("val_acc_L")}
 
 
+def _benchmarks(rows) -> dict:
+    """{benchmark: accuracy} of the last validation with per-benchmark accuracies (after the last step first)."""
+    for prefix in ("val_acc_after_last_step@", "val_acc@"):
+        for row in reversed(rows):
+            found = {k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)}
+            if found:
+                return found
+    return {}
+
+
 def summary(rows) -> dict:
     """One run's own numbers."""
     h = _entropy(rows)
     levels = _levels(rows)
+    benches = {} if levels else _benchmarks(rows)
     out = {"entropy_start": float(h[:SMOOTH].mean()), "entropy_end": float(h[-SMOOTH:].mean()),
            "entropy_min_smoothed": float(_smoothed(h).min()), "entropy_max_smoothed": float(_smoothed(h).max()),
            "acc_end": _final_acc(rows),
            "response_length_end": float(np.mean([r["response_length"] for r in rows[-SMOOTH:]])),
-           "acc_avg": float(np.mean(list(levels.values()))) if levels else math.nan}
+           "acc_avg": float(np.mean(list((levels or benches).values()))) if levels or benches else math.nan}
     for lv in LEVELS:
         if lv in levels:
             out[f"acc_L{lv}"] = levels[lv]
+    out.update({f"acc@{b}": v for b, v in sorted(benches.items()) if b in BENCHMARK_KEYS})
     return out
 
 
@@ -90,9 +108,7 @@ def arm_compare(runs: dict) -> dict:
                     "entropy_end_over_ref_end": math.nan if nan else own["entropy_end"] / base["entropy_end"],
                     "acc_end_minus_ref": math.nan if nan else own["acc_end"] - base["acc_end"],
                     "acc_avg_minus_ref": math.nan if nan else own["acc_avg"] - base["acc_avg"]}
-            for lv in LEVELS:
-                if f"acc_L{lv}" in own:
-                    vals[f"acc_L{lv}"] = own[f"acc_L{lv}"]
+            vals.update({k: v for k, v in own.items() if k.startswith(("acc_L", "acc@"))})
             for key, val in vals.items():
                 record(per_seed, key, variant, val)
         pooled[variant] = {"reference_arm": ref_name}
@@ -101,13 +117,14 @@ def arm_compare(runs: dict) -> dict:
 
 def level_table(per_seed: dict, arms: list[str]) -> list[dict]:
     """One row per arm: the mean over seeds of each level's accuracy and of their average, in percent, with
-    the seeds' 95% t half-interval (columns <level>_ci)."""
+    the seeds' 95% t half-interval (columns <level>_ci); per benchmark instead when the runs have those."""
     from replicate.analysis.stats import mean_ci
     levels = [f"acc_L{lv}" for lv in LEVELS if f"acc_L{lv}" in per_seed]
+    levels += sorted(k for k in per_seed if k.startswith("acc@"))
     rows = []
     for arm in arms:
         row = {"arm": arm}
-        for key, col in [*((k, k.removeprefix("acc_")) for k in levels), ("acc_avg", "average")]:
+        for key, col in [*((k, k.removeprefix("acc_").removeprefix("acc@")) for k in levels), ("acc_avg", "average")]:
             m, lo, hi = mean_ci(per_seed.get(key, {}).get(arm, []))
             row[col] = round(100 * m, 2) if math.isfinite(m) else None
             row[f"{col}_ci"] = round(100 * (hi - m), 2) if math.isfinite(hi) else None
@@ -117,7 +134,7 @@ def level_table(per_seed: dict, arms: list[str]) -> list[dict]:
 
 METRICS = ("entropy_end", "entropy_start", "acc_end", "response_length_end", "acc_avg", "entropy_max_over_start",
            "entropy_min_minus_ref_final", "entropy_end_over_ref_end", "acc_end_minus_ref", "acc_avg_minus_ref",
-           *(f"acc_L{lv}" for lv in LEVELS))
+           *(f"acc_L{lv}" for lv in LEVELS), *(f"acc@{b}" for b in BENCHMARK_KEYS))
 
 
 TOP_GROUPS = (("top 0.02%", "cov_top_0p02"), ("top 0.2%", "cov_top_0p2"), ("top 2%", "cov_top_2p0"),

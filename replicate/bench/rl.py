@@ -6,10 +6,13 @@ tokenizer) on fig1's task (last digit of a 2-digit product), 32 prompts x 8 resp
 tokens at temperature 1, one AdamW step per RL step (lr 7e-4, grad clip 1), clip 0.2, token-mean loss, no KL,
 and are scored by the task's own verifier (a response is right when it ends with EOS and is the answer).
 Per-step time is the median gap between consecutive step ends (the first step of TRL, which warms up, and our
-first and last steps, which also validate, are left out).
+first and last steps, which also validate, are left out), in wall seconds and in the process's CPU seconds (both
+sides run one thread: on a quiet machine the two agree; on a loaded one the CPU seconds are the steadier).
 """
 from __future__ import annotations
 
+import itertools
+import os
 import random
 import tempfile
 import time
@@ -37,10 +40,14 @@ def run_ours(cfg, seed: int) -> dict:
     ends = []
     with tempfile.TemporaryDirectory() as tmp:
         rows = train(Run(Path(tmp) / "run"), cfg, seed, Path(tmp) / "store", log=lambda *_: None,
-                     progress=lambda step, m: ends.append(time.perf_counter()))
-    gaps = [b - a for a, b in zip(ends, ends[1:])][:-1]  # step 1 .. steps-2 (0 and the last one validate)
-    return {"step_s": med(gaps), "response_length": sum(r["response_length"] for r in rows) / len(rows),
-            "steps_timed": len(gaps)}
+                     progress=lambda step, m: ends.append((time.perf_counter(), time.process_time())))
+    return {**_step_times(ends[:-1]), "response_length": sum(r["response_length"] for r in rows) / len(rows)}
+
+
+def _step_times(ends: list[tuple[float, float]]) -> dict:
+    """Median wall and CPU seconds between consecutive (wall, cpu) step ends."""
+    gaps = [(b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(ends)]
+    return {"step_s": med([w for w, _ in gaps]), "step_cpu_s": med([c for _, c in gaps]), "steps_timed": len(gaps)}
 
 
 def run_trl(cfg, seed: int) -> dict:
@@ -68,7 +75,7 @@ def run_trl(cfg, seed: int) -> dict:
             self.t = []
 
         def on_step_end(self, *args, **kwargs):
-            self.t.append(time.perf_counter())
+            self.t.append((time.perf_counter(), time.process_time()))
     ends = Ends()
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -85,8 +92,12 @@ def run_trl(cfg, seed: int) -> dict:
         trainer.remove_callback(ProgressCallback)
         trainer.train()
     lengths = [r["completions/mean_length"] for r in trainer.state.log_history if "completions/mean_length" in r]
-    gaps = [b - a for a, b in zip(ends.t, ends.t[1:])]  # steps 1 .. steps-1 (step 0 warms up)
-    return {"step_s": med(gaps), "response_length": sum(lengths) / len(lengths), "steps_timed": len(gaps)}
+    return {**_step_times(ends.t), "response_length": sum(lengths) / len(lengths)}  # steps 1 .. (0 warms up)
+
+
+def _row(name, r, speedup, speedup_cpu) -> list:
+    return [name, round(r["step_s"], 3), round(r["step_cpu_s"], 3), round(r["samples_s"]), round(r["response_tok_s"]),
+            round(r["response_length"], 2), round(speedup, 2), round(speedup_cpu, 2)]
 
 
 def need_trl():
@@ -124,23 +135,26 @@ def bench_rl_step(args) -> dict:
     for name, rs in runs.items():
         step_s = med([x["step_s"] for x in rs])
         length = sum(x["response_length"] for x in rs) / len(rs)
-        res[name] = {"step_s": step_s, "response_length": length, "samples_s": rows / step_s,
+        res[name] = {"step_s": step_s, "step_cpu_s": med([x["step_cpu_s"] for x in rs]), "response_length": length,
+                     "samples_s": rows / step_s,
                      "response_tok_s": rows * length / step_s, "runs": rs}
     payload = {"config": {"prompts_per_step": prompts, "group_size": group, "max_new_tokens": NEW_TOKENS,
                           "steps_per_run": steps, "runs_per_arm": reps, "model": cfg.model.config,
                           "task": {"name": cfg.task.name, **cfg.task.params}},
                "ours": res["ours"], "trl": res["trl"], "ours_over_trl": res["trl"]["step_s"] / res["ours"]["step_s"],
+               "ours_over_trl_cpu": res["trl"]["step_cpu_s"] / res["ours"]["step_cpu_s"],
                "note": "per-step time = median gap between step ends; tokens/s counts response tokens "
                        "(rows x mean response length); both sides random-init, so lengths are near the cap"}
     path = write_json("rl-step", device, {**payload, "machine": info}, getattr(args, "out", None))
     import trl
-    print(table(f"rl-step on {device} ({info['torch_threads']} thread(s)): fig1 tiny testbed, {prompts} prompts x "
-                f"{group}, <= {NEW_TOKENS} new tokens, 1 update/step, {steps} steps x {reps} runs per arm",
-                ["trainer", "s/step", "samples/s", "resp tokens/s", "mean resp len", "ours speedup"],
-                [["ours (replicate.runners.rl.trainer)", round(res["ours"]["step_s"], 3), round(res["ours"]["samples_s"]),
-                  round(res["ours"]["response_tok_s"]), round(res["ours"]["response_length"], 2),
-                  round(payload["ours_over_trl"], 2)],
-                 [f"TRL {trl.__version__} GRPOTrainer", round(res["trl"]["step_s"], 3), round(res["trl"]["samples_s"]),
-                  round(res["trl"]["response_tok_s"]), round(res["trl"]["response_length"], 2), 1.0]])
+    load = os.getloadavg()[0]
+    print(table(f"rl-step on {device} ({info['torch_threads']} thread(s), load {load:.1f} on {os.cpu_count()} CPUs): "
+                f"fig1 tiny testbed, {prompts} prompts x {group}, <= {NEW_TOKENS} new tokens, 1 update/step, "
+                f"{steps} steps x {reps} runs per arm",
+                ["trainer", "s/step", "CPU s/step", "samples/s", "resp tokens/s", "mean resp len", "ours speedup",
+                 "(CPU s)"],
+                [_row("ours (replicate.runners.rl.trainer)", res["ours"], payload["ours_over_trl"],
+                      payload["ours_over_trl_cpu"]),
+                 _row(f"TRL {trl.__version__} GRPOTrainer", res["trl"], 1.0, 1.0)])
           + f"\n  -> {path}")
     return payload

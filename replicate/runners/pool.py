@@ -238,8 +238,8 @@ def kept(run, total: int) -> str:
 
 
 def parallel_workers(pending) -> int:
-    """How many processes train at once: $REPLICATE_WORKERS, else one per CPU core (at most one per seed) for
-    tiny models on a CPU-only machine outside `accelerate launch`, else 1."""
+    """How many processes train at once: $REPLICATE_WORKERS, else one per CPU core (at most one per seed) on a
+    CPU-only machine outside `accelerate launch` (tiny and pretrained models alike), else 1."""
     from replicate.paths import world_size
     if world_size() > 1:  # under `accelerate launch` the processes share each run; no pool on top
         return 1
@@ -248,6 +248,6 @@ def parallel_workers(pending) -> int:
     import torch
     if torch.cuda.is_available():
         return 1
-    if not pending or any(c.model.kind != "tiny" for _, c, _, _ in pending):
+    if not pending:
         return 1
     return max(1, min(os.cpu_count() or 1, len({s for _, _, s, _ in pending})))

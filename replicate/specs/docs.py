@@ -71,6 +71,11 @@ FIELD_NOTES = {
         "gguf_file": "The GGUF file inside a hub repo named by `path`.",
         "dtype": "torch dtype of the weights (`float32`, `bfloat16`, ...).",
         "chat": "pretrained chat models only: wrap every prompt in the tokenizer's chat template (one user turn and the generation prompt).",
+        "system": "with `chat`: the text of the system turn (`\"\"`: an empty one, the shortest prompt SmolLM2's "
+                  "template allows); unset: the template's default system turn.",
+        "autocast": "`bf16`: forward passes (rollout, log-probs, update) run under bfloat16 autocast, CPU or CUDA; "
+                    "weights, gradients and optimizer state stay float32, and the LM head, log-probs and entropy "
+                    "are computed in float32. `off` (default): float32 throughout.",
     },
     "TaskSpec": {
         "name": "A registered task (see Tasks).",

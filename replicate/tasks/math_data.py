@@ -34,14 +34,18 @@ def load_records(source: str, split: str) -> list[dict]:
 class MathTask:
     alphabet = None  # pretrained tokenizers only
 
-    def __init__(self, train: str, validation: str | None = None, train_split: str = "train",
+    def __init__(self, train: str, validation: str | list[str] | None = None, train_split: str = "train",
                  validation_split: str = "test", holdout: int = 500, prompt: str = PROMPT):
         from evaluators.math import gold_answer, problem_text
         def to_problems(records):
             return [Problem(prompt.format(problem=problem_text(r)), gold_answer(r), int(r.get("level", 0) or 0)
                             if str(r.get("level", "0")).isdigit() else 0) for r in records]
         self.train = to_problems(load_records(train, train_split))
-        if validation:
+        if isinstance(validation, list):  # several benchmarks (names of evaluators.lmeval.BENCHMARKS or sources)
+            from evaluators.lmeval import BENCHMARKS
+            self.validation = [p for v in validation for p in to_problems(
+                load_records(*(BENCHMARKS[v][1:] if v in BENCHMARKS else (v, validation_split))))[:holdout]]
+        elif validation:
             self.validation = to_problems(load_records(validation, validation_split))[:holdout]
         else:  # hold out the tail of the training set
             self.validation, self.train = self.train[-holdout:], self.train[:-holdout]

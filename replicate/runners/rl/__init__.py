@@ -2,6 +2,7 @@
 extended with --resume, and trained side by side in worker processes for tiny models."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -63,13 +64,14 @@ def run_in_processes(spec, scale, pending, root, resume, workers, log):
     """Train the pending runs in `workers` processes, one seed's runs per job in order (the arms of a seed share
     its warm-up, so no two processes ever build the same warm-up), or one run per job once that seed's
     warm-up is cached. Tiny runs use one thread each, in or out of
-    a pool, so their numbers do not depend on the worker count."""
+    a pool, so their numbers do not depend on the worker count; other runs share the cores out evenly."""
     from replicate.runners.pool import Job, run_jobs
     from replicate.runners.rl.warmup import warmup_cached
+    threads = max(1, (os.cpu_count() or 1) // workers)
     jobs: dict[object, Job] = {}
     for variant, config, seed, run in pending:  # a seed whose warm-up is cached: its arms may run side by side
         key = (seed, variant) if warmup_cached(config, root, seed) else seed
-        job = jobs.setdefault(key, Job(_train_group, ([], str(root), resume)))
+        job = jobs.setdefault(key, Job(_train_group, ([], str(root), resume, threads)))
         job.args[0].append((variant, config.model_dump(), seed, str(run.path)))
         job.runs.append(run.path.name)
     total = sum(c.train.steps for _, c, _, _ in pending)
@@ -78,11 +80,13 @@ def run_in_processes(spec, scale, pending, root, resume, workers, log):
              desc=f"{spec.id} [{scale}] steps", log=tqdm.write)
 
 
-def _train_group(group, root, resume) -> list[str]:
+def _train_group(group, root, resume, threads: int = 1) -> list[str]:
     """A job's runs in order; on Ctrl-C, a line per run saying what it kept (the rest: not started)."""
+    import torch
     from replicate.config import RunConfig
     from replicate.runners.pool import kept, steps_done
     from replicate.runners.rl.trainer import train
+    torch.set_num_threads(threads)  # the trainer sets 1 for tiny models itself
     lines = []
     for i, (variant, config, seed, path) in enumerate(group):
         run, config = Run(Path(path)), RunConfig.model_validate(config)

@@ -2,9 +2,11 @@
 helpers that score responses under a policy, and the critic (a value model for GAE)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import os
+from types import MethodType
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
@@ -99,19 +101,20 @@ def load_pretrained(path: str, gguf_file: str | None = None, dtype: str = "float
 
 class ChatPrompts:
     """A task seen through a chat model's template: every prompt (training and validation) becomes one user turn
-    followed by the assistant's generation prompt, as the model was instruction-tuned to read it. Everything
-    else (rewards, levels, answers) is the task's own."""
+    followed by the assistant's generation prompt, as the model was instruction-tuned to read it. `system`: the
+    system turn's text ("" an empty turn); None leaves the template's default. Everything else (rewards, levels,
+    answers) is the task's own."""
 
-    def __init__(self, task, tokenizer):
+    def __init__(self, task, tokenizer, system: str | None = None):
         if not getattr(tokenizer, "chat_template", None):
-            from replicate.errors import UserError
             raise UserError("model.chat is set but the tokenizer has no chat template; remove model.chat")
         self.task, self.tokenizer = task, tokenizer
+        self.head = [] if system is None else [{"role": "system", "content": system}]
         self.validation = [self.wrap(p) for p in task.validation]
 
     def wrap(self, problem):
-        text = self.tokenizer.apply_chat_template([{"role": "user", "content": problem.prompt}], tokenize=False,
-                                                  add_generation_prompt=True)
+        text = self.tokenizer.apply_chat_template([*self.head, {"role": "user", "content": problem.prompt}],
+                                                  tokenize=False, add_generation_prompt=True)
         return dataclasses.replace(problem, prompt=text)
 
     def sample(self, n, rng):
@@ -119,6 +122,35 @@ class ChatPrompts:
 
     def __getattr__(self, name):  # reward, reward_batch, alphabet, ...
         return getattr(self.task, name)
+
+
+def autocast_forward(model, mode: str, device_type: str):
+    """With mode 'bf16', every forward pass of `model` runs under bfloat16 autocast (matmuls in bf16; weights,
+    gradients and optimizer state stay float32) and its LM head in float32, so the logits behind log-probs and
+    entropy are not rounded to bf16 (a logit near 20 would move by up to 0.06 nats). 'off': the model as it is.
+    The forwards are bound methods of this instance, so copy.deepcopy gives a copy that does the same."""
+    if mode == "off":
+        return model
+    model.autocast_device = device_type  # autocast_scope's cue
+    model.forward = MethodType(torch.autocast(device_type, dtype=torch.bfloat16)(type(model).forward), model)
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.forward = MethodType(_float32_linear, head)
+    return model
+
+
+def autocast_scope(model):
+    """An autocast region around many forwards of a model that autocasts, for sampling: inside one region torch
+    casts each weight to bf16 once (its autocast cache), not once per decoded token. Never around an optimizer
+    step, which would leave the cached casts stale."""
+    device = getattr(model, "autocast_device", None)
+    return torch.autocast(device, dtype=torch.bfloat16) if device else contextlib.nullcontext()
+
+
+def _float32_linear(self, x):
+    with torch.autocast(x.device.type, enabled=False):
+        bias = None if self.bias is None else self.bias.float()
+        return torch.nn.functional.linear(x.float(), self.weight.float(), bias)
 
 
 def cache_kwarg(model) -> str:
@@ -144,11 +176,52 @@ def forward_responses(model, prompt_ids, prompt_mask, responses, **kwargs):
 
 def response_logits(model, prompt_ids, prompt_mask, responses, temperature):
     """Next-token logits / temperature at each response position, [B, T, V] (the LM head runs on those
-    positions only, not on the prompt's)."""
+    positions only, not on the prompt's). Rows that repeat the previous row's prompt (a GRPO group) share one
+    pass over it (shared_prompt_logits)."""
     T = responses.shape[1]
-    logits = forward_responses(model, prompt_ids, prompt_mask, responses, **last_logits_only(model, T + 1)).logits
-    logits = logits[:, -T - 1:-1].float()
+    first, inverse = shared_prompts(prompt_ids, prompt_mask)
+    ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)  # one forward per backward there
+    if len(first) < len(prompt_ids) and T > 1 and not ddp:
+        logits = shared_prompt_logits(model, prompt_ids[first], prompt_mask[first], inverse, responses)
+    else:
+        logits = forward_responses(model, prompt_ids, prompt_mask, responses, **last_logits_only(model, T + 1)).logits
+        logits = logits[:, -T - 1:-1]
+    logits = logits.float()
     return logits if temperature == 1 else logits / temperature
+
+
+def shared_prompts(prompt_ids, prompt_mask):
+    """(first row of each run of consecutive rows with equal prompt ids and mask, that run's index for every row).
+    The mask takes part: where pad = EOS, a real EOS and padding have the same id."""
+    if len(prompt_ids) < 2:
+        rows = torch.arange(len(prompt_ids), device=prompt_ids.device)
+        return rows, rows
+    _, inverse, counts = torch.unique_consecutive(torch.cat([prompt_ids, prompt_mask.to(prompt_ids.dtype)], dim=1),
+                                                  dim=0, return_inverse=True, return_counts=True)
+    return counts.cumsum(0) - counts, inverse
+
+
+def shared_prompt_logits(model, prompt_ids, prompt_mask, inverse, responses):
+    """Logits [B, T, V] at the response positions, each distinct prompt run once: its KV cache (and the logits
+    at its last position) are indexed out to the rows that share it, then the responses attend to it. The same
+    forward values as one pass over prompt + response per row; under autograd the prompt's gradient is summed
+    over the group before it reaches the weights (float rounding differs from the per-row pass)."""
+    pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=True,
+                **last_logits_only(model, 1))
+    cache = _cache_of(out)
+    cache.batch_select_indices(inverse)
+    T = responses.shape[1]
+    attn = torch.cat([prompt_mask[inverse], prompt_mask.new_ones(len(inverse), T - 1)], dim=1)
+    resp_pos = pos[inverse, -1:] + torch.arange(1, T, device=pos.device)
+    rest = model(input_ids=responses[:, :-1], attention_mask=attn, position_ids=resp_pos, use_cache=True,
+                 **{cache_kwarg(model): cache})
+    return torch.cat([out.logits[inverse, -1:], rest.logits], dim=1)
+
+
+def _cache_of(out):
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
 
 
 def response_logprobs(model, prompt_ids, prompt_mask, responses, temperature, with_entropy=False):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from replicate.engines import ENGINES
-from replicate.runners.rl.models import cache_kwarg, last_logits_only, response_logprobs
+from replicate.runners.rl.models import _cache_of, autocast_scope, cache_kwarg, last_logits_only, response_logprobs
 from replicate.tasks import Problem
 
 
@@ -72,6 +72,12 @@ def generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, eos_id
     Returns responses [B, T] (B = prompts x repeats, pad after EOS) and the response mask (1 up to and
     including EOS).
     """
+    with autocast_scope(model):  # a model that autocasts casts its weights once per call, not once per token
+        return _generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, eos_id, pad_id, generator,
+                         repeats)
+
+
+def _generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, eos_id, pad_id, generator, repeats):
     pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
     key = cache_kwarg(model)
     out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=True,
@@ -97,17 +103,12 @@ def generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, eos_id
         nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
         tokens.append(nxt)
         done = done | (nxt == eos_id)
-        if done.all():
+        if done.all() or t == max_new_tokens - 1:  # no forward for logits that nothing samples from
             break
         out = model(input_ids=nxt[:, None], attention_mask=attn[:, :P + t + 1], position_ids=next_pos,
                     use_cache=True, **{key: _cache_of(out)})
         next_pos = next_pos + 1
     return torch.stack(tokens, 1), torch.stack(valid, 1).float()
-
-
-def _cache_of(out):
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
 
 
 def score_responses(tokenizer, task, responses, response_mask, problems) -> list[float]:

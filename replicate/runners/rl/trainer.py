@@ -20,9 +20,10 @@ from replicate.algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covarianc
                                   token_rewards, top_fraction_means, value_loss)
 from replicate.errors import Interrupted
 from replicate.errors import UserError
-from replicate.runners.rl.models import ChatPrompts, Critic, non_embedding_params
+from replicate.runners.rl.models import ChatPrompts, Critic, autocast_forward, non_embedding_params
 from replicate.seeds import derive_seed
 from replicate.runners.rl.rollout import avg_at_k, make_generator, rollout
+from replicate.runners.rl.sharding import full_parameters, open_full_parameters
 from replicate.store import Run
 from replicate.tasks import make_task
 from replicate.runners.rl.warmup import base_policy
@@ -55,6 +56,7 @@ def setup(config, seed: int, store_root, run: Run, log=print) -> Learner:
     torch.manual_seed(seed)
     with accelerator.main_process_first():  # process 0 builds (and caches) the warm-up; the others load it
         model, tok = base_policy(config, store_root, seed, log=log)
+    model = autocast_forward(model, config.model.autocast, accelerator.device.type)  # the copies below inherit it
     alg, opt = config.algorithm, config.train.optimizer
     extra = {"betas": opt.betas} if opt.name == "adamw" else {}
     optimizer = (torch.optim.AdamW if opt.name == "adamw" else torch.optim.SGD)(
@@ -74,7 +76,7 @@ def setup(config, seed: int, store_root, run: Run, log=print) -> Learner:
     model, optimizer = accelerator.prepare(model, optimizer)
     task = make_task(config.task.name, **config.task.params)
     if config.model.chat:
-        task = ChatPrompts(task, tok)
+        task = ChatPrompts(task, tok, config.model.system)
     if ref_model is not None:
         ref_model = ref_model.to(accelerator.device)
     return Learner(accelerator, model, accelerator.unwrap_model(model), optimizer, tok,
@@ -179,6 +181,7 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         if step == 0:  # the model's size, for analyses across sizes (fig7)
             metrics["params_nonembed"] = non_embedding_params(learner.accelerator.unwrap_model(learner.policy))
         learner.policy.eval()
+        gathered = open_full_parameters(learner.model)  # FSDP: sample and score with full parameters (sharding.py)
         # -- validation of the policy about to be updated (so val_acc pairs with this step's entropy)
         if step % ev.every == 0 or step == tr.steps - 1:
             scores = avg_at_k(learner.policy, learner.tok, learner.task, val_problems, ev.k, ev.temperature, ro.max_new_tokens,
@@ -190,8 +193,11 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         metrics["time_rollout"] = time.time() - t_rollout
         mask = batch.response_mask
         rewards = token_rewards(batch.scores, mask)
+        # -- log-probs under the rollout policy (or left for the update's first forward: reuses_update_forward)
+        reuse = reuses_update_forward(learner, config)
         with torch.no_grad():
-            old_log_prob, entropy = batch.logprobs(learner.policy, with_entropy=True)
+            old_log_prob, entropy = ((torch.zeros_like(mask), torch.zeros_like(mask)) if reuse
+                                     else batch.logprobs(learner.policy, with_entropy=True))
             ref_log_prob = batch.logprobs(learner.ref_model)[0] if learner.ref_model is not None else None
             old_values = learner.critic(batch.prompt_ids, batch.prompt_mask, batch.responses) * mask if learner.critic else None
         if alg.kl_in_reward_coef:
@@ -201,9 +207,11 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         advantages, returns = ADVANTAGES[alg.advantage](rewards, mask, batch.index, **alg.advantage_params, **extra)
         probe = probe_states(learner, probe_problems, ro, seed, step) if probe_problems else None
         # -- PPO updates over mini-batches of whole groups
+        gathered.close()
         learner.policy.train()
         t_update = time.time()
-        update_stats = ppo_update(learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns)
+        update_stats = ppo_update(learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns,
+                                  entropy if reuse else None)
         metrics["time_update"] = time.time() - t_update
         # -- metrics of this step (rollout statistics are of the pre-update policy)
         metrics.update(rollout_metrics(batch, old_log_prob, entropy, advantages), **prm_stats)
@@ -226,14 +234,18 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
             progress(step, metrics)
 
 
-def ppo_update(learner: Learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns) -> list:
-    """ppo_epochs × ppo_mini_batches optimizer steps, each over whole groups; the critic steps alongside."""
+def ppo_update(learner: Learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns,
+               entropy=None) -> list:
+    """ppo_epochs × ppo_mini_batches optimizer steps, each over whole groups; the critic steps alongside.
+
+    With `entropy` given, the first mini-batch's forward, at the rollout policy, fills old_log_prob and entropy
+    (reuses_update_forward): log π_old = log π there, bit for bit."""
     alg, tr = config.algorithm, config.train
     loss_fn = POLICY_LOSSES[alg.policy_loss]
     params = dict(alg.policy_loss_params)
     if "generator" in inspect.signature(loss_fn).parameters:
         params["generator"] = learner.loss_gen
-    stats = []
+    stats, fill = [], entropy is not None
     for _epoch in range(tr.ppo_epochs):
         for mb in mini_batches(batch, tr.ppo_mini_batches):
             learner.optimizer.zero_grad()
@@ -241,7 +253,9 @@ def ppo_update(learner: Learner, config, batch, old_log_prob, advantages, ref_lo
             for pos in torch.arange(len(mb)).chunk(tr.micro_batches):
                 rows = mb[pos]
                 sub, m = batch.rows(rows), batch.response_mask[rows]
-                log_prob, ent = sub.logprobs(learner.model, with_entropy=bool(alg.entropy_coeff))
+                log_prob, ent = sub.logprobs(learner.model, with_entropy=bool(alg.entropy_coeff) or fill)
+                if fill:
+                    old_log_prob[rows], entropy[rows] = log_prob.detach(), ent.detach()
                 extra = {"selected": selected[pos]} if selected is not None else {}
                 pg_loss, s = loss_fn(old_log_prob[rows], log_prob, advantages[rows], m,
                                      loss_agg_mode=alg.loss_agg_mode, **params, **extra)
@@ -255,9 +269,30 @@ def ppo_update(learner: Learner, config, batch, old_log_prob, advantages, ref_lo
                 stats.append({**s, "pg_loss": pg_loss.item(), "loss": loss.item()})
             stats[-1]["grad_norm"] = float(learner.accelerator.clip_grad_norm_(learner.model.parameters(), tr.grad_clip))
             learner.optimizer.step()
+            fill = False  # the next mini-batch runs past the rollout policy
             if learner.critic is not None:
                 stats[-1]["vf_loss"] = critic_step(learner, config, batch.rows(mb), old_values[mb], returns[mb])
     return stats
+
+
+def reuses_update_forward(learner: Learner, config) -> bool:
+    """Whether the update's first forward gives the rollout policy's log-probs and entropy. It does where the update
+    is one mini-batch of the whole batch in one micro-batch: before any step, that is the very forward a separate
+    no-grad pass would run (same rows, same shapes, same policy), so log π_old = log π bit for bit
+    (tests/test_speed.py). Not where they are needed before the update (a KL penalty in the reward, a
+    mini-batch-wide token selection) or where train mode changes the forward (dropout). Smaller mini- or
+    micro-batches would score rows in other shapes, which may round differently: they keep the separate pass."""
+    alg, tr = config.algorithm, config.train
+    needs_first = alg.kl_in_reward_coef or (POLICY_LOSSES[alg.policy_loss].select is not None
+                                            and alg.cov_scope == "batch")
+    return tr.ppo_mini_batches == 1 and tr.micro_batches == 1 and not needs_first and not has_dropout(learner.policy)
+
+
+def has_dropout(model) -> bool:
+    """Whether train mode changes the model's forward: a dropout module or a dropout rate in its config above 0."""
+    p = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    p += [getattr(model.config, k, 0.0) or 0.0 for k in ("attention_dropout", "hidden_dropout", "dropout")]
+    return any(x > 0 for x in p)
 
 
 @torch.no_grad()
@@ -399,9 +434,10 @@ def probe_states(learner: Learner, problems, ro, seed: int, step: int):
 def entropy_change(learner: Learner, batch, entropy_before, probe) -> dict:
     """The exact entropy change of this step's update on its own rollout states and on the probe states."""
     learner.policy.eval()
-    after = batch.logprobs(learner.policy, with_entropy=True)[1]
     probe_batch, probe_before = probe
-    probe_after = probe_batch.logprobs(learner.policy, with_entropy=True)[1]
+    with full_parameters(learner.model):
+        after = batch.logprobs(learner.policy, with_entropy=True)[1]
+        probe_after = probe_batch.logprobs(learner.policy, with_entropy=True)[1]
     pm = probe_batch.response_mask
     return {"delta_entropy": masked_mean(after - entropy_before, batch.response_mask).item(),
             "probe_entropy": masked_mean(probe_before, pm).item(),

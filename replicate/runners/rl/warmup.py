@@ -32,7 +32,8 @@ def sft_batch(task, tokenizer, problems, rng, noise):
 
 
 def warmup_key(config, seed: int) -> str:
-    return digest({"model": config.model.model_dump(), "task": config.task.model_dump(),
+    # autocast acts after the warm-up (which runs in the model's dtype), so it does not key the warm-up
+    return digest({"model": config.model.model_dump(exclude={"autocast"}), "task": config.task.model_dump(),
                    "warmup": config.warmup.model_dump(), "seed": seed, "code": code_fingerprint()}, n=12)
 
 

