@@ -112,6 +112,30 @@ def cmd_reproduce(spec, args):
     print(f"wrote {res['out']}/{spec.id}.png, .pdf, claims.json, claims.md")
 
 
+def cmd_power(args):
+    """Seeds per claim for a decisive verdict, from a result's per-seed values (analysis/power.py)."""
+    import json
+    from replicate.analysis.power import power_table, power_text
+    from replicate.report.claims import judge_claims
+    from replicate.report.results import best_result
+    from replicate.specs import find_spec
+    spec = find_spec(args.spec)
+    if args.pilot is not None:
+        f = args.pilot / "claims.json"
+        if not f.exists():
+            raise UserError(f"--pilot {args.pilot}: no claims.json there; pass a result directory of {spec.id}")
+        result, source = json.loads(f.read_text()), str(args.pilot)
+    else:
+        result = best_result(spec.id, args.scale or spec.default_scale)
+        if result is None:
+            raise UserError(f"{spec.id} has no result at scale {args.scale or spec.default_scale}; run a pilot "
+                            f"(python -m replicate {spec.id} --seeds 3) or pass --pilot DIR")
+        source = f"{result['origin']} {result['dir']}"
+    # the spec's current claims, judged on the result's stored per-seed values
+    rows = judge_claims(spec.claims, result.get("per_seed", {}))
+    print(power_text(spec.id, f"{source}, seeds {result.get('seeds')}", power_table(rows)))
+
+
 def cmd_report(args):
     from replicate.summary import write_report
     path = write_report(args.out)
@@ -144,7 +168,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m replicate",
                                      description="Reproduce figures and claims of RL-for-reasoning papers.")
-    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,eval,bench,check,compare,data,<figure id>}")
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,eval,bench,check,compare,data,power,<figure id>}")
     sub.add_parser("list", help="every spec, its figure, scales and last result")
     p_run = sub.add_parser("run", help="reproduce a spec file anywhere")
     p_run.add_argument("spec", type=Path)
@@ -174,6 +198,10 @@ def main(argv=None) -> int:
                          help="auto: CPU, and the GPU where CUDA is present")
     p_bench.add_argument("--out", type=Path, help="where the JSON goes (default results/bench/; figures/bench/ holds the committed timings)")
     p_bench.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p_pow = sub.add_parser("power", help="seeds each claim needs for a decisive verdict, from a result or pilot")
+    p_pow.add_argument("spec")
+    p_pow.add_argument("--scale", help="the result's scale (default: the spec's default)")
+    p_pow.add_argument("--pilot", type=Path, help="a result directory (claims.json) to plan from instead")
     p_chk = sub.add_parser("check", help="compare results (CSV or dir with table.csv) with a paper's reported table")
     p_chk.add_argument("results", nargs="?", type=Path, help="CSV model,method,<benchmark>... or a dir holding table.csv")
     p_chk.add_argument("--against", help="reported table, e.g. entropy-mechanism/table2")
@@ -190,7 +218,8 @@ def main(argv=None) -> int:
     p_data.add_argument("--scale", default="paper", help="the scale whose sets to write (default paper)")
     p_data.add_argument("--from", dest="from_dir", type=Path, help="local <set>.jsonl/.json/.parquet files (else the hub)")
     p_data.add_argument("--out", type=Path, help="where the parquet files go (default $VERL_DATA_DIR or data/verl)")
-    if argv and argv[0] not in ("list", "run", "report", "eval", "bench", "check", "compare", "data", "-h", "--help"):
+    if argv and argv[0] not in ("list", "run", "report", "eval", "bench", "check", "compare", "data", "power",
+                                "-h", "--help"):
         p_fig = argparse.ArgumentParser(prog=f"python -m replicate {argv[0]}",
                                         description=f"Reproduce the figure and claims of spec {argv[0]!r}.")
         _add_run_options(p_fig)
@@ -231,6 +260,8 @@ def _dispatch(parser, args) -> int:
         cmd_eval(args)
     elif args.command == "bench":
         cmd_bench(args)
+    elif args.command == "power":
+        cmd_power(args)
     elif args.command == "check":
         from replicate.report.check import cli_check
         return cli_check(args)

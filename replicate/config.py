@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 import typing
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -203,6 +203,8 @@ class EvalSpec(Strict):
     n_prompts: int = Field(256, ge=1)
     k: int = Field(1, ge=1)
     temperature: float = Field(0.0, ge=0)
+    # the sharpening null: the base policy evaluated at step 0 at each of these temperatures (0 = greedy)
+    base_temperatures: list[Annotated[float, Field(ge=0)]] = []
 
 
 class RunConfig(Strict):

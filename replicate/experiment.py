@@ -83,10 +83,12 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
         if not is_main_process():  # under `accelerate launch`: process 0 alone analyses and writes the result
             return {"out": out, "claims": [], "analysis": None, "runs": None}
         runs = {v: {s: run.metrics() for s, run in by_seed.items()} for v, by_seed in store_runs.items()}
-        analysis = analyse(spec, runs)
-        paths = render(spec, runs, analysis, out, scale)
+        analysis = analyse(spec, runs, warmup_units(configs, runs))
         rows = judge_claims(spec.claims, analysis["per_seed"])
-        extra = {"kind": "full" if full else "smoke", "requested": requested,
+        health = health_section(spec, configs, runs) if configs and spec.runner == "rl" else None
+        analysis["health"] = (health or {}).get("arms", {})
+        paths = render(spec, runs, analysis, out, scale)
+        extra = {"health": health, "kind": "full" if full else "smoke", "requested": requested,
                  "provenance": result_provenance(spec, configs, store_runs), "pooled": analysis["pooled"],
                  "per_seed": analysis["per_seed"], "wall_time_s": time.time() - t0}
         write_claims(out, spec.id, scale, chosen, rows, extra)
@@ -135,10 +137,45 @@ def write_table(out: Path, table: list[dict], n_seeds: int, model: str = STAND_I
     (out / "table.md").write_text("\n".join(lines) + "\n")
 
 
-def analyse(spec: Spec, runs: dict) -> dict:
+def health_section(spec: Spec, configs: dict, runs: dict) -> dict:
+    """Per arm, which runs broke (runners/rl/health.py); when any did, the claims judged again without them (a
+    sensitivity line: the pre-registered verdicts stay those over all runs). A paired claim whose partner run
+    was dropped loses that seed (its NaN is left out here, never in the verdict)."""
+    from replicate.analysis.stats import _measured, mean_ci
+    from replicate.report.claims import verdict
+    from replicate.runners.rl.health import run_health
+    arms = run_health(runs, {v: c.rollout.max_new_tokens for v, c in configs.items()})
+    out = {"arms": arms, "sensitivity": []}
+    if not any(h["flagged"] for h in arms.values()):
+        return out
+    kept = {v: {s: r for s, r in seeds.items() if s not in arms[v]["flagged"]} for v, seeds in runs.items()}
+    try:
+        kept = {v: k for v, k in kept.items() if k}
+        again = judge_claims(spec.claims, analyse(spec, kept, warmup_units(configs, kept))["per_seed"])
+    except Exception as exc:  # an analysis that needs the dropped runs: say so rather than guess
+        out["sensitivity_error"] = f"{type(exc).__name__}: {exc}"
+        return out
+    for r in again:
+        v = _measured(r["values"])
+        m, lo, hi = mean_ci(v)
+        out["sensitivity"].append({"id": r["id"], "n": len(v), "mean": m, "ci95": [lo, hi],
+                                   "verdict": verdict(v, r["op"], r["threshold"], r["over"]) if v else "not measured"})
+    return out
+
+
+def warmup_units(configs: dict, runs: dict) -> dict | None:
+    """{variant: {seed: warm-up key}}: runs with one key share their warm-up (the same base policy), so they are
+    not independent units (fig2 counts one value per unit)."""
+    if not configs:
+        return None
+    from replicate.runners.rl.warmup import warmup_key
+    return {v: {s: warmup_key(configs[v], s) for s in seeds} for v, seeds in runs.items() if v in configs}
+
+
+def analyse(spec: Spec, runs: dict, units: dict | None = None) -> dict:
     analysis = {"per_seed": {}, "pooled": {}}
     for name in spec.analyses:
-        res = ANALYSES[name](runs)
+        res = ANALYSES[name](runs, units)
         if any(len(row) > 3 for row in res.get("table", [])):  # a table with columns beyond the average
             analysis["table"] = res["table"]
         analysis["per_seed"].update(res["per_seed"])

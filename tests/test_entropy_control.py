@@ -124,8 +124,8 @@ def test_arm_compare_pairs_seeds_against_grpo():
                        1: _rows(flat(0.4), [0.2, 0.4, 0.4, 0.4], {1: 0.6, 2: 0.4, 3: 0.2})}}
     out = ANALYSES["arm_compare"](runs)
     per = out["per_seed"]
-    assert per["entropy_min_minus_ref_final"]["kl_cov"] == pytest.approx([0.4, 0.2])
-    assert per["entropy_min_minus_ref_final"]["grpo"][0] == pytest.approx(0.0)
+    assert per["entropy_end_minus_ref_end"]["kl_cov"] == pytest.approx([0.4, 0.2])
+    assert per["entropy_end_minus_ref_end"]["grpo"] == pytest.approx([0.0, 0.0])  # the reference against itself: 0
     assert per["acc_end_minus_ref"]["kl_cov"] == pytest.approx([0.05, 0.0])
     assert per["entropy_end_over_ref_end"]["kl_cov"] == pytest.approx([5.0, 2.0])
     assert per["acc_avg"]["grpo"] == pytest.approx([0.3, 0.4])
@@ -204,6 +204,10 @@ def test_knob_trend_and_cov_top_read_the_logged_metrics():
     res = ANALYSES["cov_top"]({"grpo": {0: rows}})
     assert res["per_seed"]["cov_top_monotone"]["grpo"] == [1.0]
     assert res["per_seed"]["cov_top2_over_all"]["grpo"] == [pytest.approx(200.0)]
+    assert math.isnan(res["per_seed"]["cov_top2_minus_perm"]["grpo"][0])  # rows without the null: not measured
+    permuted = [{**r, "perm_cov_top_2p0": 1.5 + 0.1 * r["step"]} for r in rows]  # diffs 0.5, 0.4, 0.3, 0.2
+    res = ANALYSES["cov_top"]({"grpo": {0: permuted}})
+    assert res["per_seed"]["cov_top2_minus_perm"]["grpo"] == [pytest.approx(0.35)]
     assert res["pooled"]["grpo"]["table1"]["top 2%"] == pytest.approx(2.0)
 
 
@@ -212,3 +216,26 @@ def test_fig12_and_table1_reuse_fig11s_runs():
     fig12 = find_spec("fig12").variant_configs("tiny")
     assert {fig12[a].digest() for a in ("grpo", "r0.05", "k0.05")} <= fig11
     assert find_spec("table1").variant_configs("tiny")["grpo"].digest() in fig11
+
+
+def test_permutation_null_of_table1_can_fail_and_can_pass():
+    """Independent log-probs and advantages: the top-2% / all ratio is >= 10 anyway (the claim it replaces could
+    not fail), while the top-2% mean minus its permuted value is ~0; coupled ones (correlation 0.8) give > 0."""
+    import torch
+    from replicate.algorithms import permuted_top_fraction_means, top_fraction_means
+    g = torch.Generator().manual_seed(0)
+    lp, noise = torch.randn(64, 64, generator=g), torch.randn(64, 64, generator=g)
+    mask = torch.ones(64, 64)
+    diffs, top = {}, {}
+    for rho in (0.0, 0.8):
+        adv = rho * lp + (1 - rho ** 2) ** 0.5 * noise
+        real = top_fraction_means(lp, adv, mask)
+        perm = [permuted_top_fraction_means(lp, adv, mask, seed=s)["perm_cov_top_2p0"] for s in range(8)]
+        diffs[rho], top[rho] = real["cov_top_2p0"] - sum(perm) / len(perm), real["cov_top_2p0"]
+        if rho == 0.0:
+            assert abs(real["cov_top_2p0"] / real["cov_all"]) >= 10
+    assert abs(diffs[0.0]) < 0.15 * top[0.0] and diffs[0.8] > 1.0
+    a = permuted_top_fraction_means(lp, noise, mask, seed=3)
+    assert a == permuted_top_fraction_means(lp, noise, mask, seed=3)
+    assert a != permuted_top_fraction_means(lp, noise, mask, seed=4)
+    assert a["perm_cov_all"] == pytest.approx(top_fraction_means(lp, noise, mask)["cov_all"], abs=0.05)

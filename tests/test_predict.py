@@ -81,10 +81,37 @@ def test_size_trend_predicts_a_log_linear_largest_size_and_beats_the_mean():
             for i, n in enumerate(sizes)}
     per = size_trend(runs)["per_seed"]
     assert per["a_in_interval"]["all"] == [1.0, 1.0] and per["b_in_interval"]["all"] == [1.0, 1.0]
+    assert per["a_predicted_informatively"]["all"] == [1.0, 1.0]  # a narrow interval, far from the mean
     assert all(v < 0 for v in per["a_trend_minus_mean_abs_error"]["all"])
+
+
+def test_size_trend_no_size_dependence_is_not_predicted_informatively():
+    """a does not depend on size: the held-out value falls inside a wide interval (in_interval passes, as it
+    would for any noisy family), but the interval covers the smaller sizes' mean, so the informative claim fails."""
+    sizes = [1e4, 3e4, 1e5, 3e5, 1e6]
+    jitter = {1e4: 0.02, 3e4: -0.03, 1e5: 0.01, 3e5: -0.01, 1e6: 0.0}
+    runs = {f"s{i}": {s: law_run(a=0.3 + jitter[n] + 0.01 * s, b=1.2, noise=0.001, seed=s, size=n) for s in range(2)}
+            for i, n in enumerate(sizes)}
+    per = size_trend(runs)["per_seed"]
+    assert per["a_in_interval"]["all"] == [1.0, 1.0]
+    assert per["a_predicted_informatively"]["all"] == [0.0, 0.0]
     assert all(v < 0.02 for v in per["a_trend_abs_error"]["all"])
 
 
 def test_size_trend_without_sizes_says_what_is_missing():
     with pytest.raises(ValueError, match="params_nonembed"):
         size_trend({"s": {0: law_run()}})
+
+
+def test_shares_per_run_counts_a_shared_warmup_once():
+    """Two arms on one warm-up (seed 0) are one unit: their mean; a third arm with its own warm-up is another."""
+    from replicate.analysis import ANALYSES
+    runs = {"x": {0: law_run(seed=0), 1: law_run(seed=1)}, "y": {0: law_run(seed=2)}}
+    units = {"x": {0: "w0", 1: "w1"}, "y": {0: "w0"}}
+    per = ANALYSES["shares_per_run"](runs, units)["per_seed"]
+    key = "entropy_final_over_initial"
+    assert len(per[key]["all"]) == 3 and len(per[key]["unit"]) == 2
+    x0, x1, y0 = per[key]["x"][0], per[key]["x"][1], per[key]["y"][0]
+    assert sorted(per[key]["unit"]) == pytest.approx(sorted([(x0 + y0) / 2, x1]))
+    # without units every run is its own unit
+    assert len(ANALYSES["shares_per_run"](runs)["per_seed"][key]["unit"]) == 3

@@ -101,3 +101,44 @@ def test_missing_model_path_is_a_user_error():
     from replicate.runners.rl.models import load_pretrained
     with pytest.raises(UserError, match="does not exist; fix model.path"):
         load_pretrained("/nonexistent/model/dir")
+
+
+def test_tuning_seeds_are_never_judged_in_any_shipped_spec():
+    """Every shipped spec loads, so none judges a seed it was tuned on (load_spec refuses that); the DAST specs
+    name seed 100, the one docs/testbed/dast.md tuned on."""
+    from replicate.runners import RUNNERS
+    for path in set(all_specs().values()):
+        spec = load_spec(path)
+        scales = [spec.default_scale, *spec.scales]
+        judged = ({s for scale in scales for c in spec.variant_configs(scale).values() for s in c.seeds}
+                  if RUNNERS[spec.runner].trains else set(spec.runner_params.get("seeds", [0, 1, 2])))
+        assert not set(spec.tuning_seeds) & judged, path
+    for name in ("dast-table1", "dast-levels", "dast-ablation"):
+        assert find_spec(name).tuning_seeds == [100]
+
+
+def test_a_tuning_seed_that_is_judged_is_refused_at_its_line(tmp_path):
+    from conftest import TINY_SPEC
+    path = tmp_path / "t.yaml"
+    path.write_text(TINY_SPEC + "tuning_seeds: [1, 100]\n")
+    with pytest.raises(UserError) as err:
+        load_spec(path)
+    line = TINY_SPEC.count("\n") + 1
+    assert str(err.value).startswith(f"{path}:{line}: tuning_seeds: seeds [1] are tuning seeds and also judged")
+    path.write_text(TINY_SPEC + "tuning_seeds: [100]\n")
+    assert load_spec(path).tuning_seeds == [100]
+
+
+def test_a_control_row_must_use_the_rule_of_the_claim_it_controls(tmp_path):
+    from conftest import TINY_SPEC
+    ctrl = ('  - {id: c2, statement: "control", source: test, metric: entropy_final_over_initial, op: "<=", '
+            'threshold: 0.5, control_of: c1}\n')
+    path = tmp_path / "t.yaml"
+    path.write_text(TINY_SPEC + ctrl)
+    with pytest.raises(UserError, match="a control is judged by the same rule as 'c1'; set op '<=', threshold 1.0"):
+        load_spec(path)
+    path.write_text(TINY_SPEC + ctrl.replace("c1}", "nope}"))
+    with pytest.raises(UserError, match="control_of names no claim"):
+        load_spec(path)
+    path.write_text(TINY_SPEC + ctrl.replace("0.5", "1.0"))
+    assert load_spec(path).claims[1].control_of == "c1"

@@ -58,3 +58,17 @@ def top_fraction_means(log_prob: torch.Tensor, advantages: torch.Tensor, respons
         out[f"cov_q{q}"] = torch.quantile(cov, q / 100).item()
     out["cov_max"] = ranked[0].item()
     return out
+
+
+def permuted_top_fraction_means(log_prob: torch.Tensor, advantages: torch.Tensor, response_mask: torch.Tensor,
+                                seed: int, percents: Sequence[float] = TOP_PERCENTS) -> dict:
+    """Table 1's permutation null: `top_fraction_means` with the valid tokens' advantages shuffled within the
+    batch (one permutation, from `seed`), which keeps both marginals and breaks their coupling. Keys as
+    top_fraction_means' cov_top_<p> and cov_all, prefixed perm_."""
+    valid = response_mask.reshape(-1) > 0
+    adv = advantages.detach().reshape(-1).clone()
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(int(valid.sum()), generator=gen).to(adv.device)
+    adv[valid] = adv[valid][order]
+    out = top_fraction_means(log_prob, adv.reshape(advantages.shape), response_mask, percents)
+    return {f"perm_{k}": v for k, v in out.items() if k.startswith("cov_top_") or k == "cov_all"}

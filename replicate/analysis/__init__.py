@@ -21,6 +21,7 @@ from .dynamics import cov_dynamics, lemma_exact, lemma_lm
 from .fits import ExpLawFit, early_prediction, early_shares, eval_points, fit_exp_law, law_vs_linear
 from .predict import (EARLY_CURVE_METRICS, LAW_PER_RUN_METRICS, SHARES_METRICS, SIZE_TREND_METRICS,
                       early_curve, law_per_run, shares_per_run, size_trend)
+from .sharpening import METRICS as SHARPENING_METRICS, sharpening
 
 
 def exp_law(runs: dict) -> dict:
@@ -82,8 +83,11 @@ class Analysis:
     fn: Callable
     metrics: tuple[str, ...]
 
-    def __call__(self, runs: dict) -> dict:
-        out = self.fn(runs)
+    def __call__(self, runs: dict, units: dict | None = None) -> dict:
+        """units: {variant: {seed: warm-up key}}, passed to the analyses that take it (which runs are independent)."""
+        import inspect
+        out = self.fn(runs, units=units) if units is not None and "units" in inspect.signature(self.fn).parameters \
+            else self.fn(runs)
         unknown = set(out["per_seed"]) - set(self.metrics)
         if unknown:
             raise RuntimeError(f"analysis {self.fn.__name__} produced undeclared metrics {sorted(unknown)}")
@@ -117,6 +121,7 @@ ANALYSES = {
     "size_trend": Analysis(size_trend, SIZE_TREND_METRICS),
     "knob_trend": Analysis(knob_trend, ("plateau_rise", "plateau_spearman")),
     "selection_share": Analysis(selection_share, ("selected_share", "share_ratio_dev")),
+    "sharpening": Analysis(sharpening, SHARPENING_METRICS),
 }
 
 ANALYSES = Registry("analysis", ANALYSES)  # a second analysis under a taken name is an error

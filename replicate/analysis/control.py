@@ -84,8 +84,9 @@ def reference_arm(runs: dict) -> str:
 def arm_compare(runs: dict) -> dict:
     """Per arm and seed: its own summary, and its differences to the reference arm's run of the same seed.
 
-    entropy_min_minus_ref_final: the arm's minimum smoothed entropy over the whole run minus the reference's
-    final entropy (> 0: the arm stays above the level the reference ends at, all the way);
+    entropy_end_minus_ref_end: the arm's final entropy minus the reference's final entropy (> 0: the arm ends
+    above the level the reference collapses to; final minus final, so the reference against itself scores 0 —
+    a minimum of a noisy series minus a final mean would be biased low);
     entropy_end_over_ref_end: the ratio of final entropies; acc_end_minus_ref / acc_avg_minus_ref: accuracy
     differences (final validation accuracy; mean over the difficulty levels at the last step);
     entropy_max_over_start: the arm's peak smoothed entropy over its initial entropy (> 1: entropy grew;
@@ -104,7 +105,7 @@ def arm_compare(runs: dict) -> dict:
                     "acc_end": own["acc_end"], "response_length_end": own["response_length_end"],
                     "acc_avg": own["acc_avg"],
                     "entropy_max_over_start": own["entropy_max_smoothed"] / own["entropy_start"],
-                    "entropy_min_minus_ref_final": math.nan if nan else own["entropy_min_smoothed"] - base["entropy_end"],
+                    "entropy_end_minus_ref_end": math.nan if nan else own["entropy_end"] - base["entropy_end"],
                     "entropy_end_over_ref_end": math.nan if nan else own["entropy_end"] / base["entropy_end"],
                     "acc_end_minus_ref": math.nan if nan else own["acc_end"] - base["acc_end"],
                     "acc_avg_minus_ref": math.nan if nan else own["acc_avg"] - base["acc_avg"]}
@@ -133,7 +134,7 @@ def level_table(per_seed: dict, arms: list[str]) -> list[dict]:
 
 
 METRICS = ("entropy_end", "entropy_start", "acc_end", "response_length_end", "acc_avg", "entropy_max_over_start",
-           "entropy_min_minus_ref_final", "entropy_end_over_ref_end", "acc_end_minus_ref", "acc_avg_minus_ref",
+           "entropy_end_minus_ref_end", "entropy_end_over_ref_end", "acc_end_minus_ref", "acc_avg_minus_ref",
            *(f"acc_L{lv}" for lv in LEVELS), *(f"acc@{b}" for b in BENCHMARK_KEYS))
 
 
@@ -145,7 +146,11 @@ def cov_top(runs: dict) -> dict:
     """Table 1: per run, the mean over steps of each step's mean Cov_i over the top p% of its tokens (and over all
     tokens), logged by the trainer (covariance.top_fraction_means); cov_top_monotone = 1 when the six group
     means never increase from the top 0.02% down to all tokens and the first exceeds the last;
-    cov_top2_over_all = the top-2% mean over the all-token mean (how concentrated the covariance is).
+    cov_top2_over_all = the top-2% mean over the all-token mean (how concentrated the covariance is; large even
+    for independent log-probs and advantages, whose all-token mean is ~0, so no claim rests on it);
+    cov_top2_minus_perm = the mean over steps of the top-2% mean minus the same statistic with the advantages
+    shuffled within the batch (the trainer's perm_cov_top_2p0): > 0 when the tokens that carry the covariance do
+    so through the coupling of log-prob and advantage, not through the spread of either alone.
     pooled: the table (mean over seeds of each group) per arm."""
     per_seed, pooled = {}, {}
     for variant, seeds in runs.items():
@@ -157,12 +162,15 @@ def cov_top(runs: dict) -> dict:
             mono = all(a >= b for a, b in zip(means, means[1:])) and means[0] > means[-1]
             record(per_seed, "cov_top_monotone", variant, float(mono) if all(map(math.isfinite, means)) else math.nan)
             record(per_seed, "cov_top2_over_all", variant, means[2] / means[-1] if means[-1] else math.nan)
+            diffs = [r["cov_top_2p0"] - r["perm_cov_top_2p0"] for r in rows if "perm_cov_top_2p0" in r]
+            record(per_seed, "cov_top2_minus_perm", variant, float(np.mean(diffs)) if diffs else math.nan)
         pooled[variant] = {"table1": {label: float(np.mean(per_seed[f"mean_{key}"][variant]))
                                       for label, key in TOP_GROUPS}}
     return {"per_seed": per_seed, "pooled": pooled}
 
 
-COV_TOP_METRICS = (*(f"mean_{key}" for _, key in TOP_GROUPS), "cov_top_monotone", "cov_top2_over_all")
+COV_TOP_METRICS = (*(f"mean_{key}" for _, key in TOP_GROUPS), "cov_top_monotone", "cov_top2_over_all",
+                   "cov_top2_minus_perm")
 
 
 def knob_trend(runs: dict) -> dict:

@@ -46,19 +46,31 @@ LAW_PER_RUN_METRICS = ("fit_r2", "fit_a", "fit_b", "fit_ceiling", "exp_vs_linear
                        "exp_h_collinearity")
 
 
-def shares_per_run(runs: dict) -> dict:
-    """Share of the entropy drop and of the accuracy gain in the first third and in the first 1/12 (Fig. 2)."""
-    per_seed = {}
+UNIT = "unit"
+
+
+def shares_per_run(runs: dict, units: dict | None = None) -> dict:
+    """Share of the entropy drop and of the accuracy gain in the first third and in the first 1/12 (Fig. 2).
+
+    units ({variant: {seed: key}}, runs with one key share a warm-up): runs that share a warm-up are not
+    independent, so under the pseudo-arm "unit" each metric is the mean over the runs of one warm-up (one value
+    per independent unit); without units every run is its own unit."""
+    per_seed, by_unit = {}, {}
     for variant, seeds in runs.items():
-        for metrics in seeds.values():
+        for seed, metrics in seeds.items():
             third, twelfth = early_shares(metrics, 1 / 3), early_shares(metrics, 1 / 12)
-            _record_all(per_seed, variant, {
+            values = {
                 "entropy_drop_share_first_third": third["entropy_drop_share_first_third"],
                 "acc_gain_share_first_third": third["acc_gain_share_first_third"],
                 "entropy_drop_share_first_twelfth": twelfth["entropy_drop_share_first_third"],
                 "acc_gain_share_first_twelfth": twelfth["acc_gain_share_first_third"],
-                "entropy_final_over_initial": third["entropy_final_over_initial"]})
-    return {"per_seed": per_seed, "pooled": {}}
+                "entropy_final_over_initial": third["entropy_final_over_initial"]}
+            _record_all(per_seed, variant, values)
+            by_unit.setdefault((units or {}).get(variant, {}).get(seed, (variant, seed)), []).append(values)
+    for members in by_unit.values():
+        for key in members[0]:
+            record(per_seed, key, UNIT, float(np.mean([m[key] for m in members])))
+    return {"per_seed": per_seed, "pooled": {UNIT: {"runs_per_unit": sorted(len(m) for m in by_unit.values())}}}
 
 
 SHARES_METRICS = ("entropy_drop_share_first_third", "acc_gain_share_first_third", "entropy_drop_share_first_twelfth",
@@ -138,7 +150,9 @@ def _size_points(runs: dict) -> list[tuple[float, float, float]]:
 
 def size_trend(runs: dict) -> dict:
     """a and b against log10 size: a line fitted on every run of the smaller sizes predicts each run of the
-    largest size (held out) with a 95% prediction interval, against predicting the smaller sizes' mean (Fig. 7)."""
+    largest size (held out) with a 95% prediction interval, against predicting the smaller sizes' mean (Fig. 7).
+    <a|b>_predicted_informatively = 1 when the run's value lies inside the interval AND the interval excludes
+    the smaller sizes' mean (an uninformative interval, one covering the no-size-dependence prediction, scores 0)."""
     pts = np.array(_size_points(runs))
     largest = pts[:, 0].max()
     train, held = pts[pts[:, 0] < largest], pts[pts[:, 0] == largest]
@@ -151,12 +165,18 @@ def size_trend(runs: dict) -> dict:
         for value in held[:, col]:
             err, null = abs(value - pred), abs(value - train[:, col].mean())
             record(per_seed, f"{name}_in_interval", ALL, float(err <= half) if math.isfinite(half) else math.nan)
+            # informative: inside the interval, and the interval excludes the no-size-dependence prediction (the
+            # smaller sizes' mean), so an interval wide enough to cover every plausible value scores 0
+            informative = err <= half < abs(pred - train[:, col].mean())
+            record(per_seed, f"{name}_predicted_informatively", ALL,
+                   float(informative) if math.isfinite(half) else math.nan)
             record(per_seed, f"{name}_trend_abs_error", ALL, err)
             record(per_seed, f"{name}_trend_minus_mean_abs_error", ALL, err - null)
             record(per_seed, f"{name}_interval_half_width", ALL, half)
     return {"per_seed": per_seed, "pooled": {ALL: {"size_trend": trend}}}
 
 
-SIZE_TREND_METRICS = tuple(f"{n}_{k}" for n in ("a", "b") for k in ("in_interval", "trend_abs_error",
+SIZE_TREND_METRICS = tuple(f"{n}_{k}" for n in ("a", "b") for k in ("in_interval", "predicted_informatively",
+                                                                      "trend_abs_error",
                                                                       "trend_minus_mean_abs_error",
                                                                       "interval_half_width"))

@@ -13,7 +13,7 @@ import math
 import operator
 from pathlib import Path
 
-from replicate.analysis.stats import _measured, mean_ci  # noqa: F401  (claims judge with the analysis' interval)
+from replicate.analysis.stats import _measured, mean_ci, p_value  # noqa: F401  (claims judge with the analysis' interval)
 
 OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 
@@ -35,6 +35,38 @@ def verdict(values, op: str, threshold: float, over: str = "mean") -> str:
     return "inconclusive"
 
 
+def holm_reject(pvalues: list[float], alpha: float = 0.05) -> list[bool]:
+    """Holm's step-down: sort the m p-values ascending; reject the i-th smallest (1-based) while
+    p_(i) < alpha / (m - i + 1); from the first that is not, nothing more is rejected."""
+    order = sorted(range(len(pvalues)), key=lambda j: pvalues[j])
+    out = [False] * len(pvalues)
+    for rank, j in enumerate(order):
+        if not pvalues[j] < alpha / (len(pvalues) - rank):
+            break
+        out[j] = True
+    return out
+
+
+def holm(rows: list[dict], alpha: float = 0.05) -> list[str]:
+    """Each claim's verdict after a Holm correction over the family `rows` (one spec's claims).
+
+    The family is the claims judged on the mean, with their `p_value`s; a claim with an unmeasured seed counts
+    with p = 1 (it is inconclusive anyway). A rejected claim keeps its verdict (replicated or not replicated:
+    the interval's side); one not rejected becomes inconclusive. Claims over every run are no test of a mean and
+    keep their verdict.
+    """
+    family = [i for i, r in enumerate(rows) if r.get("over", "mean") == "mean"]
+    pv = []
+    for i in family:
+        p = p_value(rows[i]["values"], rows[i]["threshold"])
+        pv.append(1.0 if rows[i].get("unmeasured") or math.isnan(p) else p)
+    out = [r["verdict"] for r in rows]
+    for i, rejected in zip(family, holm_reject(pv, alpha)):
+        if not rejected:
+            out[i] = "inconclusive"
+    return out
+
+
 def worst(values, op: str) -> float:
     """The seed's value least favourable to the claim: the smallest for '>'/'>=', the largest for '<'/'<='."""
     measured = _measured(values)
@@ -51,10 +83,14 @@ def judge_claims(claims, per_seed: dict, variant: str = "main") -> list[dict]:
         m, lo, hi = mean_ci(values)
         rows.append({"id": c.id, "statement": c.statement, "source": c.source, "paper_value": c.paper_value,
                      "metric": c.metric, "op": c.op, "threshold": c.threshold, "threshold_reason": c.threshold_reason,
-                     "beats": c.beats, "over": c.over, "values": values, "unmeasured": len(values) - len(_measured(values)),
+                     "beats": c.beats, "over": c.over, "control_of": c.control_of,
+                     "values": values, "unmeasured": len(values) - len(_measured(values)),
                      "mean": m, "min": min(_measured(values), default=math.nan), "worst": worst(values, c.op),
                      "ci95": [lo, hi],
-                     "verdict": verdict(values, c.op, c.threshold, c.over)})
+                     "verdict": verdict(values, c.op, c.threshold, c.over),
+                     "p_value": p_value(values, c.threshold) if c.over == "mean" else math.nan})
+    for r, v in zip(rows, holm(rows)):
+        r["verdict_holm"] = v
     return rows
 
 
@@ -77,16 +113,22 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | None = None) -> str:
+def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | None = None,
+                    health: dict | None = None) -> str:
     lines = [f"# Claims of {spec_id} ({scale} scale)", "",
-             "| claim | paper | measured (per seed) | threshold | null it beats | verdict |", "|---|---|---|---|---|---|"]
+             "| claim | paper | measured (per seed) | threshold | null it beats | verdict | after Holm |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         per = ", ".join(_fmt(v) for v in r["values"])
         measured = (f"worst {_fmt(r.get('worst', r['min']))}" if r["over"] == "every" else
                     f"{_fmt(r['mean'])} [{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}]")
-        lines.append(f"| **{r['id']}**: {r['statement']} | {_fmt(r['paper_value'])} | {measured} ({per}) | "
+        name = f"**{r['id']}**" + (f" (control of {r['control_of']}: must not replicate)" if r.get("control_of") else "")
+        lines.append(f"| {name}: {r['statement']} | {_fmt(r['paper_value'])} | {measured} ({per}) | "
                      f"{r['metric']} {r['op']} {_fmt(r['threshold'])}{' in every run' if r['over'] == 'every' else ''} | "
-                     f"{r['beats'] or '-'} | {r['verdict']} |")
+                     f"{r['beats'] or '-'} | {r['verdict']} | {r.get('verdict_holm', r['verdict'])} |")
+    lines += ["", count_line(rows)]
+    if health:
+        lines += health_lines(health)
     lines += ["", "Thresholds and why:"] + [f"- {r['id']}: {r['threshold_reason'] or 'from the paper statement'} "
                                              f"(source: {r['source']})" for r in rows]
     if extra:
@@ -116,6 +158,41 @@ def smoke_name(scale: str, req: dict, key: str) -> str:
     return "-".join([scale, *(p[:24] for p in parts[:4]), key])
 
 
+def count_line(rows: list[dict]) -> str:
+    """'k of n replicated (k' after a Holm correction; j not replicated, j' after Holm)', claims and controls apart."""
+    claims = [r for r in rows if not r.get("control_of")]
+    controls = [r for r in rows if r.get("control_of")]
+
+    def n(group, key, v):
+        return sum(r.get(key, r["verdict"]) == v for r in group)
+    line = (f"{n(claims, 'verdict', 'replicated')} of {len(claims)} claims replicated "
+            f"({n(claims, 'verdict_holm', 'replicated')} after a Holm correction over this spec's claims, alpha 0.05); "
+            f"{n(claims, 'verdict', 'not replicated')} not replicated ({n(claims, 'verdict_holm', 'not replicated')} "
+            "after Holm).")
+    if controls:
+        line += (f" Controls (a null judged by a claim's own rule; each must come out not replicated): "
+                 f"{n(controls, 'verdict', 'not replicated')} of {len(controls)} not replicated "
+                 f"({n(controls, 'verdict_holm', 'not replicated')} after Holm).")
+    return line
+
+
+def health_lines(health: dict) -> list[str]:
+    """The run-health section: a stability row per arm, the flagged runs, and the claims without them."""
+    lines = ["", "Run health (a run is flagged when it stops emitting EOS, its accuracy falls to 0, or its entropy "
+             "rises above 1.5x its start: runners/rl/health.py):", "", "| arm | healthy seeds / seeds | flagged |",
+             "|---|---|---|"]
+    for arm, h in health.get("arms", {}).items():
+        flagged = "; ".join(f"seed {s}: {why}" for s, why in h["flagged"].items()) or "-"
+        lines.append(f"| {arm} | {h['healthy']} / {h['seeds']} | {flagged} |")
+    sens = health.get("sensitivity")
+    if sens:
+        lines += ["", "Sensitivity (claims stay judged over all runs, as pre-registered; here the same claims without "
+                  "the flagged runs): " + "; ".join(f"{s['id']} {s['verdict']} ({_fmt(s['mean'])} "
+                                                   f"[{_fmt(s['ci95'][0])}, {_fmt(s['ci95'][1])}], n={s['n']})"
+                                                   for s in sens) + "."]
+    return lines
+
+
 def provenance_line(payload: dict) -> str:
     """What a result is and where it came from, in one markdown line."""
     prov, req = payload.get("provenance", {}), payload.get("requested", {})
@@ -134,6 +211,6 @@ def write_claims(out: Path, spec_id: str, scale: str, seeds: list[int], rows: li
     out.mkdir(parents=True, exist_ok=True)
     payload = finite({"spec": spec_id, "scale": scale, "seeds": seeds, "claims": rows, **extra})
     (out / "claims.json").write_text(json.dumps(payload, indent=2, default=str, allow_nan=False))
-    md = claims_markdown(spec_id, scale, payload["claims"], payload.get("pooled"))
+    md = claims_markdown(spec_id, scale, payload["claims"], payload.get("pooled"), payload.get("health"))
     head, _, rest = md.partition("\n\n")
     (out / "claims.md").write_text(f"{head}\n\n{provenance_line(payload)}\n\n{rest}")

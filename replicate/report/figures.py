@@ -12,8 +12,8 @@ import numpy as np  # noqa: E402
 
 from replicate.registry import Registry  # noqa: E402
 from replicate.report.panels_predict import PREDICT_PANELS  # noqa: E402
-from replicate.report.plotting import (COLORS, _band, _legend_twin, _series, finish_law_axes, law_curve,  # noqa: E402
-                                       seeds_label)
+from replicate.report.plotting import (COLORS, _band, _legend_twin, _mark_flagged, _series, finish_law_axes,  # noqa: E402
+                                       law_curve, seeds_label)
 
 def panel_curves(ax, runs, analysis, title):
     """Entropy (left axis) and validation accuracy (right axis) over steps; bands span the seeds."""
@@ -22,6 +22,8 @@ def panel_curves(ax, runs, analysis, title):
         tag = "" if variant == "main" else f" ({variant})"
         s, ent = _series(seeds, "entropy")
         _band(ax, s, ent, COLORS[0 if len(runs) == 1 else i % len(COLORS)], "entropy" + tag)
+        _mark_flagged(ax, seeds, "entropy", analysis.get("health", {}).get(variant, {}).get("flagged", {}),
+                      COLORS[0 if len(runs) == 1 else i % len(COLORS)])
         s, acc = _series(seeds, "val_acc")
         _band(right, s, acc, COLORS[1 if len(runs) == 1 else i % len(COLORS)], "val accuracy" + tag)
         if len(runs) > 1:
@@ -40,6 +42,10 @@ def panel_law_fit(ax, runs, analysis, title):
             pts = [(m["entropy"], m["val_acc"]) for m in rows if "val_acc" in m]
             h, r = np.array(pts).T
             ax.scatter(h, r, s=10, alpha=0.6, color=COLORS[(i + j) % len(COLORS)], label=f"seed {seed}")
+            curve = analysis["pooled"].get(variant, {}).get("sharpened_curves", {}).get(seed)
+            if curve:  # the sharpening null: the base policy only cooled, no RL (analysis/sharpening.py)
+                ax.plot(*curve, ls="--", lw=1, color=COLORS[(i + j) % len(COLORS)],
+                        label="base, temperature lowered (no RL)" if j == 0 else None)
         fit = analysis["pooled"].get(variant, {}).get("exp_law_fit")
         allh = [m["entropy"] for rows in seeds.values() for m in rows if "val_acc" in m]
         law_curve(ax, fit, allh, color="black", label_of=lambda f: f"R = -{f['a']:.3g}·exp(H) + {f['b']:.3g}\n"
@@ -246,12 +252,14 @@ def panel_compression_by_level(ax, runs, analysis, title):
     ax.set_title(title)
 
 
-def _panel_arms(ax, runs, key, ylabel, title, log=False):
-    """`key` over steps, one colour per arm (mean over seeds, band min..max)."""
+def _panel_arms(ax, runs, key, ylabel, title, log=False, health=None):
+    """`key` over steps, one colour per arm (mean over seeds, band min..max); a run that broke is also drawn on
+    its own, dashed with x markers."""
     for i, (variant, seeds) in enumerate(runs.items()):
         steps, vals = _series(seeds, key)
         if len(steps):
             _band(ax, steps, vals, COLORS[i % len(COLORS)], variant)
+            _mark_flagged(ax, seeds, key, (health or {}).get(variant, {}).get("flagged", {}), COLORS[i % len(COLORS)])
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("RL step")
@@ -273,17 +281,18 @@ def panel_metric(ax, runs, analysis, title, metric: str = ""):
 
 def panel_arm_entropy(ax, runs, analysis, title):
     """Policy entropy over steps, one line per arm (mean over seeds, band min..max; log scale)."""
-    _panel_arms(ax, runs, "entropy", "policy entropy (nats / token, log scale)", title, log=True)
+    _panel_arms(ax, runs, "entropy", "policy entropy (nats / token, log scale)", title, log=True,
+                health=analysis.get("health"))
 
 
 def panel_arm_length(ax, runs, analysis, title):
     """Mean response length (tokens) over steps, one line per arm (mean over seeds, band min..max)."""
-    _panel_arms(ax, runs, "response_length", "response length (tokens)", title)
+    _panel_arms(ax, runs, "response_length", "response length (tokens)", title, health=analysis.get("health"))
 
 
 def panel_arm_accuracy(ax, runs, analysis, title):
     """Validation accuracy over steps, one line per arm (mean over seeds, band min..max)."""
-    _panel_arms(ax, runs, "val_acc", "validation accuracy", title)
+    _panel_arms(ax, runs, "val_acc", "validation accuracy", title, health=analysis.get("health"))
 
 
 def panel_level_bars(ax, runs, analysis, title):

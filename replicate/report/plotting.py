@@ -46,3 +46,12 @@ def finish_law_axes(ax, title: str):
     ax.set_ylabel("validation accuracy R")
     ax.legend(fontsize=7)
     ax.set_title(title)
+
+
+def _mark_flagged(ax, seeds: dict, key: str, flagged: dict, color):
+    """Draw each run that broke (runners/rl/health.py) on its own, dashed with x markers, labelled once."""
+    for i, seed in enumerate(s for s in seeds if s in flagged or str(s) in flagged):
+        steps, vals = _series({seed: seeds[seed]}, key)
+        if len(steps):
+            ax.plot(steps, vals[0], color=color, linestyle="--", marker="x", markersize=3, linewidth=0.8,
+                    label=f"flagged run (seed {seed})" if i == 0 else None)

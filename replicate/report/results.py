@@ -54,7 +54,9 @@ def best_result(spec_id: str, scale: str | None = None) -> dict | None:
 
 def describe(result: dict) -> str:
     """One line: 'k/n replicated (full result | reference | smoke run: ...), stale code' for list and report."""
-    n_ok = sum(c["verdict"] == "replicated" for c in result["claims"])
+    claims = [c for c in result["claims"] if not c.get("control_of")]
+    n_ok = sum(c["verdict"] == "replicated" for c in claims)
+    n_holm = sum(c.get("verdict_holm", c["verdict"]) == "replicated" for c in claims)
     if result["origin"] == "reference":
         label = "reference"
     elif result.get("kind", "full") == "full":
@@ -63,7 +65,7 @@ def describe(result: dict) -> str:
         req = result.get("requested", {})
         label = f"smoke run ({overrides_text(req)}) in {result['dir']}"
     stale = result.get("provenance", {}).get("code_fingerprint") not in (None, code_fingerprint())
-    return f"{n_ok}/{len(result['claims'])} replicated ({label}){', made by other code' if stale else ''}"
+    return f"{n_ok}/{len(claims)} replicated, {n_holm} after Holm ({label}){', made by other code' if stale else ''}"
 
 
 def last_result(spec_id: str, scale: str | None = None) -> str:

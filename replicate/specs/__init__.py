@@ -53,6 +53,7 @@ class ClaimSpec(Strict):
     threshold_reason: str = ""
     beats: str = ""                       # the null the claim beats, computed from the same runs
     over: Literal["mean", "every"] = "mean"  # judge the seeds' mean (t-interval) or every run
+    control_of: str = ""  # a control row: the claim `control_of` judged on a null's values; it must not replicate
 
 
 class PanelSpec(Strict):
@@ -121,6 +122,7 @@ class Spec(Strict):
 
     panels: list[PanelSpec] = []
     claims: list[ClaimSpec] = []
+    tuning_seeds: list[int] = []  # seeds used for any choice of testbed or hyperparameter: never judged
     path: str = ""
 
     @model_validator(mode="after")
@@ -133,7 +135,8 @@ class Spec(Strict):
             if set(panel.arms) - set(arms):
                 raise ValueError(f"panel {panel.kind!r} names arms {sorted(set(panel.arms) - set(arms))} the spec does "
                                  f"not have; it has {', '.join(arms)}")
-        arms = arms + ["all"] * bool(self.variants)  # `metric@all`: every run of every arm (analyses that record it)
+        # `metric@all`: every run of every arm; `metric@unit`: one value per warm-up (analyses that record them)
+        arms = arms + ["all", "unit"] * bool(self.variants)
         for i, claim in enumerate(self.claims):
             metric, _, arm = claim.metric.partition("@")
             if metric not in produced:
@@ -141,6 +144,15 @@ class Spec(Strict):
                                     f"analysis that does to `analyses:` or fix the name (produced: {', '.join(sorted(produced)) or 'none'})")
             if (arm or ("main" if not self.variants else "")) not in arms:
                 raise ClaimError(i, f"claim {claim.id!r}: name the arm as {metric}@<arm>, one of {', '.join(arms)}")
+            if claim.control_of:
+                judged = next((c for c in self.claims if c.id == claim.control_of and not c.control_of), None)
+                if judged is None:
+                    raise ClaimError(i, f"claim {claim.id!r}: control_of names no claim of this spec "
+                                        f"({claim.control_of!r}); name the claim it controls")
+                if (judged.op, judged.threshold, judged.over) != (claim.op, claim.threshold, claim.over):
+                    raise ClaimError(i, f"claim {claim.id!r}: a control is judged by the same rule as "
+                                        f"{judged.id!r}; set op {judged.op!r}, threshold {judged.threshold}, "
+                                        f"over {judged.over!r}")
         return self
 
     @field_validator("scales")
@@ -276,6 +288,9 @@ def load_spec(path: str | Path) -> Spec:
     _check_runner_params(spec, path, root)
     for scale in [spec.default_scale, *spec.scales] if RUNNERS[spec.runner].trains else []:
         _check_scale(spec, scale, path, root, sources)
+        judged_seeds_apart(spec, path, root, scale, {s for c in spec.variant_configs(scale).values() for s in c.seeds})
+    if not RUNNERS[spec.runner].trains:
+        judged_seeds_apart(spec, path, root, spec.default_scale, set(spec.runner_params.get("seeds", [0, 1, 2])))
     return spec
 
 
@@ -299,6 +314,14 @@ def _check_scale(spec: Spec, scale: str, path: Path, root, sources: list) -> Non
             full = ("variants", i, "scales", scale, *loc) if _has_path(v.scales.get(scale, {}), loc) else \
                 ("variants", i, "overrides", *loc) if _has_path(v.overrides, loc) else ("variants", i)
             raise UserError(_fmt_error(path, root, full, err["msg"]) + f" (arm {v.name}, scale {scale})") from None
+
+
+def judged_seeds_apart(spec: Spec, path: Path, root, scale: str, judged: set[int]) -> None:
+    """A seed used to choose the testbed or a hyperparameter (tuning_seeds) is never judged."""
+    both = sorted(set(spec.tuning_seeds) & judged)
+    if both:
+        raise UserError(_fmt_error(path, root, ("tuning_seeds",), f"seeds {both} are tuning seeds and also judged "
+                                   f"at scale {scale}; judge fresh seeds (set seeds: to ones not in tuning_seeds)"))
 
 
 def _check_runner_params(spec: Spec, path: Path, root) -> None:

@@ -51,6 +51,8 @@ FIELD_NOTES = {
         "panels": "The figure's panels, drawn side by side, left to right.",
         "claims": "The claims judged over seeds (see Claims).",
         "path": "Set by the loader to the spec file; never written in a spec.",
+        "tuning_seeds": "Seeds used for any choice of the testbed or a hyperparameter (a pilot, a sweep): never judged. "
+                        "Load fails when one of them is also a judged seed at any scale.",
     },
     "RunConfig": {
         "model": "The policy model (section `model`).",
@@ -141,6 +143,9 @@ FIELD_NOTES = {
         "n_prompts": "Held-out prompts evaluated.",
         "k": "Samples per prompt; `val_acc` is avg@k.",
         "temperature": "Sampling temperature of the evaluation (0: greedy).",
+        "base_temperatures": "The sharpening null: at step 0 the base policy is also validated at each of these "
+                             "temperatures (0: greedy), logging `base_acc_<T>` and `base_entropy_<T>` (analysis "
+                             "`sharpening`). Empty: not measured.",
     },
     "VariantSpec": {
         "name": "The arm's name: claims name it as `metric@name`; runs are stored per arm.",
@@ -163,12 +168,15 @@ FIELD_NOTES = {
         "paper_value": "The paper's number (or words when it gives none); shown, never judged.",
         "metric": "`metric` or `metric@arm`: a per-seed metric one of the spec's analyses produces, of one arm; "
                   "`metric@all`: every run of every arm (analyses that record it: law_per_run, shares_per_run, "
-                  "early_curve, size_trend).",
+                  "early_curve, size_trend); `metric@unit`: one value per independent unit, the runs that share a "
+                  "warm-up averaged (shares_per_run).",
         "op": "The claim holds when `value op threshold`.",
         "threshold": "The line the measured value must clear, fixed before the run.",
         "threshold_reason": "Why that threshold reads the paper's statement (written before the run).",
         "beats": "The null the claim beats, computed from the same runs (shown in the 'null it beats' column).",
         "over": "`mean`: judge the seeds' mean by its 95% t-interval; `every`: every run must hold.",
+        "control_of": "A control row: the named claim's rule (same op, threshold, over) applied to a null's values "
+                      "(e.g. a random step); it must come out not replicated, and claims.md counts it apart.",
     },
 }
 

@@ -16,12 +16,15 @@ import torch
 from accelerate import Accelerator
 
 from replicate.algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covariance_by_accuracy, extra_inputs,
-                                  implicit_prm_loss, kl_penalty, label_accuracy, masked_mean, token_covariance,
-                                  token_rewards, top_fraction_means, value_loss)
+                                  implicit_prm_loss, kl_penalty, label_accuracy, masked_mean,
+                                  permuted_top_fraction_means, token_covariance, token_rewards, top_fraction_means,
+                                  value_loss)
 from replicate.errors import Interrupted
 from replicate.errors import UserError
+from replicate.runners.rl.health import Watch
 from replicate.runners.rl.models import ChatPrompts, Critic, autocast_forward, non_embedding_params
 from replicate.seeds import derive_seed
+from replicate.runners.rl.sharpening import base_temperature_metrics
 from replicate.runners.rl.rollout import avg_at_k, make_generator, rollout
 from replicate.runners.rl.sharding import full_parameters, open_full_parameters
 from replicate.store import Run
@@ -151,7 +154,7 @@ def train(run: Run, config, seed: int, store_root, resume: bool = False, progres
         if learner.accelerator.is_main_process:
             run.begin(config, seed, {"seed": seed, "num_processes": learner.accelerator.num_processes})
         learner.accelerator.init_trackers(run.path.name)
-        train_steps(learner, run, config, seed, start, progress)
+        train_steps(learner, run, config, seed, start, progress, log)
     except KeyboardInterrupt:
         raise interrupted(run) from None
     finish(learner, run, config.train.steps)
@@ -168,7 +171,7 @@ def interrupted(run: Run) -> Interrupted:
                        "with --resume to continue it from its last checkpoint")
 
 
-def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progress=None):
+def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progress=None, log=print):
     """Steps start .. train.steps-1: each validates (at the cadence), rolls out, updates and logs."""
     alg, ro, tr, ev = config.algorithm, config.rollout, config.train, config.eval
     n_local = ro.prompts_per_step // learner.accelerator.num_processes
@@ -176,6 +179,8 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
     val_problems = learner.task.validation[:ev.n_prompts]
     probe_problems = learner.task.validation[-tr.probe_prompts:] if tr.probe_prompts else []
     t0 = time.time()
+    name = run.path.name if hasattr(run, "path") else "run"
+    health = Watch(ro.max_new_tokens, log, name, run.metrics(torn_ok=True) if start else [])
     for step in range(start, tr.steps):
         metrics = {"step": step}
         if step == 0:  # the model's size, for analyses across sizes (fig7)
@@ -187,6 +192,10 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
             scores = avg_at_k(learner.policy, learner.tok, learner.task, val_problems, ev.k, ev.temperature, ro.max_new_tokens,
                               make_generator(derive_seed(seed, "eval", step), learner.accelerator.device), per_problem=True)
             metrics["val_acc"] = sum(scores) / len(scores)
+            if step == 0 and ev.base_temperatures:  # the sharpening null: the base policy at each temperature
+                metrics.update(base_temperature_metrics(learner.policy, learner.tok, learner.task, val_problems, ev.k,
+                                                        ev.base_temperatures, ro.max_new_tokens, seed,
+                                                        learner.accelerator.device, ro.temperature, ev.temperature))
         # -- rollout: group_size samples of each prompt, scored by the verifier
         t_rollout = time.time()
         batch = rollout(learner.policy, learner.tok, learner.task, ro, shard, learner.py_rng, learner.gen)
@@ -215,6 +224,8 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         metrics["time_update"] = time.time() - t_update
         # -- metrics of this step (rollout statistics are of the pre-update policy)
         metrics.update(rollout_metrics(batch, old_log_prob, entropy, advantages), **prm_stats)
+        metrics["eos_share"] = (batch.responses == learner.tok.eos_token_id).any(-1).float().mean().item()
+        metrics.update(permuted_top_fraction_means(old_log_prob, advantages, mask, derive_seed(seed, "perm", step)))
         if probe is not None:
             metrics.update(entropy_change(learner, batch, entropy, probe))
         metrics.update(mean_stats(update_stats))
@@ -224,6 +235,7 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         metrics["wall_time"] = time.time() - t0
         if learner.accelerator.is_main_process:
             run.append_metrics(metrics)
+            health.add(metrics)  # one log line the first time the run breaks (runners/rl/health.py)
         learner.accelerator.log({k: v for k, v in metrics.items() if k != "step"}, step=step)
         if (step + 1) % tr.checkpoint_every == 0 and step + 1 < tr.steps:
             state = checkpoint(learner, step + 1)  # every process takes part (each adds its generator's state)

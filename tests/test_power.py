@@ -1,0 +1,144 @@
+"""Seeds for a decisive verdict (analysis/power.py) and Holm's correction over a spec's claims (claims.py)."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from scipy import stats
+
+from replicate.analysis.power import claim_power, power_text, seeds_needed
+from replicate.report.claims import holm, holm_reject, mean_ci, p_value, verdict
+from replicate.cli import main
+
+
+def test_seeds_needed_known_values():
+    # sd 1, effect 1: t_{0.975,n-1}/sqrt(n) < 1 first at n = 7 (2.447/2.449 = 0.9992; n = 6: 2.571/2.449 = 1.05)
+    assert seeds_needed(1.0, 1.0, 0.0) == 7
+    # fig11's grpo_collapses from the committed reference (issue 21 counted 4 seeds): mean 0.4538, sd 0.0265
+    assert seeds_needed(0.45383708466802936, 0.02650, 0.5) == 4
+    assert seeds_needed(0.5, 1.0, 0.5) is None  # no effect: no seed count decides it
+    assert seeds_needed(0.5, 0.0, 0.4) == 2     # no spread: two seeds decide it
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0.01, 3), st.floats(0.05, 2))
+def test_seeds_needed_is_the_smallest_deciding_n(effect, sd):
+    n = seeds_needed(effect, sd, 0.0)
+    half = lambda k: stats.t.ppf(0.975, k - 1) * sd / math.sqrt(k)
+    if n is None:
+        assert half(10_000) >= effect
+    else:
+        assert half(n) < effect and (n == 2 or half(n - 1) >= effect)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(3, 8), st.floats(-1, 1), st.integers(0, 10_000))
+def test_at_the_needed_n_the_interval_decides(n, shift, seed):
+    """Cross-check: values with the planned mean and sd, n = seeds_needed of them, give a decisive verdict
+    (and one seed fewer does not)."""
+    z = np.random.default_rng(seed).standard_normal(n)
+    if z.std(ddof=1) < 1e-6:
+        return
+    v = shift + (z - z.mean()) / z.std(ddof=1) * 0.3  # mean `shift`, sd 0.3 exactly
+    need = seeds_needed(shift, 0.3, 0.0)
+    if need is not None and need == n:
+        assert verdict(list(v), ">", 0.0) != "inconclusive"
+    if need is not None and n < need:
+        assert verdict(list(v), ">", 0.0) == "inconclusive"
+
+
+def test_claim_power_warns_below_three_seeds_and_skips_every_claims():
+    row = {"id": "c", "metric": "m", "values": [0.1, 0.3], "threshold": 0.0, "over": "mean"}
+    out = claim_power(row)
+    assert out["n"] == 2 and "only 2" in out["warning"] and out["needed"] == seeds_needed(0.2, math.sqrt(0.02), 0.0)
+    assert claim_power({**row, "over": "every"})["needed"] is None
+    assert "warning: only 2" in power_text("x", "test", [out])
+
+
+def test_power_cli_on_a_pilot(tmp_path, capsys):
+    """The fig11 AMD reference's GRPO entropy ratios (issue 21 counted 4 seeds for grpo_collapses), as a pilot; the
+    spec's other claims have no values in it and say so."""
+    import json
+    per_seed = {"entropy_final_over_initial": {"grpo": [0.45774801437538876, 0.47820126644968025, 0.425561973179019]}}
+    (tmp_path / "claims.json").write_text(json.dumps({"seeds": [0, 1, 2], "per_seed": per_seed}))
+    assert main(["power", "fig11", "--pilot", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert next(l for l in lines if l.startswith("grpo_collapses")).split()[:5] == [
+        "grpo_collapses", "3", "0.0265", "-0.0462", "4"]
+    assert "only 0 measured seed(s)" in next(l for l in lines if l.startswith("kl_cov_holds_entropy"))
+    assert main(["power", "fig11"]) == 0  # the committed reference (whatever its values) reads too
+
+
+def test_power_cli_bad_pilot_is_one_line(tmp_path, capsys):
+    assert main(["power", "fig11", "--pilot", str(tmp_path)]) == 2
+    assert "no claims.json" in capsys.readouterr().err
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.floats(-5, 5), min_size=2, max_size=8), st.floats(-2, 2))
+def test_p_value_is_the_t_test_and_matches_the_interval(values, thr):
+    v = np.array(values)
+    if v.std(ddof=1) < 1e-6:
+        return
+    p = p_value(values, thr)
+    assert p == pytest.approx(stats.ttest_1samp(v, thr).pvalue, rel=1e-9, abs=1e-12)
+    _, lo, hi = mean_ci(values)
+    if abs(p - 0.05) > 1e-9:
+        assert (p < 0.05) == (not lo <= thr <= hi)  # the interval excludes the threshold exactly when p < 0.05
+
+
+def test_holm_hand_example():
+    # m = 3, alpha 0.05: thresholds 0.0167, 0.025, 0.05
+    assert holm_reject([0.001, 0.02, 0.04]) == [True, True, True]
+    assert holm_reject([0.01, 0.03, 0.04]) == [True, False, False]  # 0.03 >= 0.025 stops the walk
+    assert holm_reject([0.04, 0.01, 0.03]) == [False, True, False]  # order does not matter
+    assert holm_reject([0.02, 0.001]) == [True, True]               # 0.001 < 0.025, 0.02 < 0.05
+    assert holm_reject([0.03, 0.001]) == [True, True]
+    assert holm_reject([0.03, 0.03]) == [False, False]              # 0.03 >= 0.025
+
+
+def _row(values, thr, op=">", over="mean"):
+    return {"values": values, "threshold": thr, "op": op, "over": over, "unmeasured": 0,
+            "verdict": verdict(values, op, thr, over)}
+
+
+def test_holm_over_claim_rows():
+    strong = _row([1.0, 1.1, 0.9, 1.05], 0.0)        # p ~ 1e-5: stays replicated
+    # by hand: mean 0.225, sd 0.1323, t = 0.225 / (0.1323 / 2) = 3.402 on 3 df: p = 0.0424
+    weak = _row([0.3, 0.05, 0.35, 0.2], 0.0)
+    against = _row([-1.0, -1.1, -0.9, -1.05], 0.0)   # decided against: stays not replicated
+    every = _row([0.2, 0.4], 0.0, over="every")      # not in the family
+    assert p_value(weak["values"], 0.0) == pytest.approx(0.0424, abs=5e-4)
+    assert weak["verdict"] == "replicated"
+    # m = 4: strong and against (p ~ 1e-5) pass 0.0125 and 0.0167; the first weak one meets 0.05 / 2 = 0.025 and
+    # fails, so both weak ones become inconclusive
+    assert holm([strong, weak, against, weak, every]) == ["replicated", "inconclusive", "not replicated",
+                                                          "inconclusive", "replicated"]
+    assert holm([strong, weak]) == ["replicated", "replicated"]  # 0.042 < 0.05 / 1 after the strong one
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-3, 3), min_size=2, max_size=6), st.floats(-1, 1))
+def test_holm_of_one_claim_is_its_verdict(values, thr):
+    if np.std(values) < 1e-6 or abs(p_value(values, thr) - 0.05) < 1e-9:
+        return
+    row = _row(values, thr)
+    assert holm([row]) == [row["verdict"]]
+
+
+def test_claims_md_counts_controls_apart():
+    from replicate.report.claims import count_line
+    rows = [{"verdict": "replicated", "verdict_holm": "replicated", "control_of": ""},
+            {"verdict": "inconclusive", "verdict_holm": "inconclusive", "control_of": ""},
+            {"verdict": "not replicated", "verdict_holm": "inconclusive", "control_of": "a"}]
+    line = count_line(rows)
+    assert line.startswith("1 of 2 claims replicated (1 after a Holm correction")
+    assert "Controls (a null judged by a claim's own rule; each must come out not replicated): 1 of 1 not " \
+           "replicated (0 after Holm)" in line
+
+
+def test_power_text_marks_effects_beyond_reach():
+    rows = [claim_power({"id": "tiny_effect", "metric": "m", "values": [1e-6, 1.0, -1.0], "threshold": 0.0}),
+            claim_power({"id": "one", "metric": "m", "values": [0.4], "threshold": 0.0})]
+    text = power_text("x", "test", rows)
+    assert text.splitlines()[3].split()[4] == ">10000" and text.splitlines()[4].split()[4] == "?"
