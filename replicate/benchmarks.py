@@ -109,13 +109,62 @@ def _looks_offline(exc: BaseException) -> bool:
     return False
 
 
-def run_eval(model: str, tasks: list[str], k: int = 1, temperature: float = 0.0, data_dir: Path | None = None,
-             limit: int | None = None, max_gen_toks: int = 2048, batch_size: int = 16, out: Path | None = None) -> dict:
-    import lm_eval
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
+def import_lm_eval():
+    """lm-eval's entry points, or a one-line error naming the extra that installs it."""
+    try:
+        import lm_eval
+        from lm_eval.models.huggingface import HFLM
+        from lm_eval.tasks import TaskManager
+    except ModuleNotFoundError as exc:
+        raise UserError(f"`eval` needs lm-eval ({exc.name} is not installed): pip install 'replicate-rl[eval]' "
+                        "(or pip install 'lm-eval>=0.4.5')") from None
+    return lm_eval, HFLM, TaskManager
 
+
+def default_tasks(run_task: dict | None) -> list[str]:
+    """The synthetic task a run trained on, for `eval --model RUN` without --tasks."""
+    mine = next((t for t, (name, _) in SYNTHETIC_TASKS.items() if run_task and name == run_task.get("name")), None)
+    if mine is None:
+        raise UserError("give --tasks (e.g. --tasks math500); the model is not a run of a tiny task, so there is no "
+                        "task to default to")
+    return [mine]
+
+
+def gen_budget(model_obj, run_dir: Path | None, asked: int | None, prompt_tokens: int) -> int:
+    """Max new tokens: --max-gen-toks, else the run's rollout.max_new_tokens, else 2048; never past the model's
+    positions (an explicit value past them is a one-line error)."""
+    room = getattr(model_obj.config, "max_position_embeddings", None)
+    room = None if room is None else room - prompt_tokens
+    if asked is not None:
+        if room is not None and asked > room:
+            raise UserError(f"--max-gen-toks {asked} does not fit the model: {model_obj.config.max_position_embeddings} "
+                            f"positions, prompts up to {prompt_tokens} tokens; pass --max-gen-toks {room} or less")
+        return asked
+    default = 2048
+    if run_dir is not None and (run_dir / "config.json").exists():
+        default = json.loads((run_dir / "config.json").read_text()).get("rollout", {}).get("max_new_tokens", default)
+    return max(1, min(default, room)) if room is not None else default
+
+
+def _longest_prompt(tok, data: Path) -> int:
+    """Tokens of the longest prompt of the local task files (0 when there are none: hub benchmarks)."""
+    longest = 0
+    for f in data.glob("*.jsonl"):
+        for line in f.read_text().splitlines():
+            longest = max(longest, len(tok(json.loads(line).get("problem", ""))["input_ids"]))
+    return longest
+
+
+def run_eval(model: str, tasks: list[str] | None, k: int = 1, temperature: float = 0.0, data_dir: Path | None = None,
+             limit: int | None = None, max_gen_toks: int | None = None, batch_size: int = 16,
+             out: Path | None = None) -> dict:
+    """Score `model` (a run, a model dir/.gguf or a hub id) on lm-eval tasks; tasks and the generation budget
+    default to the run's (its tiny task, its rollout.max_new_tokens within the model's positions)."""
+    lm_eval, HFLM, TaskManager = import_lm_eval()
     from evaluators.lmeval import BENCHMARKS, SYNTHETIC, write_tasks
+    run_dir = run_dir_of(model)
+    run_task = _run_task(run_dir)
+    tasks = tasks or default_tasks(run_task)
     unknown = [t for t in tasks if t not in BENCHMARKS and t not in SYNTHETIC]
     if unknown:
         raise UserError(f"unknown eval task(s) {', '.join(unknown)}; choose from {', '.join([*BENCHMARKS, *SYNTHETIC])}")
@@ -125,8 +174,6 @@ def run_eval(model: str, tasks: list[str], k: int = 1, temperature: float = 0.0,
         raise UserError(f"--data-dir {data_dir} is not a directory; pass the folder holding <task>.jsonl files")
     if data_dir is None and any(t in BENCHMARKS for t in tasks):
         check_hub(tasks)
-    run_dir = run_dir_of(model)
-    run_task = _run_task(run_dir)
     check_synthetic(tasks, run_task)
     model_obj, tok = _load(model, run_dir)
     with tempfile.TemporaryDirectory(prefix="replicate-eval-") as tmp:
@@ -142,6 +189,7 @@ def run_eval(model: str, tasks: list[str], k: int = 1, temperature: float = 0.0,
                     raise UserError(f"{src} not found; put {BENCHMARKS[t][0]}.jsonl in --data-dir or drop --data-dir to use the hub")
                 shutil.copy(src, data / src.name)
         local = data_dir is not None or all(t in SYNTHETIC for t in tasks)
+        max_gen_toks = gen_budget(model_obj, run_dir, max_gen_toks, _longest_prompt(tok, data) + 1)
         names = write_tasks(tmp / "tasks", tasks, data if local else None, k=k, temperature=temperature,
                             max_gen_toks=max_gen_toks)
         lm = HFLM(pretrained=model_obj, tokenizer=tok, batch_size=batch_size)

@@ -27,6 +27,9 @@ def _add_run_options(p):
                    help="with --backend verl: evaluators.math (default) or verl's math_dapo rule")
     p.add_argument("--nnodes", type=int, default=1, help="with --backend verl: nodes per run")
     p.add_argument("--gpus-per-node", type=int, default=8, help="with --backend verl: GPUs per node")
+    p.add_argument("--track", choices=("none", "tensorboard", "wandb"),
+                   help="metrics tracker per run (default: tensorboard when installed); wandb runs offline unless "
+                        "WANDB_MODE says otherwise; extras: pip install 'replicate-rl[track]' or '[wandb]'")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a config key of every arm, e.g. --set rollout.group_size=4 (YAML value; "
                         "null deletes the key); repeatable")
@@ -39,14 +42,10 @@ def _check_positive(**values):
 
 
 def cmd_list(args):
+    from replicate.report.index_html import spec_order
     from replicate.report.results import last_result
     from replicate.specs import all_specs, load_spec
-    seen = set()
-    for name, path in sorted(all_specs().items()):
-        if path in seen:
-            continue
-        seen.add(path)
-        spec = load_spec(path)
+    for spec in sorted((load_spec(path) for path in set(all_specs().values())), key=spec_order):
         scales = ",".join(dict.fromkeys([spec.default_scale, *spec.scales]))
         aliases = f" ({', '.join(spec.aliases)})" if spec.aliases else ""
         print(f"{spec.id}{aliases}\n    {spec.reproduces}\n    scales: {scales}; last result: "
@@ -72,9 +71,24 @@ def unbuilt_artifacts(specs: dict) -> list[tuple[str, dict]]:
     return out
 
 
+def choose_tracker(track: str | None) -> None:
+    """--track: check its package is there (a one-line error naming the extra) and pass it on to every process."""
+    if track is None:
+        return
+    extra = {"tensorboard": "track", "wandb": "wandb"}.get(track)
+    if extra:
+        import importlib.util
+        if importlib.util.find_spec(track) is None:
+            raise UserError(f"--track {track} needs {track}: pip install 'replicate-rl[{extra}]' (or drop --track)")
+    if track == "wandb":
+        os.environ.setdefault("WANDB_MODE", "offline")  # no network, no account; `wandb sync` uploads later
+    os.environ["REPLICATE_TRACK"] = track
+
+
 def cmd_reproduce(spec, args):
     from replicate.specs import parse_overrides
     _check_positive(steps=args.steps, seeds=args.seeds)
+    choose_tracker(args.track)
     overrides = parse_overrides(args.overrides)
     if args.backend == "verl":
         if overrides:
@@ -125,7 +139,7 @@ def cmd_power(args):
 def cmd_report(args):
     from replicate.summary import write_report
     path = write_report(args.out)
-    print(f"wrote {path}")
+    print(f"wrote {path} and {path.parent / 'index.html'} (open it in a browser)")
 
 
 def cmd_eval(args):
@@ -134,7 +148,8 @@ def cmd_eval(args):
         from replicate.paths import ensure_writable
         ensure_writable(args.out, "--out")
     from replicate.benchmarks import run_eval
-    res = run_eval(args.model, [t.strip() for t in args.tasks.split(",") if t.strip()], k=args.k,
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    res = run_eval(args.model, tasks, k=args.k,
                    temperature=args.temperature, data_dir=args.data_dir, limit=args.limit,
                    max_gen_toks=args.max_gen_toks, batch_size=args.batch_size, out=args.out)
     print(res["out"].read_text())
@@ -153,22 +168,25 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m replicate",
                                      description="Reproduce figures and claims of RL-for-reasoning papers.")
-    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,eval,bench,check,data,power,<figure id>}")
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,eval,bench,check,compare,data,power,<figure id>}")
     sub.add_parser("list", help="every spec, its figure, scales and last result")
     p_run = sub.add_parser("run", help="reproduce a spec file anywhere")
     p_run.add_argument("spec", type=Path)
     _add_run_options(p_run)
-    p_rep = sub.add_parser("report", help="a markdown page of every figure and claims table")
-    p_rep.add_argument("--out", type=Path, help="where to write REPORT.md (default results/REPORT.md)")
+    p_rep = sub.add_parser("report", help="REPORT.md and a static index.html of every figure and claims table")
+    p_rep.add_argument("--out", type=Path, help="where to write REPORT.md (default results/REPORT.md; index.html "
+                                                  "goes beside it)")
     p_eval = sub.add_parser("eval", help="score a model or a run on lm-eval tasks")
     p_eval.add_argument("--model", required=True, help="a run directory of the store, a model dir/.gguf, or a hub id")
-    p_eval.add_argument("--tasks", required=True, help="comma-separated: math500,aime24,aime25,amc23,minerva_math,"
-                                                        "olympiadbench,tiny_addition,tiny_countdown")
+    from evaluators.lmeval import BENCHMARKS, SYNTHETIC
+    p_eval.add_argument("--tasks", help=f"comma-separated: {','.join([*BENCHMARKS, *SYNTHETIC])} (default for a run: "
+                                        "the tiny task it trained on)")
     p_eval.add_argument("--k", type=int, default=1, help="samples per problem (avg@k and pass@k)")
     p_eval.add_argument("--temperature", type=float, default=0.0)
     p_eval.add_argument("--data-dir", type=Path, help="local <task>.jsonl files instead of the hub (offline)")
     p_eval.add_argument("--limit", type=int, help="first N problems of each task")
-    p_eval.add_argument("--max-gen-toks", type=int, default=2048)
+    p_eval.add_argument("--max-gen-toks", type=int, help="max new tokens (default: the run's rollout.max_new_tokens, "
+                                                         "else 2048; never past the model's positions)")
     p_eval.add_argument("--batch-size", type=int, default=16)
     p_eval.add_argument("--out", type=Path)
     p_bench = sub.add_parser("bench", help="side-by-side speed ratios: evaluators, rollout, update, entropy, rl-step, small-step, all")
@@ -178,7 +196,7 @@ def main(argv=None) -> int:
     p_bench.add_argument("--quick", action="store_true", help="tiny shapes and 2 repetitions (a smoke test)")
     p_bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                          help="auto: CPU, and the GPU where CUDA is present")
-    p_bench.add_argument("--out", type=Path, help="where the JSON goes (default figures/bench/)")
+    p_bench.add_argument("--out", type=Path, help="where the JSON goes (default results/bench/; figures/bench/ holds the committed timings)")
     p_bench.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p_pow = sub.add_parser("power", help="seeds each claim needs for a decisive verdict, from a result or pilot")
     p_pow.add_argument("spec")
@@ -190,12 +208,17 @@ def main(argv=None) -> int:
     p_chk.add_argument("--tolerance", action="append", help="points: 3 (every cell) or aime24=5; repeatable")
     p_chk.add_argument("--export", metavar="TABLE", help="write the reported TABLE as a results CSV instead")
     p_chk.add_argument("--out", type=Path, help="where check.json/.md (or the exported CSV) go")
+    p_cmp = sub.add_parser("compare", help="two results of a spec side by side, claim by claim (--gate: exit 1 on a change)")
+    p_cmp.add_argument("a", help="a result folder (results/<id>/<scale>/...) or a spec id (its committed reference)")
+    p_cmp.add_argument("b", help="the result to compare with (with --gate: the reference), same forms")
+    p_cmp.add_argument("--gate", action="store_true", help="exit 1 when a verdict differs or A's mean leaves B's interval")
+    p_cmp.add_argument("--out", type=Path, help="where compare.md/.json/.png go (default results/compare/...)")
     p_data = sub.add_parser("data", help="write verl's parquet files (and a manifest) for a spec's train and validation sets")
     p_data.add_argument("spec", help="a spec id (fig11) or a spec file")
     p_data.add_argument("--scale", default="paper", help="the scale whose sets to write (default paper)")
     p_data.add_argument("--from", dest="from_dir", type=Path, help="local <set>.jsonl/.json/.parquet files (else the hub)")
     p_data.add_argument("--out", type=Path, help="where the parquet files go (default $VERL_DATA_DIR or data/verl)")
-    if argv and argv[0] not in ("list", "run", "report", "eval", "bench", "check", "data", "power",
+    if argv and argv[0] not in ("list", "run", "report", "eval", "bench", "check", "compare", "data", "power",
                                 "-h", "--help"):
         p_fig = argparse.ArgumentParser(prog=f"python -m replicate {argv[0]}",
                                         description=f"Reproduce the figure and claims of spec {argv[0]!r}.")
@@ -242,6 +265,9 @@ def _dispatch(parser, args) -> int:
     elif args.command == "check":
         from replicate.report.check import cli_check
         return cli_check(args)
+    elif args.command == "compare":
+        from replicate.report.compare import run_compare
+        return run_compare(args.a, args.b, args.out, args.gate)
     elif args.command == "figure":
         from replicate.specs import find_spec
         rc = cmd_reproduce(find_spec(args.spec_id), args)

@@ -10,7 +10,7 @@ from replicate.analysis import ANALYSES
 from replicate.errors import UserError
 from replicate.paths import (REPO, digest, ensure_writable, home, is_main_process, reference_dir, results_root,
                              store_root)
-from replicate.report.claims import judge_claims, write_claims
+from replicate.report.claims import judge_claims, smoke_name, write_claims
 from replicate.report.figures import render
 from replicate.report.results import remember
 from replicate.runners import RUNNERS
@@ -34,6 +34,20 @@ def plan(spec: Spec, scale: str, seeds: int | None, steps: int | None,
     return configs, choose_seeds(next(iter(configs.values())).seeds, seeds)
 
 
+def seeds_warning(spec: Spec, seeds: list, log=print) -> None:
+    """Fewer than 3 seeds: say, before anything trains, what that does to the claims over the seeds' mean."""
+    if len(seeds) >= 3 or not any(c.over == "mean" for c in spec.claims):
+        return
+    if len(seeds) == 1:
+        log("warning: 1 seed: a claim over the seeds' mean has no interval and comes out inconclusive; "
+            "use --seeds 3 or more")
+        return
+    from scipy import stats
+    log(f"warning: {len(seeds)} seeds: a mean claim's 95% interval is ±{stats.t.ppf(0.975, len(seeds) - 1):.1f} "
+        f"standard errors (t, {len(seeds) - 1} degree of freedom), so most come out inconclusive; use --seeds 3 or "
+        f"more (3 seeds: ±{stats.t.ppf(0.975, 2):.1f})")
+
+
 def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, steps: int | None = None,
               out: Path | None = None, store: Path | None = None, force=False, resume=False,
               update_reference=False, overrides: dict | None = None, log=print, runner=None) -> dict:
@@ -45,13 +59,15 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
     backend's launcher: its runs then go through the same analysis).
     """
     scale = scale or spec.default_scale
+    if not spec.panels:  # the figure needs one; known before anything trains
+        raise UserError(f"{spec.path}: panels: none given; add at least one, e.g. `panels: [{{kind: curves}}]`")
     requested = {"seeds": seeds, "steps": steps, "overrides": overrides or {}}
     full = not any(requested.values())
     if update_reference and not full:
         raise UserError("--update-reference takes a full run only (the spec's seeds and steps, no --set); "
                         "drop --seeds/--steps/--set")
     what = "--out" if out else "results to"
-    out = Path(out or results_root() / spec.id / (scale if full else f"{scale}-{digest(requested, n=8)}"))
+    out = Path(out or results_root() / spec.id / (scale if full else smoke_name(scale, requested, digest(requested, n=8))))
     with output_dir(out, what):
         root = store_root(store)
         t0 = time.time()
@@ -62,6 +78,7 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
             if overrides:
                 raise UserError(f"{spec.id} trains nothing (runner {spec.runner}); --set applies to training configs only")
             configs, chosen = {}, choose_seeds(spec.runner_params.get("seeds", [0, 1, 2]), seeds)
+        seeds_warning(spec, chosen, log)
         store_runs = runner.fn(spec, scale, configs, chosen, root, force=force, resume=resume, log=log)
         if not is_main_process():  # under `accelerate launch`: process 0 alone analyses and writes the result
             return {"out": out, "claims": [], "analysis": None, "runs": None}

@@ -31,8 +31,13 @@ def home() -> Path:
 
 
 def store_root(root: str | Path | None = None) -> Path:
-    """The run store: --store, else $REPLICATE_STORE, else <home>/runs."""
-    return Path(root or os.environ.get("REPLICATE_STORE") or home() / "runs")
+    """The run store: --store, else $REPLICATE_STORE, else <home>/runs (a file there is a one-line error)."""
+    path = Path(root or os.environ.get("REPLICATE_STORE") or home() / "runs")
+    if path.exists() and not path.is_dir():
+        from .errors import UserError
+        what = "--store" if root else "$REPLICATE_STORE" if os.environ.get("REPLICATE_STORE") else "the run store"
+        raise UserError(f"{what} {path} is a file, not a directory; point it at a directory (created if missing)")
+    return path
 
 
 def results_root() -> Path:

@@ -12,9 +12,12 @@ from replicate.specs import all_specs, load_spec
 
 
 def write_report(out: Path | None = None) -> Path:
+    """REPORT.md, and index.html beside it (report/index_html.py). Specs in `list` order."""
+    from replicate.report.index_html import spec_order, write_index
     out = Path(out or results_root() / "REPORT.md")
     lines = ["# replicate: results", ""]
-    specs = {load_spec(path).id: load_spec(path) for path in sorted(set(all_specs().values()))}
+    loaded = sorted((load_spec(path) for path in set(all_specs().values())), key=spec_order)
+    specs = {spec.id: spec for spec in loaded}
     others = sorted(p.name for p in results_root().glob("*") if p.is_dir() and p.name not in specs
                     and any(p.glob("**/claims.json")))  # results of spec files outside experiments/
     for spec_id in [*specs, *others]:
@@ -31,6 +34,7 @@ def write_report(out: Path | None = None) -> Path:
                 lines += [f"### {spec_id} at scale {scale}", ""] + _section(spec_id, other, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
+    write_index(loaded, out.parent / "index.html")
     return out
 
 

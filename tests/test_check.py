@@ -85,7 +85,7 @@ def test_tolerance_formula_on_known_values():
 def test_export_then_check_passes(exported, capsys):
     assert main(["check", str(exported.parent), "--against", T2]) == 0
     out = capsys.readouterr().out
-    assert "PASS: 64 measured cells" in out
+    assert "PASS: all 64 cells asked about within tolerance; 4 claims measured and hold" in out
     res = json.loads((exported.parent / "check.json").read_text())
     assert res["passed"] and all(c["within"] and c["delta"] == 0 for c in res["cells"])
     assert all(c["holds"] for c in res["claims"]) and len(res["claims"]) == 4
@@ -118,15 +118,48 @@ def test_ordering_claim_fails_when_grpo_is_best(exported, capsys):
     assert "/ average:" not in out                                      # the cell itself is within tolerance
 
 
-def test_missing_cells_are_not_measured_and_average_is_computed(tmp_path, capsys):
+def test_missing_cells_are_incomplete_exit_3_and_listed(tmp_path, capsys):
     path = tmp_path / "mine.csv"
     path.write_text("Model,Method,AIME24,MATH-500\nQwen2.5-7B,w. KL-Cov,24.0,\nqwen2.5-7b,GRPO,20.0,79.5\n")
-    assert main(["check", str(path), "--against", T2]) == 0
+    assert main(["check", str(path), "--against", T2]) == 3
     res = json.loads((tmp_path / "check.json").read_text())
     measured = [c for c in res["cells"] if c["within"] is not None]
-    assert len(measured) == 3 and sum(c["within"] is None for c in res["cells"]) == 61
+    assert len(measured) == 3 and all(c["within"] for c in measured) and res["status"] == "incomplete"
+    assert sum(c["asked"] and c["within"] is None for c in res["cells"]) == 13  # 2 rows x 8 benchmarks - 3
     assert all(c["holds"] is None for c in res["claims"])             # no averages: not measured, not failed
-    assert "61 not measured" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "not measured: Qwen2.5-7B / KL-Cov: aime25, amc, math500, omni_math, olympiadbench, minerva, average" in out
+    assert "not measured: claim KL-Cov above GRPO on the average (Qwen2.5-7B)" in out
+    assert "INCOMPLETE: 3 measured cells within tolerance and 0 claims hold, but 13 cells" in out
+    assert "Qwen2.5-32B" not in out                                   # rows not given are not asked about
+
+
+def test_nothing_measured_or_a_missing_column_is_incomplete_not_pass(exported, tmp_path, capsys):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("model,method,aime24\nQwen2.5-7B,GRPO,\nQwen2.5-7B,KL-Cov,\n")
+    assert main(["check", str(empty), "--against", T2]) == 3
+    assert "INCOMPLETE: 0 measured cells" in capsys.readouterr().out
+    rows = list(csv.reader(exported.open()))                          # the whole table but the amc column
+    i = rows[0].index("amc")
+    with exported.open("w", newline="") as fh:
+        csv.writer(fh).writerows([r[:i] + r[i + 1:] for r in rows])
+    assert main(["check", str(exported), "--against", T2]) == 3
+    out = capsys.readouterr().out
+    assert out.count("not measured:") == 8 and "not measured: Qwen2.5-32B / Clip-higher: amc" in out
+    edit(exported, "Qwen2.5-7B", "GRPO", "math500", lambda v: "90.0")   # a failure outranks incompleteness
+    assert main(["check", str(exported), "--against", T2]) == 1
+    capsys.readouterr()
+
+
+def test_check_md_states_each_tolerance_formula_and_inputs(exported, capsys):
+    assert main(["check", str(exported.parent), "--against", T2, "--tolerance", "math500=5"]) == 0
+    md = (exported.parent / "check.md").read_text()
+    # AIME24 avg@32 on 30 problems at 21.2%: the ±10.7 a user asked about, with where it comes from
+    assert "| Qwen2.5-7B | GRPO | aime24 | 21.2 | 21.2 | +0.0 | ±10.7 | yes | max(1, 2·100·sqrt(p(1-p)/(n·k_eff))), " \
+           "p=21.2%, n=30, k=32, k_eff=1.94 (rho=0.5) |" in md
+    assert "| math500 | 78.8 | 78.8 | +0.0 | ±5.0 | yes | --tolerance math500=5 |" in md
+    assert "·sqrt(Σ se²)/7) over aime24" in md and "## Tolerances" in md and "rho = 0.5" in md
+    capsys.readouterr()
 
 
 @pytest.mark.parametrize("text,needle", [

@@ -18,10 +18,28 @@ def test_every_package_is_shipped():
     assert set(listed) == set(found) | {"replicate.experiments"}
 
 
+def test_a_venv_made_inside_a_venv_sees_the_outer_venvs_packages(tmp_path):
+    """Run from inside a virtual environment (how most users run the suite), the install test's venv still
+    sees that environment's packages (its torch), not only the system Python's."""
+    outer = tmp_path / "outer"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(outer)], check=True)
+    purelib = subprocess.run([str(outer / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                              "['purelib'])"], capture_output=True, text=True, check=True).stdout.strip()
+    (Path(purelib) / "only_in_outer_venv.py").write_text("VALUE = 42\n")
+    script = (f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r})\n"
+              "from venvs import venv_seeing_this_env\n"
+              f"py = venv_seeing_this_env(__import__('pathlib').Path({str(tmp_path / 'inner')!r}), sys.executable)\n"
+              "import subprocess\n"
+              "print(subprocess.run([str(py), '-c', 'import only_in_outer_venv as m; print(m.VALUE)'],"
+              " capture_output=True, text=True).stdout)")
+    res = subprocess.run([str(outer / "bin" / "python"), "-c", script], capture_output=True, text=True, timeout=300)
+    assert res.stdout.strip() == "42", res.stderr[-2000:]
+
+
 def test_non_editable_install_lists_and_runs_fig1(tmp_path):
+    from venvs import venv_seeing_this_env
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    py = venv / "bin" / "python"
+    py = venv_seeing_this_env(venv, sys.executable)
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(REPO)], check=True, timeout=600)
     work = tmp_path / "elsewhere"
     work.mkdir()

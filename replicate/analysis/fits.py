@@ -55,7 +55,7 @@ def law_vs_linear(entropy, accuracy) -> dict:
     exp(H) and H over the points (near 0: the data cannot tell the two laws apart).
     """
     h, r = np.asarray(entropy, dtype=float), np.asarray(accuracy, dtype=float)
-    if len(h) < 4 or np.ptp(h) == 0:
+    if len(h) < 4 or np.ptp(h) == 0 or np.ptp(r) == 0:  # constant accuracy (e.g. a run stuck at 0): nothing to fit
         return {"exp_vs_linear_heldout_ratio": math.nan, "linear_r2": math.nan, "exp_h_collinearity": math.nan}
     return {"exp_vs_linear_heldout_ratio": loo_rmse(np.exp(h), r) / loo_rmse(h, r),
             "linear_r2": float(stats.linregress(h, r).rvalue ** 2),

@@ -2,7 +2,7 @@
 {rollout,update,entropy,rl-step,all}`.
 
 Every arm is timed interleaved with its rivals (A B, B A, A B, ...) over several repetitions; the table gives
-medians and ratios, and figures/bench/<what>-<device>.json keeps them with the machine they ran on. Models are
+medians and ratios, and results/bench/<what>-<device>.json (or --out) keeps them with the machine they ran on. Models are
 random-init from configs written here (Qwen2.5-0.5B and SmolLM2-135M shapes; no download). On CPU the shapes
 are cut down (fewer layers, small batches) so an arm takes seconds; with CUDA present each arm also runs on the
 GPU with the paper's smallest shapes.
@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-from replicate.paths import REPO
 
 SHAPES = {
     "qwen2.5-0.5b": dict(model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
@@ -133,8 +132,14 @@ def peak_extra_bytes(fn, device: str) -> int:
     return peak
 
 
+def default_out() -> Path:
+    """results/bench/ (not figures/bench/, the committed reference: a timing is this machine's, not the project's)."""
+    from replicate.paths import results_root
+    return results_root() / "bench"
+
+
 def write_json(what: str, device: str, payload: dict, out_dir: Path | None) -> Path:
-    out_dir = Path(out_dir) if out_dir else REPO / "figures" / "bench"
+    out_dir = Path(out_dir) if out_dir else default_out()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{what}-{device}.json"
     path.write_text(json.dumps({"what": what, "machine": machine(device), **payload}, indent=1) + "\n")

@@ -100,7 +100,19 @@ def _row(name, r, speedup, speedup_cpu) -> list:
             round(r["response_length"], 2), round(speedup, 2), round(speedup_cpu, 2)]
 
 
+def need_trl():
+    """TRL (and its datasets) or a one-line error naming the extra that installs them."""
+    try:
+        import datasets  # noqa: F401
+        import trl  # noqa: F401
+    except ModuleNotFoundError as exc:
+        from replicate.errors import UserError
+        raise UserError(f"`bench rl-step` times our step against TRL's GRPOTrainer and needs TRL ({exc.name} is not "
+                        "installed): pip install 'replicate-rl[bench]'") from None
+
+
 def bench_rl_step(args) -> dict:
+    need_trl()
     quick = getattr(args, "quick", False)
     steps = 4 if quick else 6
     prompts, group = (8, 4) if quick else (PROMPTS, GROUP)

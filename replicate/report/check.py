@@ -8,8 +8,11 @@ RESULTS is either a CSV file or a result directory holding `table.csv`; both hav
 
 accuracy in percent, one row per (model, method); any subset of the benchmark columns; an empty cell is
 "not measured". Column, model and method names match case- and punctuation-insensitively ("MATH-500",
-"Avg.", "w. KL-Cov" work). Exit status of `check`: 0 all measured cells within tolerance and the ordering
-claims hold, 1 otherwise, 2 malformed input (raised as UserError).
+"Avg.", "w. KL-Cov" work). The cells asked about are every benchmark of each (model, method) row the CSV has,
+and the ordering claims of each model it has. Exit status of `check`: 0 every cell asked about is measured and
+within tolerance and every claim asked about is measured and holds; 1 a measured cell or claim fails;
+3 incomplete (nothing fails, but cells or claims asked about are not measured: they are listed);
+2 malformed input (raised as UserError).
 """
 from __future__ import annotations
 
@@ -136,8 +139,9 @@ def _match(name: str, choices: list[str], what: str, where: str) -> str:
     raise UserError(f"{where}: unknown {what} {name!r}; the reported table has {', '.join(choices)}")
 
 
-def read_results(path: Path, reported: dict) -> dict:
-    """Measured cells {(model, method, benchmark): percent} from a results CSV (empty cells left out)."""
+def read_results(path: Path, reported: dict) -> tuple[dict, set]:
+    """Measured cells {(model, method, benchmark): percent} from a results CSV (empty cells left out), and the
+    (model, method) rows it has (the rows asked about, measured or not)."""
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
     if not rows:
@@ -161,12 +165,10 @@ def read_results(path: Path, reported: dict) -> dict:
             if value is not None:
                 measured[(model, method, bench)] = value
     _sanity(measured, path)
-    return measured
+    return measured, seen
 
 
 def _sanity(measured: dict, path: Path) -> None:
-    if not measured:
-        raise UserError(f"{path}: no measured values; fill in at least one benchmark cell")
     if len(measured) > 1 and max(measured.values()) <= 1.0:
         raise UserError(f"{path}: every value is <= 1; give accuracy in percent (21.2), not as a fraction (0.212)")
 
@@ -196,6 +198,19 @@ def default_tolerance(reported: dict, model: str, method: str, bench: str) -> fl
     return max(t["floor"], t["z"] * math.sqrt(sum(s * s for s in ses)) / len(ses))
 
 
+def tolerance_how(reported: dict, model: str, method: str, bench: str, overrides: dict) -> str:
+    """Where a cell's tolerance comes from: the --tolerance given, or the formula with its inputs."""
+    if bench in overrides or "*" in overrides:
+        return f"--tolerance {bench + '=' if bench in overrides else ''}{overrides.get(bench, overrides.get('*')):g}"
+    t, cfg = reported["tolerance"], reported["benchmarks"][bench]
+    if "of" in cfg:
+        return f"max({t['floor']:g}, {t['z']:g}·sqrt(Σ se²)/{len(cfg['of'])}) over {', '.join(cfg['of'])}"
+    p, k = reported["cells"][(model, method, bench)], cfg.get("k", 1)
+    k_eff = k / (1 + (k - 1) * t["rho"])
+    return (f"max({t['floor']:g}, {t['z']:g}·100·sqrt(p(1-p)/(n·k_eff))), p={p:g}%, n={cfg['n']}, k={k}, "
+            f"k_eff={k_eff:.3g} (rho={t['rho']:g})")
+
+
 def parse_tolerances(specs: list[str] | None, reported: dict) -> dict:
     """--tolerance values ('3', 'aime24=5', 'AIME24=5,amc=6') as {'*': global, bench: points}."""
     out, names = {}, _bench_names(reported)
@@ -217,8 +232,9 @@ def parse_tolerances(specs: list[str] | None, reported: dict) -> dict:
 
 # ---- the comparison -----------------------------------------------------------------------------------
 
-def compare(reported: dict, measured: dict, overrides: dict) -> list[dict]:
-    """One row per reported cell: reported, measured, delta, tolerance, within (None when not measured)."""
+def compare(reported: dict, measured: dict, overrides: dict, asked: set | None = None) -> list[dict]:
+    """One row per reported cell: reported, measured, delta, tolerance and where it comes from, within (None
+    when not measured), asked (its model and method have a row in the results)."""
     rows = []
     for (model, method, bench), rep in reported["cells"].items():
         tol = overrides.get(bench, overrides.get("*"))
@@ -227,7 +243,9 @@ def compare(reported: dict, measured: dict, overrides: dict) -> list[dict]:
         delta = None if mea is None else round(mea - rep, 4)
         rows.append({"model": model, "method": method, "benchmark": bench, "reported": rep, "measured": mea,
                      "delta": delta, "tolerance": round(tol, 2),
-                     "within": None if mea is None else abs(delta) <= tol + 1e-9})
+                     "tolerance_from": tolerance_how(reported, model, method, bench, overrides),
+                     "within": None if mea is None else abs(delta) <= tol + 1e-9,
+                     "asked": asked is None or (model, method) in asked})
     return rows
 
 
@@ -242,8 +260,9 @@ def measured_average(reported: dict, measured: dict, model: str, method: str) ->
     return None, "not measured"
 
 
-def check_claims(reported: dict, measured: dict) -> list[dict]:
-    """The ordering claims ('X above Y on the average'), per model, on the measured table."""
+def check_claims(reported: dict, measured: dict, asked: set | None = None) -> list[dict]:
+    """The ordering claims ('X above Y on the average'), per model, on the measured table; asked: the results
+    have a row of that model."""
     out = []
     stand_ins = [m for m in reported.get("stand_ins", {}) if any(k[0] == m for k in measured)]
     for claim in reported["claims"]:
@@ -253,7 +272,7 @@ def check_claims(reported: dict, measured: dict) -> list[dict]:
             holds = None if better is None or than is None else better > than
             out.append({"id": claim["id"], "model": model, "statement": claim["statement"],
                         claim["better"]: better, claim["than"]: than, "how": how_b if better is not None else how_t,
-                        "holds": holds})
+                        "holds": holds, "asked": asked is None or any(a[0] == model for a in asked)})
     return out
 
 
@@ -266,18 +285,40 @@ def _fmt(x, sign=False) -> str:
 def render_md(result: dict) -> str:
     """check.md: the cell table, the claims, and the verdict."""
     lines = [f"# check against {result['against']}", "", f"results: `{result['results']}`", "",
-             "| model | method | benchmark | reported | measured | delta | tolerance | within |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | method | benchmark | reported | measured | delta | tolerance | within | tolerance from |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in result["cells"]:
-        within = "not measured" if r["within"] is None else ("yes" if r["within"] else "**NO**")
+        within = ("not measured" if r["asked"] else "not asked") if r["within"] is None else \
+            ("yes" if r["within"] else "**NO**")
         lines.append(f"| {r['model']} | {r['method']} | {r['benchmark']} | {_fmt(r['reported'])} | "
-                     f"{_fmt(r['measured'])} | {_fmt(r['delta'], True)} | ±{r['tolerance']:.1f} | {within} |")
+                     f"{_fmt(r['measured'])} | {_fmt(r['delta'], True)} | ±{r['tolerance']:.1f} | {within} | "
+                     f"{r['tolerance_from']} |")
     lines += ["", "| claim | model | holds | measured from |", "|---|---|---|---|"]
     for c in result["claims"]:
         holds = "not measured" if c["holds"] is None else ("yes" if c["holds"] else "**NO**")
         lines.append(f"| {c['statement']} | {c['model']} | {holds} | {c['how']} |")
-    lines += ["", result["verdict"], ""]
+    t = result["tolerance"]
+    lines += ["", "## Tolerances", "",
+              f"A cell passes when |measured - reported| <= tol, tol = max(floor, z·se) with z = {t['z']:g}, "
+              f"floor = {t['floor']:g} points and se = 100·sqrt(p(1-p)/(n·k_eff)), k_eff = k/(1+(k-1)·rho), "
+              f"rho = {t['rho']:g}: p is the reported accuracy, n the benchmark's problems and k its samples per "
+              "problem (the `tolerance from` column gives each cell's inputs; the reported table's YAML says where "
+              "n comes from). An average's se is sqrt(Σ se²)/m over its m benchmarks. rho is this harness's "
+              "assumption, not the paper's; `--tolerance` overrides the formula.",
+              "", result["verdict"], ""]
+    lines += [f"- {line}" for line in result["missing"]]
     return "\n".join(lines)
+
+
+def _missing(cells: list[dict], claims: list[dict]) -> list[str]:
+    """Cells and claims asked about but not measured, one line per (model, method) row."""
+    rows: dict[tuple, list[str]] = {}
+    for r in cells:
+        if r["asked"] and r["within"] is None:
+            rows.setdefault((r["model"], r["method"]), []).append(r["benchmark"])
+    out = [f"not measured: {model} / {method}: {', '.join(b)}" for (model, method), b in rows.items()]
+    return out + [f"not measured: claim {c['statement']} ({c['model']})" for c in claims
+                  if c["asked"] and c["holds"] is None]
 
 
 def _verdict(cells: list[dict], claims: list[dict]) -> tuple[bool, list[str]]:
@@ -293,14 +334,26 @@ def run_check(results: Path, against: str, tolerances: list[str] | None = None, 
     reported = load_reported(against)
     overrides = parse_tolerances(tolerances, reported)
     path = results_csv(results)
-    measured = read_results(path, reported)
-    cells, claims = compare(reported, measured, overrides), check_claims(reported, measured)
+    measured, asked = read_results(path, reported)
+    cells, claims = compare(reported, measured, overrides, asked), check_claims(reported, measured, asked)
     ok, fails = _verdict(cells, claims)
+    missing = _missing(cells, claims) if ok else []
     n_meas = sum(r["within"] is not None for r in cells)
-    verdict = (f"PASS: {n_meas} measured cells within tolerance, {len(cells) - n_meas} not measured; claims hold"
-               if ok else f"FAIL: {len(fails)} problem(s)")
+    n_asked = sum(r["asked"] for r in cells)
+    n_claims = sum(c["asked"] and c["holds"] is not None for c in claims)
+    if not ok:
+        status, verdict = "fail", f"FAIL: {len(fails)} problem(s)"
+    elif missing or not (n_meas or n_claims):
+        status = "incomplete"
+        verdict = (f"INCOMPLETE: {n_meas} measured cells within tolerance and {n_claims} claims hold, but "
+                   f"{n_asked - n_meas} cells and {sum(c['asked'] and c['holds'] is None for c in claims)} claims of "
+                   "the rows given are not measured (listed); nothing is judged replicated until they are")
+    else:
+        status = "pass"
+        verdict = f"PASS: all {n_meas} cells asked about within tolerance; {n_claims} claims measured and hold"
     result = {"against": against, "results": str(path), "tolerance": reported["tolerance"], "overrides": overrides,
-              "cells": cells, "claims": claims, "failures": fails, "passed": ok, "verdict": verdict}
+              "cells": cells, "claims": claims, "failures": fails, "missing": missing, "status": status,
+              "passed": status == "pass", "verdict": verdict}
     out = Path(out) if out else path.parent
     out.mkdir(parents=True, exist_ok=True)
     (out / "check.json").write_text(json.dumps(finite(result), indent=1, allow_nan=False))
@@ -326,8 +379,8 @@ def cli_check(args) -> int:
     if args.results is None or args.against is None:
         raise UserError("give RESULTS and --against TABLE, e.g. `check runs/x/table.csv --against entropy-mechanism/table2`")
     res = run_check(args.results, args.against, args.tolerance, args.out)
-    for line in res["failures"]:
+    for line in res["failures"] + res["missing"]:
         print(line)
     print(res["verdict"])
     print(f"wrote {res['out']}/check.json, check.md")
-    return 0 if res["passed"] else 1
+    return {"pass": 0, "fail": 1, "incomplete": 3}[res["status"]]

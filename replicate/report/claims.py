@@ -136,6 +136,28 @@ def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | No
     return "\n".join(lines) + "\n"
 
 
+def _flat(d: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for k, v in d.items():
+        out += _flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else [(f"{prefix}{k}", v)]
+    return out
+
+
+def overrides_text(req: dict) -> str:
+    """The command-line changes of a smoke run, only those given: '--steps 20 --set rollout.group_size=4'."""
+    parts = [f"--{k} {req[k]}" for k in ("seeds", "steps") if req.get(k) is not None]
+    parts += [f"--set {k}={json.dumps(v)}" for k, v in _flat(req.get("overrides") or {})]
+    return " ".join(parts) or "no overrides"
+
+
+def smoke_name(scale: str, req: dict, key: str) -> str:
+    """A smoke run's result folder, named for what changed: tiny-steps20-seeds1-group_size4-<digest>."""
+    import re
+    parts = [f"{k}{req[k]}" for k in ("steps", "seeds") if req.get(k) is not None]
+    parts += [re.sub(r"[^A-Za-z0-9._]+", "", f"{k.rsplit('.', 1)[-1]}{v}") for k, v in _flat(req.get("overrides") or {})]
+    return "-".join([scale, *(p[:24] for p in parts[:4]), key])
+
+
 def count_line(rows: list[dict]) -> str:
     """'k of n replicated (k' after a Holm correction; j not replicated, j' after Holm)', claims and controls apart."""
     claims = [r for r in rows if not r.get("control_of")]
@@ -175,7 +197,7 @@ def provenance_line(payload: dict) -> str:
     """What a result is and where it came from, in one markdown line."""
     prov, req = payload.get("provenance", {}), payload.get("requested", {})
     kind = ("Full result" if payload.get("kind", "full") == "full" else
-            f"Smoke run (--seeds {req.get('seeds')}, --steps {req.get('steps')}, --set {req.get('overrides')}): "
+            f"Smoke run ({overrides_text(req)}): "
             "not comparable with the full result")
     rows = sorted({r.get("rows") for r in prov.get("runs", [])} - {None})
     return (f"{kind}. Seeds {payload.get('seeds')}, metric rows per run {rows}; spec {prov.get('spec_file')} "

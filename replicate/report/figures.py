@@ -268,6 +268,17 @@ def _panel_arms(ax, runs, key, ylabel, title, log=False, health=None):
     ax.set_title(title)
 
 
+def panel_metric(ax, runs, analysis, title, metric: str = ""):
+    """`kind: metric, metric: NAME`: any logged metric over steps, per arm (mean over seeds, band min..max)."""
+    if not any(metric in row for seeds in runs.values() for rows in seeds.values() for row in rows):
+        logged = sorted({k for seeds in runs.values() for rows in seeds.values() for row in rows for k in row} - {"step"})
+        ax.text(0.5, 0.5, f"no run logged {metric!r}\n(logged: {', '.join(logged[:12])}...)", ha="center",
+                va="center", fontsize=7, wrap=True, transform=ax.transAxes)
+        ax.set_title(title or metric)
+        return
+    _panel_arms(ax, runs, metric, metric, title or f"{metric} over training")
+
+
 def panel_arm_entropy(ax, runs, analysis, title):
     """Policy entropy over steps, one line per arm (mean over seeds, band min..max; log scale)."""
     _panel_arms(ax, runs, "entropy", "policy entropy (nats / token, log scale)", title, log=True,
@@ -331,7 +342,7 @@ def panel_cov_top_bars(ax, runs, analysis, title):
 
 PANELS = Registry("panel", {"cov_top_bars": panel_cov_top_bars, "arm_entropy": panel_arm_entropy, "arm_length": panel_arm_length, "arm_accuracy": panel_arm_accuracy,
           "level_bars": panel_level_bars, "tokens_by_level": panel_tokens_by_level, "acc_by_level": panel_acc_by_level,
-          "compression_by_level": panel_compression_by_level,
+          "compression_by_level": panel_compression_by_level, "metric": panel_metric,
           "curves": panel_curves, "law_fit": panel_law_fit, "arm_law_fit": panel_arm_law_fit, "lemma_scatter": panel_lemma_scatter,
           "lemma_error": panel_lemma_error, "lm_lemma_scatter": panel_lm_lemma_scatter,
           "lm_theorem_scatter": panel_lm_theorem_scatter,
@@ -345,7 +356,8 @@ def render(spec, runs: dict, analysis: dict, out: Path, scale: str) -> list[Path
     n = len(spec.panels)
     fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 4.6), squeeze=False)
     for ax, panel in zip(axes[0], spec.panels):
-        PANELS[panel.kind](ax, {v: runs[v] for v in panel.arms} if panel.arms else runs, analysis, panel.title)
+        extra = {"metric": panel.metric} if panel.kind == "metric" else {}
+        PANELS[panel.kind](ax, {v: runs[v] for v in panel.arms} if panel.arms else runs, analysis, panel.title, **extra)
     nseeds = max(len(s) for s in runs.values())
     fig.suptitle(f"{spec.id} ({scale} scale, {seeds_label(nseeds)}): {spec.reproduces.split(':')[0]}", fontsize=9)
     fig.tight_layout()

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from replicate.paths import code_fingerprint, reference_dir, results_root
+from replicate.report.claims import overrides_text
 
 
 def remember(spec_id: str, out: Path):
@@ -62,7 +63,7 @@ def describe(result: dict) -> str:
         label = f"full result in {result['dir']}"
     else:
         req = result.get("requested", {})
-        label = f"smoke run (seeds {req.get('seeds')}, steps {req.get('steps')}, set {req.get('overrides')}) in {result['dir']}"
+        label = f"smoke run ({overrides_text(req)}) in {result['dir']}"
     stale = result.get("provenance", {}).get("code_fingerprint") not in (None, code_fingerprint())
     return f"{n_ok}/{len(claims)} replicated, {n_holm} after Holm ({label}){', made by other code' if stale else ''}"
 

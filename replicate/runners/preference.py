@@ -253,12 +253,12 @@ def run_preference(spec, scale, configs, seeds, root, force=False, resume=False,
     if workers == 1:
         by_seed = {seed: seed_runs(spec, scale, configs, seed, root, force, log) for seed in seeds}
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from replicate.runners.pool import Job, run_jobs
         log(f"training {spec.id} [{scale}]: {len(seeds)} seeds in {workers} processes")
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {seed: pool.submit(seed_runs, spec, scale, configs, seed, str(root), force) for seed in seeds}
-            by_seed = {seed: fut.result() for seed, fut in futures.items()}
+        by_seed = {}
+        jobs = [Job(seed_runs, (spec, scale, configs, seed, str(root), force), [f"{spec.id} seed {seed} ({', '.join(configs)})"])
+                for seed in seeds]
+        run_jobs(jobs, workers, lambda job, runs: by_seed.__setitem__(job.args[3], runs), log=log)
     return {v: {seed: by_seed[seed][v] for seed in seeds} for v in configs}
 
 

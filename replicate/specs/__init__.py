@@ -60,6 +60,14 @@ class PanelSpec(Strict):
     kind: str
     title: str = ""
     arms: list[str] = []  # the arms this panel draws (default: every arm), e.g. one panel per model family
+    metric: str = ""      # kind: metric: the logged metric to draw (grad_norm, clipfrac, ...)
+
+    @model_validator(mode="after")
+    def _metric_named(self):
+        if (self.kind == "metric") != bool(self.metric):
+            raise ValueError("a `kind: metric` panel names its `metric:` (e.g. {kind: metric, metric: grad_norm}); "
+                             "other kinds take none")
+        return self
 
     @field_validator("kind")
     @classmethod
@@ -198,53 +206,114 @@ def _fmt_error(path: Path, root, loc: tuple, msg: str) -> str:
     return f"{path}:{line}: {where}: {msg}"
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Load and validate a spec file, including every scale and variant it declares."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"spec file {path} does not exist; check the path or run `python -m replicate list`")
-    text = path.read_text()
+def _read_yaml(path: Path) -> tuple:
+    """(data, node tree) of a YAML file; a malformed or non-text file is a one-line error at its line."""
+    if not path.is_file():
+        raise UserError(f"spec file {path} does not exist; check the path or run `python -m replicate list`"
+                        if not path.exists() else f"{path} is not a file; pass a spec .yaml file")
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file (a YAML spec is text); pass a spec .yaml file") from None
+    try:
+        return yaml.safe_load(text), yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"{mark.line + 1}" if mark else "?"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UserError(f"{path}:{line}: malformed YAML: {problem}; fix the syntax there") from None
+
+
+def _with_bases(data: dict, path: Path, root, chain: list[tuple[str, Path]], sources: list) -> dict:
+    """data with its `base:` chain merged in (body and scales, any depth, nearest spec last); `sources` gets each
+    base file and node tree, nearest first, to find the line of an inherited field."""
+    if "base" not in data:
+        return data
+    name = str(data.pop("base"))
+    base_file = all_specs(path.parent).get(name) or all_specs().get(name)
+    line = _line_of(root, ("base",))
+    if base_file is None:
+        raise UserError(f"{path}:{line}: base spec {name!r} not found; name a spec id in experiments/")
+    if any(base_file.resolve() == seen.resolve() for _, seen in chain):
+        names = " -> ".join([*(n for n, _ in chain), name])
+        raise UserError(f"{path}:{line}: base chain {names} is a cycle; point one of them at a spec outside it")
+    base, base_root = _read_yaml(base_file)
+    if not isinstance(base, dict):
+        raise UserError(f"{base_file}:1: base spec {name!r} is not a YAML mapping; fix it or name another base")
+    sources.append((base_file, base_root))
+    base = _with_bases(base, base_file, base_root, [*chain, (name, base_file)], sources)
+    data["body"] = deep_merge(base.get("body", {}), data.get("body", {}))
+    data["scales"] = deep_merge(base.get("scales", {}), data.get("scales", {}))
+    return data
+
+
+def _where(path: Path, root, sources: list, loc: tuple, msg: str) -> str:
+    """_fmt_error at the file that holds loc: the spec itself, or the base spec a body or scales field came from."""
+    if loc[:1] in (("body",), ("scales",)) and not _node_at(root, loc):
+        for base_file, base_root in sources:
+            if _node_at(base_root, loc):
+                return _fmt_error(base_file, base_root, loc, msg) + f" (inherited by {path} through `base:`)"
+    return _fmt_error(path, root, loc, msg)
+
+
+def _node_at(node, loc: tuple) -> bool:
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == key), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            return False
+        if node is None:
+            return False
+    return True
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Load and validate a spec file, including every scale and variant it declares."""
+    path = Path(path)
+    data, root = _read_yaml(path)
     if not isinstance(data, dict):
         raise UserError(f"{path}:1: a spec must be a YAML mapping with id, paper, body, ...; see experiments/fig1.yaml")
-    if "base" in data:  # extend another spec's body and scales
-        base_name = data.pop("base")
-        base_file = all_specs(path.parent).get(str(base_name)) or all_specs().get(str(base_name))
-        if base_file is None:
-            raise UserError(f"{path}:{_line_of(root, ('base',))}: base spec {base_name!r} not found; name a spec id in experiments/")
-        base = yaml.safe_load(base_file.read_text())
-        data["body"] = deep_merge(base.get("body", {}), data.get("body", {}))
-        data["scales"] = deep_merge(base.get("scales", {}), data.get("scales", {}))
+    sources: list = []
+    data = _with_bases(data, path, root, [(str(data.get("id", path.stem)), path)], sources)
     try:
         spec = Spec.model_validate({**data, "path": str(path)})
     except ValidationError as exc:
         err = exc.errors()[0]
         origin = err.get("ctx", {}).get("error")
         loc = ("claims", origin.index, "metric") if isinstance(origin, ClaimError) else tuple(err["loc"])
-        raise UserError(_fmt_error(path, root, loc, err["msg"])) from None
+        raise UserError(_where(path, root, sources, loc, err["msg"])) from None
     from replicate.runners import RUNNERS
     _check_runner_params(spec, path, root)
     for scale in [spec.default_scale, *spec.scales] if RUNNERS[spec.runner].trains else []:
-        override = spec.scales.get(scale, {})
-        try:
-            cfgs = spec.variant_configs(scale)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = tuple(err["loc"])
-            in_override = _has_path(override, loc) or (loc[:1] == ("task",) and "task" in override)
-            full = ("scales", scale, *loc) if in_override else ("body", *loc)
-            raise UserError(_fmt_error(path, root, full, err["msg"]) + ("" if in_override else f" (scale {scale})")) from None
-        judged_seeds_apart(spec, path, root, scale, {s for c in cfgs.values() for s in c.seeds})
+        _check_scale(spec, scale, path, root, sources)
+        judged_seeds_apart(spec, path, root, scale, {s for c in spec.variant_configs(scale).values() for s in c.seeds})
     if not RUNNERS[spec.runner].trains:
         judged_seeds_apart(spec, path, root, spec.default_scale, set(spec.runner_params.get("seeds", [0, 1, 2])))
     return spec
+
+
+def _check_scale(spec: Spec, scale: str, path: Path, root, sources: list) -> None:
+    """Every arm's config at `scale` validates; an error points at the override that caused it."""
+    override = spec.scales.get(scale, {})
+    try:
+        base = spec.resolve(scale)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        in_override = _has_path(override, loc) or (loc[:1] == ("task",) and "task" in override)
+        full = ("scales", scale, *loc) if in_override else ("body", *loc)
+        raise UserError(_where(path, root, sources, full, err["msg"]) + ("" if in_override else f" (scale {scale})")) from None
+    for i, v in enumerate(spec.variants):
+        try:
+            RunConfig.model_validate(deep_merge(deep_merge(base.model_dump(), v.overrides), v.scales.get(scale, {})))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = tuple(err["loc"])
+            full = ("variants", i, "scales", scale, *loc) if _has_path(v.scales.get(scale, {}), loc) else \
+                ("variants", i, "overrides", *loc) if _has_path(v.overrides, loc) else ("variants", i)
+            raise UserError(_fmt_error(path, root, full, err["msg"]) + f" (arm {v.name}, scale {scale})") from None
 
 
 def judged_seeds_apart(spec: Spec, path: Path, root, scale: str, judged: set[int]) -> None:

@@ -158,6 +158,8 @@ FIELD_NOTES = {
         "kind": "A registered panel kind (see Panels).",
         "title": "The panel's title.",
         "arms": "The arms the panel draws (default: every arm), e.g. one panel per model family.",
+        "metric": "`kind: metric` only: the logged metric to draw per arm (mean over seeds, band min..max), e.g. "
+                  "`grad_norm`, `clipfrac`, `ppo_kl`, `response_length`.",
     },
     "ClaimSpec": {
         "id": "The claim's name in claims.md / claims.json.",

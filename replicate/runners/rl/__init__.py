@@ -65,36 +65,40 @@ def run_in_processes(spec, scale, pending, root, resume, workers, log):
     its warm-up, so no two processes ever build the same warm-up), or one run per job once that seed's
     warm-up is cached. Tiny runs use one thread each, in or out of
     a pool, so their numbers do not depend on the worker count; other runs share the cores out evenly."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from replicate.runners.pool import Job, run_jobs
     from replicate.runners.rl.warmup import warmup_cached
-    jobs: dict[object, list] = {}
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    jobs: dict[object, Job] = {}
     for variant, config, seed, run in pending:  # a seed whose warm-up is cached: its arms may run side by side
         key = (seed, variant) if warmup_cached(config, root, seed) else seed
-        jobs.setdefault(key, []).append((variant, config.model_dump(), seed, str(run.path)))
+        job = jobs.setdefault(key, Job(_train_group, ([], str(root), resume, threads)))
+        job.args[0].append((variant, config.model_dump(), seed, str(run.path)))
+        job.runs.append(run.path.name)
     total = sum(c.train.steps for _, c, _, _ in pending)
     log(f"training {len(pending)} run(s) of {spec.id} [{scale}] in {workers} processes ({total} steps in all)")
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool, \
-            tqdm(total=len(pending), desc=f"{spec.id} [{scale}] runs", unit="run", leave=False) as bar:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        futures = [pool.submit(_train_group, group, str(root), resume, threads) for group in jobs.values()]
-        for fut in as_completed(futures):
-            for line in fut.result():
-                tqdm.write(line)
-                bar.update(1)
+    run_jobs(list(jobs.values()), workers, lambda job, lines: [tqdm.write(line) for line in lines], steps=total,
+             desc=f"{spec.id} [{scale}] steps", log=tqdm.write)
 
 
 def _train_group(group, root, resume, threads: int = 1) -> list[str]:
+    """A job's runs in order; on Ctrl-C, a line per run saying what it kept (the rest: not started)."""
     import torch
     from replicate.config import RunConfig
+    from replicate.runners.pool import kept, steps_done
     from replicate.runners.rl.trainer import train
     torch.set_num_threads(threads)  # the trainer sets 1 for tiny models itself
     lines = []
-    for variant, config, seed, path in group:
+    for i, (variant, config, seed, path) in enumerate(group):
         run, config = Run(Path(path)), RunConfig.model_validate(config)
-        if resume and not run.started:
-            extend(run, config, seed, log=lambda *_: None)
-        rows = train(run, config, seed, root, resume=resume, log=lambda *_: None)
+        try:
+            if resume and not run.started:
+                extend(run, config, seed, log=lambda *_: None)
+            rows = train(run, config, seed, root, resume=resume, log=lambda *_: None,
+                         progress=lambda *_: steps_done(), on_start=lambda start: steps_done(start))
+        except KeyboardInterrupt:  # Interrupted from the trainer, or a Ctrl-C during the extension's copy
+            lines.append(kept(run, config.train.steps))
+            lines += [f"{Path(p).name}: not started (queued after it); nothing to keep" for *_, p in group[i + 1:]]
+            return lines
         last = next((r for r in reversed(rows) if "val_acc" in r), {})
         lines.append(f"finished {run.path.name}: {len(rows)} steps, final entropy {rows[-1]['entropy']:.3f}, "
                      f"val acc {last.get('val_acc', float('nan')):.3f}")

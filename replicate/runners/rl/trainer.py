@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -110,6 +111,11 @@ def restore(learner: Learner, run: Run, resume: bool, log=print) -> int:
             run.reset()
         acc.wait_for_everyone()  # no process reads the run before process 0 has reset it
         return 0
+    saved = len(state["rng"].get("torch_per_process") or [])
+    if saved and saved != acc.num_processes:
+        raise UserError(f"{run.path.name} was checkpointed by {saved} process(es) and this launch has "
+                        f"{acc.num_processes}: resume it with {saved} (`accelerate launch --num_processes {saved}`"
+                        f"{', or without accelerate launch' if saved == 1 else ''}), or pass --force to start it again")
     learner.policy.load_state_dict(state["model"])
     learner.optimizer.load_state_dict(state["optimizer"])
     if learner.critic is not None:
@@ -190,8 +196,6 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
                 metrics.update(base_temperature_metrics(learner.policy, learner.tok, learner.task, val_problems, ev.k,
                                                         ev.base_temperatures, ro.max_new_tokens, seed,
                                                         learner.accelerator.device, ro.temperature, ev.temperature))
-            if step == tr.steps - 1:  # the final policy's accuracy per difficulty level (Table 2's columns)
-                metrics.update(accuracy_by_level(val_problems, scores))
         # -- rollout: group_size samples of each prompt, scored by the verifier
         t_rollout = time.time()
         batch = rollout(learner.policy, learner.tok, learner.task, ro, shard, learner.py_rng, learner.gen)
@@ -225,6 +229,8 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         if probe is not None:
             metrics.update(entropy_change(learner, batch, entropy, probe))
         metrics.update(mean_stats(update_stats))
+        if step == tr.steps - 1:  # the final policy, after this last update, per difficulty level (Table 2's columns)
+            metrics.update(final_levels(learner, val_problems, config, seed))
         metrics = _reduce(learner.accelerator, metrics)
         metrics["wall_time"] = time.time() - t0
         if learner.accelerator.is_main_process:
@@ -310,6 +316,16 @@ def select_tokens(learner: Learner, loss_fn, batch, mb, old_log_prob, advantages
         return None
     log_prob, _ = batch.rows(mb).logprobs(learner.model)
     return loss_fn.select(old_log_prob[mb], log_prob, advantages[mb], batch.response_mask[mb], **params)
+
+
+def final_levels(learner: Learner, problems, config, seed: int) -> dict:
+    """val_acc_L<level> of the policy after the last update (its own evaluation generator)."""
+    ev = config.eval
+    learner.policy.eval()
+    scores = avg_at_k(learner.policy, learner.tok, learner.task, problems, ev.k, ev.temperature,
+                      config.rollout.max_new_tokens,
+                      make_generator(derive_seed(seed, "eval-final"), learner.accelerator.device), per_problem=True)
+    return accuracy_by_level(problems, scores)
 
 
 def accuracy_by_level(problems, scores) -> dict:
@@ -472,18 +488,26 @@ def finish(learner: Learner, run: Run, steps: int):
     learner.accelerator.end_training()
 
 
+SUMMED = ("gen_batches", "groups_short")  # counts over each process's shard: the step's totals are their sums
+
+
 def _reduce(accelerator, metrics: dict) -> dict:
-    """Average metrics over processes (a no-op on one process)."""
+    """Average metrics over processes, summing the counts in SUMMED (a no-op on one process)."""
     if accelerator.num_processes == 1:
         return metrics
     from accelerate.utils import gather_object
     parts = gather_object([metrics])  # keys may differ by process (accuracy buckets present on each)
     keys = dict.fromkeys(k for part in parts for k in part if k != "step")
     return {"step": metrics["step"],
-            **{k: sum(p[k] for p in parts if k in p) / sum(k in p for p in parts) for k in keys}}
+            **{k: sum(p[k] for p in parts if k in p) / (1 if k in SUMMED else sum(k in p for p in parts))
+               for k in keys}}
 
 
 def _trackers():
+    """$REPLICATE_TRACK (set by --track: none, tensorboard, wandb), else TensorBoard when it is installed."""
+    chosen = os.environ.get("REPLICATE_TRACK", "")
+    if chosen:
+        return None if chosen == "none" else chosen
     try:
         import tensorboard  # noqa: F401
         return "tensorboard"

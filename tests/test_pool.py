@@ -1,0 +1,154 @@
+"""The shared process pool and Ctrl-C: the first stops every worker and says per run what was kept, the second
+exits at once; `--resume` then equals an uninterrupted run. SIGINT goes to the whole process group, as a
+terminal's Ctrl-C does."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+STUBBORN = textwrap.dedent("""\
+    import sys, time
+    from replicate.runners.pool import Job, run_jobs
+
+    def stubborn(i):  # a job that will not stop on the first Ctrl-C (a worker stuck in a long kernel)
+        print(f"started {i}", flush=True)
+        while True:
+            try:
+                time.sleep(0.05)
+            except KeyboardInterrupt:
+                pass
+
+    if __name__ == "__main__":
+        try:
+            run_jobs([Job(stubborn, (i,), [f"run{i}"]) for i in range(int(sys.argv[1]))], 2, lambda *_: None,
+                     log=lambda line: print(line, flush=True))
+        except KeyboardInterrupt as exc:
+            print(exc, file=sys.stderr)
+            sys.exit(130)
+    """)
+
+
+def _start(argv, cwd, env=None):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "REPLICATE_HOME": str(cwd), "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _wait_for(cond, proc, timeout=300):
+    t0 = time.time()
+    while not cond():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < timeout
+        time.sleep(0.1)
+
+
+def _alive(pid):
+    """Running (a zombie left for a container's init to reap counts as dead)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _children(pid):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_second_ctrl_c_exits_at_once_and_kills_stuck_workers(tmp_path):
+    (tmp_path / "stubborn.py").write_text(STUBBORN)
+    proc = _start([sys.executable, "stubborn.py", "3"], tmp_path)
+    seen = []
+    _wait_for(lambda: seen.append(proc.stdout.readline()) or sum("started" in s for s in seen) == 2, proc, 60)
+    workers = [p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+    os.killpg(proc.pid, signal.SIGINT)
+    _wait_for(lambda: seen.append(proc.stdout.readline()) or "Ctrl-C: stopping" in seen[-1], proc, 10)
+    time.sleep(0.5)
+    assert proc.poll() is None  # the stuck workers hold the first Ctrl-C up
+    t0 = time.time()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert time.time() - t0 < 3 and proc.returncode == 130
+    assert "second Ctrl-C: stopped at once" in err and "--resume" in err and "Traceback" not in err
+    time.sleep(0.2)
+    assert len(workers) == 2 and not any(_alive(p) for p in workers)
+
+
+def test_ctrl_c_while_workers_start_is_quiet_and_quick(tmp_path):
+    (tmp_path / "stubborn.py").write_text(STUBBORN.replace("import sys, time", "import sys, time\nimport torch"))
+    proc = _start([sys.executable, "stubborn.py", "3"], tmp_path)
+    _wait_for(lambda: len(_children(proc.pid)) >= 2, proc, 60)  # the workers exist and are importing torch
+    t0 = time.time()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and time.time() - t0 < 10
+    assert "Traceback" not in err and "Warning" not in err and "continue with:" in err
+    assert "started" not in out.replace("not started", "")  # no job began after the Ctrl-C
+    assert sorted(line.split(":")[0] for line in out.splitlines() if "not started" in line) == ["run0", "run1", "run2"]
+
+
+SPEC_STEPS = 12
+
+
+@pytest.fixture(scope="module")
+def pooled(tmp_path_factory, warm_store):
+    """A 3-seed tiny spec whose warm-ups are cached in warm_store (built here once if missing)."""
+    from conftest import TINY_SPEC
+    from replicate.specs import load_spec
+    from replicate.runners.rl.warmup import base_policy
+    tmp = tmp_path_factory.mktemp("pooled")
+    spec_file = tmp / "tinytest.yaml"
+    spec_file.write_text(TINY_SPEC.replace("seeds: [0, 1]", "seeds: [0, 1, 2]")
+                         .replace("checkpoint_every: 3", "checkpoint_every: 2"))
+    cfg = load_spec(spec_file).resolve("tiny")
+    for seed in (0, 1, 2):
+        base_policy(cfg, warm_store, seed, log=lambda *_: None)
+    return spec_file, cfg
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k != "wall_time" and not k.startswith("time_")} for r in rows]
+
+
+def test_ctrl_c_stops_the_pool_says_what_was_kept_and_resume_equals_uninterrupted(pooled, warm_store, tmp_path):
+    from replicate.store import Run
+    from replicate.runners.rl.trainer import train
+    spec_file, cfg = pooled
+    shutil.copytree(warm_store / "_warmup", tmp_path / "store" / "_warmup")
+    argv = [sys.executable, "-m", "replicate", "run", str(spec_file), "--store", "store", "--steps", str(SPEC_STEPS)]
+    proc = _start(argv, tmp_path, {"REPLICATE_WORKERS": "2"})
+
+    def rows():
+        return [len(p.read_text().splitlines()) for p in (tmp_path / "store").glob("tinytest/*/metrics.jsonl")]
+    _wait_for(lambda: max(rows(), default=0) >= 3, proc)
+    t0 = time.time()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert time.time() - t0 < 10 and proc.returncode == 130, err
+    assert "Traceback" not in err and "Warning" not in err
+    said = [line for line in out.splitlines() if line.startswith("tiny-main-s")]
+    assert len(said) == 3, out  # one line per run: two stopped (with what they kept), one never started
+    assert sum(f"of {SPEC_STEPS} steps" in s for s in said) >= 1 and any("not started" in s for s in said)
+    assert f"continue with: python -m replicate run {spec_file} --store store --steps {SPEC_STEPS} --resume" in err
+    assert max(rows()) < SPEC_STEPS  # nothing trained to the end after the Ctrl-C
+
+    res = subprocess.run([*argv, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(REPO), "REPLICATE_HOME": str(tmp_path),
+                              "REPLICATE_WORKERS": "2", "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr
+    from replicate.experiment import plan
+    from replicate.specs import load_spec
+    cfg = plan(load_spec(spec_file), "tiny", None, SPEC_STEPS)[0]["main"]
+    for seed in (0, 1, 2):
+        resumed = next(Run(p) for p in (tmp_path / "store" / "tinytest").glob(f"tiny-main-s{seed}-*"))
+        assert resumed.done
+        full = train(Run(tmp_path / f"full{seed}"), cfg, seed, warm_store, log=lambda *_: None)
+        assert _strip(resumed.metrics()) == _strip(full)

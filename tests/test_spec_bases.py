@@ -1,0 +1,94 @@
+"""`base:` chains of any depth, a cycle as one line, and errors at the line that caused them (a variant's
+override, an inherited field); a non-text spec and a --store that is a file are one-line errors."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from replicate.errors import UserError
+from replicate.specs import find_spec, load_spec
+
+REPO = Path(__file__).resolve().parent.parent
+HEAD = 'paper: entropy-mechanism\nreproduces: "x"\n'
+
+
+def _write(tmp_path, name, text):
+    (tmp_path / name).write_text(textwrap.dedent(text))
+    return tmp_path / name
+
+
+def test_base_chain_of_three_levels_resolves(tmp_path):
+    """mid -> fig11 -> fig1: fig11's body over fig1's, then mid's; top sets one more key."""
+    _write(tmp_path, "mid.yaml", f"id: mid\nbase: fig11\n{HEAD}body:\n  train: {{steps: 7}}\npanels: [{{kind: curves}}]\n")
+    top = _write(tmp_path, "top.yaml", f"id: top\nbase: mid\n{HEAD}body:\n  rollout: {{group_size: 2}}\n"
+                                       "panels: [{kind: curves}]\n")
+    fig11 = find_spec("fig11").resolve("tiny")
+    cfg = load_spec(top).resolve("tiny")
+    assert cfg.train.steps == 7 and cfg.rollout.group_size == 2
+    assert cfg.algorithm == fig11.algorithm and cfg.model == fig11.model and cfg.task == fig11.task
+    assert cfg.rollout.prompts_per_step == fig11.rollout.prompts_per_step
+
+
+def test_base_cycle_is_one_line_naming_the_chain(tmp_path):
+    _write(tmp_path, "a.yaml", f"id: a\nbase: b\n{HEAD}panels: [{{kind: curves}}]\n")
+    _write(tmp_path, "b.yaml", f"id: b\n{HEAD}base: c\n")
+    _write(tmp_path, "c.yaml", f"id: c\n{HEAD}\n\nbase: a\n")
+    with pytest.raises(UserError) as exc:
+        load_spec(tmp_path / "a.yaml")
+    assert str(exc.value) == (f"{tmp_path / 'c.yaml'}:6: base chain a -> b -> c -> a is a cycle; point one of them "
+                              "at a spec outside it")
+
+
+def test_error_in_a_variant_override_points_at_its_line(tmp_path):
+    path = _write(tmp_path, "v.yaml", f"""\
+        id: v
+        base: fig1
+        {HEAD.splitlines()[0]}
+        {HEAD.splitlines()[1]}
+        panels: [{{kind: curves}}]
+        variants:
+          - name: fine
+          - name: broken
+            overrides:
+              rollout: {{group_size: 0}}
+        """)
+    with pytest.raises(UserError, match=r"v.yaml:10: variants.1.overrides.rollout.group_size: .*\(arm broken, "
+                                        r"scale tiny\)"):
+        load_spec(path)
+
+
+def test_error_in_an_inherited_field_points_at_the_base_file(tmp_path):
+    _write(tmp_path, "parent.yaml", f"id: parent\n{HEAD}body:\n  model: {{kind: tiny}}\n  task: {{name: addition}}\n"
+                                    "  rollout:\n    nosuchkey: 3\n")
+    child = _write(tmp_path, "child.yaml", f"id: child\nbase: parent\n{HEAD}panels: [{{kind: curves}}]\n")
+    with pytest.raises(UserError) as exc:
+        load_spec(child)
+    assert str(exc.value).startswith(f"{tmp_path / 'parent.yaml'}:8: body.rollout.nosuchkey: unknown field")
+    assert f"(inherited by {child} through `base:`)" in str(exc.value)
+
+
+def test_a_spec_without_panels_fails_before_training(tmp_path):
+    from replicate.experiment import reproduce
+    path = _write(tmp_path, "np.yaml", f"id: np\nbase: fig1\n{HEAD}")
+    with pytest.raises(UserError, match="panels: none given"):
+        reproduce(load_spec(path), store=tmp_path / "store", out=tmp_path / "out")
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize("argv,needle", [
+    ("run {png}", "is not a text file (a YAML spec is text)"),
+    ("run {tmp}", "is not a file; pass a spec .yaml file"),
+    ("fig1 --store {png}", "--store {png} is a file, not a directory"),
+])
+def test_png_spec_and_store_file_are_one_line(tmp_path, argv, needle):
+    png = tmp_path / "fig.png"
+    png.write_bytes((REPO / "figures" / "fig1" / "fig1.png").read_bytes())
+    args = argv.format(png=png, tmp=tmp_path).split()
+    res = subprocess.run([sys.executable, "-m", "replicate", *args], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO), "REPLICATE_HOME": str(tmp_path)}, timeout=120)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert needle.format(png=png) in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "results").exists()
