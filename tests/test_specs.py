@@ -142,3 +142,19 @@ def test_a_control_row_must_use_the_rule_of_the_claim_it_controls(tmp_path):
         load_spec(path)
     path.write_text(TINY_SPEC + ctrl.replace("0.5", "1.0"))
     assert load_spec(path).claims[1].control_of == "c1"
+
+
+def test_a_key_given_twice_is_an_error_at_its_line(tmp_path):
+    """YAML keeps the last of two equal keys; a second `body:` once silently dropped a spec's testbed pin."""
+    from replicate.errors import UserError
+    from replicate.specs import load_spec
+    path = tmp_path / "twice.yaml"
+    path.write_text("id: twice\npaper: p\nreproduces: 'x'\nbody:\n  seeds: [0]\nbody: {seeds: [1]}\n")
+    with pytest.raises(UserError, match=r"twice.yaml:6: 'body' is given twice \(first at line 4\)"):
+        load_spec(path)
+
+
+def test_no_shipped_spec_gives_a_key_twice():
+    from replicate.specs import all_specs, load_spec
+    for path in set(all_specs().values()):
+        load_spec(path)

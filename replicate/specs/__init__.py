@@ -216,12 +216,30 @@ def _read_yaml(path: Path) -> tuple:
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a text file (a YAML spec is text); pass a spec .yaml file") from None
     try:
-        return yaml.safe_load(text), yaml.compose(text)
+        data, root = yaml.safe_load(text), yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"{mark.line + 1}" if mark else "?"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UserError(f"{path}:{line}: malformed YAML: {problem}; fix the syntax there") from None
+    _refuse_duplicate_keys(path, root)
+    return data, root
+
+
+def _refuse_duplicate_keys(path: Path, node) -> None:
+    """YAML lets a later key silently replace an earlier one (a second `body:` would drop the first): refuse it."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict = {}
+        for key, value in node.value:
+            name = getattr(key, "value", None)
+            if name in seen:
+                raise UserError(f"{path}:{key.start_mark.line + 1}: {name!r} is given twice (first at line "
+                                f"{seen[name]}); YAML keeps only the last: merge them into one")
+            seen[name] = key.start_mark.line + 1
+            _refuse_duplicate_keys(path, value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_duplicate_keys(path, item)
 
 
 def _with_bases(data: dict, path: Path, root, chain: list[tuple[str, Path]], sources: list) -> dict:
