@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -131,19 +132,26 @@ def default_tasks(run_task: dict | None) -> list[str]:
 
 
 def gen_budget(model_obj, run_dir: Path | None, asked: int | None, prompt_tokens: int) -> int:
-    """Max new tokens: --max-gen-toks, else the run's rollout.max_new_tokens, else 2048; never past the model's
-    positions (an explicit value past them is a one-line error)."""
-    room = getattr(model_obj.config, "max_position_embeddings", None)
-    room = None if room is None else room - prompt_tokens
+    """Max new tokens: --max-gen-toks, else the run's rollout.max_new_tokens, else 2048; never the model's whole
+    positions (an explicit value that leaves no room for a prompt is a one-line error). A prompt longer than the
+    room left beside the budget is cut from the left by lm-eval, as for any model: say so."""
+    positions = getattr(model_obj.config, "max_position_embeddings", None)
+    if positions is None:
+        return asked if asked is not None else 2048
     if asked is not None:
-        if room is not None and asked > room:
-            raise UserError(f"--max-gen-toks {asked} does not fit the model: {model_obj.config.max_position_embeddings} "
-                            f"positions, prompts up to {prompt_tokens} tokens; pass --max-gen-toks {room} or less")
-        return asked
-    default = 2048
-    if run_dir is not None and (run_dir / "config.json").exists():
-        default = json.loads((run_dir / "config.json").read_text()).get("rollout", {}).get("max_new_tokens", default)
-    return max(1, min(default, room)) if room is not None else default
+        if asked >= positions:
+            raise UserError(f"--max-gen-toks {asked} does not fit the model: {positions} positions, prompts up to "
+                            f"{prompt_tokens} tokens; pass --max-gen-toks {max(1, positions - prompt_tokens)} or less")
+        budget = asked
+    else:
+        default = 2048
+        if run_dir is not None and (run_dir / "config.json").exists():
+            default = json.loads((run_dir / "config.json").read_text()).get("rollout", {}).get("max_new_tokens", default)
+        budget = max(1, min(default, positions - prompt_tokens if positions > prompt_tokens else positions // 2))
+    if prompt_tokens + budget > positions:
+        print(f"warning: prompts up to {prompt_tokens} tokens and {budget} new tokens exceed the model's {positions} "
+              f"positions: lm-eval keeps the last {positions - budget} tokens of each prompt", file=sys.stderr)
+    return budget
 
 
 def _longest_prompt(tok, data: Path) -> int:
