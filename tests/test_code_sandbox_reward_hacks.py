@@ -166,17 +166,22 @@ def test_rmtree_handles_depth_long_paths_links_and_locked_dirs(tmp_path):
 
 MANY_PROCESSES = """import os
 def add(a, b):
-    pipes = []
+    pids, pipes = [], []
     for _ in range(4):
         r, w = os.pipe()
-        if os.fork() == 0:
+        pid = os.fork()
+        if pid == 0:
             x = b'\\x01' * (100 * 2 ** 20)
             os.write(w, b'k')
             import time; time.sleep(30)
+            os._exit(0)
         os.close(w)
+        pids.append(pid)
         pipes.append(r)
     got = b''.join(os.read(r, 1) for r in pipes)
-    return a + b if got == b'kkkk' else 0
+    # all four must hold their 100 MB at once: a child the cap killed after it wrote its byte does not count
+    alive = all(os.waitpid(pid, os.WNOHANG) == (0, 0) for pid in pids)
+    return a + b if got == b'kkkk' and alive else 0
 """
 MEMFD = """import os
 def add(a, b):
