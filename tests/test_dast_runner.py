@@ -123,3 +123,19 @@ def test_seeds_in_two_processes_equal_one_process(tmp_path, monkeypatch):
                          for v, by_seed in runs.items() for s, run in by_seed.items()}
     assert set(rows["2"]) == {(v, s) for v in ("base", "dast") for s in seeds}
     assert rows["1"] == rows["2"]
+
+
+def test_length_penalty_pairs_do_not_depend_on_alpha():
+    """Every reward gap of the length-penalty arm is α·ΔL/L_cap, so the widest pair per problem and the δ cut keep
+    the same pairs for any α > 0, up to which of several pairs with the same ΔL falls at the cut (float rounding of
+    1 - α·L/L_cap breaks those ties): the arm's strength is its lr (docs/testbed/dast.md, third round), not α."""
+    rng = random.Random(3)
+    samples = [[(f"r{i}-{j}", rng.randint(2, 72), True, rng.random() < 0.5) for j in range(8)] for i in range(40)]
+    problems = list(range(40))
+    pairs = {a: make_training_data(problems, samples, {"method": "length_penalty", "alpha": a, "delta": 0.15,
+                                                       "max_pairs_per_problem": 2}, 72)[0] for a in (0.01, 0.5, 3.0)}
+    key = lambda a: {(p.problem_id, p.kind, p.chosen.text, p.rejected.text) for p in pairs[a]}
+    assert len(pairs[0.01]) == len(pairs[0.5]) == len(pairs[3.0]) > 30
+    assert len(key(0.01) & key(0.5) & key(3.0)) >= len(pairs[0.5]) - 2  # all but the ties at the cut
+    assert not make_training_data(problems, samples, {"method": "length_penalty", "alpha": 0.0, "delta": 0.15,
+                                                      "max_pairs_per_problem": 2}, 72)[0]  # α = 0: no preference
