@@ -36,10 +36,16 @@ STUBBORN = textwrap.dedent("""\
     """)
 
 
+def _default_sigint():
+    """A shell that runs pytest in the background (`cmd &` without job control) starts it with SIGINT ignored, and
+    Python then never raises KeyboardInterrupt: the child must get SIGINT's default back, as a terminal gives it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(argv, cwd, env=None):
     env = {**os.environ, "PYTHONPATH": str(REPO), "REPLICATE_HOME": str(cwd), "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_default_sigint)
 
 
 def _wait_for(cond, proc, timeout=300):
