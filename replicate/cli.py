@@ -93,8 +93,9 @@ def cmd_reproduce(spec, args):
     choose_tracker(args.track)
     overrides = parse_overrides(args.overrides)
     if args.backend == "verl":
-        if overrides:
-            raise UserError("--set is not passed to --backend verl yet; edit the spec instead")
+        if overrides or args.pilot:
+            raise UserError(f"{'--set' if overrides else '--pilot'} is not passed to --backend verl yet; "
+                            "edit the spec instead")
         from replicate.backends.verl import Options, run_verl
         _check_positive(nnodes=args.nnodes, gpus_per_node=args.gpus_per_node)
         opts = Options(launcher=args.launcher, dry_run=args.dry_run, reward=args.reward, nnodes=args.nnodes,

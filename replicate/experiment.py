@@ -68,8 +68,8 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
         requested["pilot"] = True
     full = not any(requested.values())
     if update_reference and not full:
-        raise UserError("--update-reference takes a full run only (the spec's seeds and steps, no --set); "
-                        "drop --seeds/--steps/--set")
+        raise UserError("--update-reference takes a full run only (the spec's seeds and steps, no --set, no "
+                        "--pilot); drop --seeds/--steps/--set/--pilot")
     what = "--out" if out else "results to"
     name = f"{scale}-pilot" if pilot and not (steps or overrides) else smoke_name(scale, requested, digest(requested, n=8))
     out = Path(out or results_root() / spec.id / (scale if full else name))

@@ -44,6 +44,8 @@ def test_a_pilot_runs_the_tuning_seeds_into_its_own_folder(tmp_path, monkeypatch
     assert "Pilot on the tuning seeds" in (res["out"] / "claims.md").read_text()
     with pytest.raises(UserError, match="drop --seeds"):
         reproduce(spec, pilot=True, seeds=2, store=tmp_path / "store")
+    with pytest.raises(UserError, match="full run only"):
+        reproduce(spec, pilot=True, update_reference=True, store=tmp_path / "store")
     with pytest.raises(UserError, match="--pilot needs tuning_seeds"):
         reproduce(find_spec("lemma"), pilot=True, store=tmp_path / "store")
     assert "pilot" in smoke_name("tiny", {"pilot": True, "steps": 20}, "k")
