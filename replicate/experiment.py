@@ -71,8 +71,13 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
         raise UserError("--update-reference takes a full run only (the spec's seeds and steps, no --set, no "
                         "--pilot); drop --seeds/--steps/--set/--pilot")
     what = "--out" if out else "results to"
-    name = f"{scale}-pilot" if pilot and not (steps or overrides) else smoke_name(scale, requested, digest(requested, n=8))
-    out = Path(out or results_root() / spec.id / (scale if full else name))
+    if full:
+        name = scale
+    elif pilot and not (steps or overrides):
+        name = f"{scale}-pilot"
+    else:
+        name = smoke_name(scale, requested, digest(requested, n=8))
+    out = Path(out or results_root() / spec.id / name)
     with output_dir(out, what):
         root = store_root(store)
         t0 = time.time()

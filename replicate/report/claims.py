@@ -145,7 +145,8 @@ def _flat(d: dict, prefix: str = "") -> list[tuple[str, object]]:
 
 def overrides_text(req: dict) -> str:
     """The command-line changes of a smoke run, only those given: '--steps 20 --set rollout.group_size=4'."""
-    parts = ["--pilot"] * bool(req.get("pilot")) + [f"--{k} {req[k]}" for k in ("seeds", "steps") if req.get(k) is not None]
+    parts = ["--pilot"] if req.get("pilot") else []
+    parts += [f"--{k} {req[k]}" for k in ("seeds", "steps") if req.get(k) is not None]
     parts += [f"--set {k}={json.dumps(v)}" for k, v in _flat(req.get("overrides") or {})]
     return " ".join(parts) or "no overrides"
 
@@ -153,7 +154,8 @@ def overrides_text(req: dict) -> str:
 def smoke_name(scale: str, req: dict, key: str) -> str:
     """A smoke run's result folder, named for what changed: tiny-steps20-seeds1-group_size4-<digest>."""
     import re
-    parts = ["pilot"] * bool(req.get("pilot")) + [f"{k}{req[k]}" for k in ("steps", "seeds") if req.get(k) is not None]
+    parts = ["pilot"] if req.get("pilot") else []
+    parts += [f"{k}{req[k]}" for k in ("steps", "seeds") if req.get(k) is not None]
     parts += [re.sub(r"[^A-Za-z0-9._]+", "", f"{k.rsplit('.', 1)[-1]}{v}") for k, v in _flat(req.get("overrides") or {})]
     return "-".join([scale, *(p[:24] for p in parts[:4]), key])
 

@@ -179,19 +179,23 @@ class Spec(Strict):
                 for v in self.variants}
 
 
+def _child(node, key):
+    """The YAML node under `key` (a mapping key or a sequence index), or None."""
+    if isinstance(node, yaml.MappingNode):
+        return next((v for k, v in node.value if k.value == key), None)
+    if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+        return node.value[key]
+    return None
+
+
 def _line_of(node, loc: tuple) -> int | None:
     """The 1-based line of the YAML node at path `loc`, or of its deepest existing ancestor."""
     line = node.start_mark.line + 1 if node is not None else None
     for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            nxt = next((v for k, v in node.value if k.value == key), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            nxt = node.value[key]
-        else:
-            nxt = None
-        if nxt is None:
+        node = _child(node, key)
+        if node is None:
             break
-        node, line = nxt, nxt.start_mark.line + 1
+        line = node.start_mark.line + 1
     return line
 
 
@@ -276,12 +280,7 @@ def _where(path: Path, root, sources: list, loc: tuple, msg: str) -> str:
 
 def _node_at(node, loc: tuple) -> bool:
     for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == key), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-        else:
-            return False
+        node = _child(node, key)
         if node is None:
             return False
     return True
