@@ -9,6 +9,7 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from replicate.runners.rl.models import char_tokenizer, load_pretrained, tiny_model
+from replicate.runners.rl.optim import adamw
 from replicate.paths import code_fingerprint, digest
 from replicate.seeds import derive_seed
 from replicate.tasks import make_task
@@ -32,8 +33,8 @@ def sft_batch(task, tokenizer, problems, rng, noise):
 
 
 def warmup_key(config, seed: int) -> str:
-    # autocast acts after the warm-up (which runs in the model's dtype), so it does not key the warm-up
-    return digest({"model": config.model.model_dump(exclude={"autocast"}), "task": config.task.model_dump(),
+    # autocast and attention act after the warm-up (which runs in the model's dtype, sdpa), so they do not key it
+    return digest({"model": config.model.model_dump(exclude={"autocast", "attention"}), "task": config.task.model_dump(),
                    "warmup": config.warmup.model_dump(), "seed": seed, "code": code_fingerprint()}, n=12)
 
 
@@ -60,7 +61,7 @@ def base_policy(config, root: Path, seed: int, log=print):
     w = config.warmup
     if w.steps:
         log(f"warm-up (seed {seed}): {w.steps} supervised steps on {config.task.name} (cached in {cache})")
-        opt = torch.optim.AdamW(model.parameters(), lr=w.lr, weight_decay=0.0)
+        opt = adamw(model.parameters(), w.lr, weight_decay=0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100) * max(0.1, 1 - s / w.steps))
         rng = random.Random(derive_seed(seed, "warmup-data"))
         model.train()
