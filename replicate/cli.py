@@ -12,6 +12,8 @@ from replicate.errors import Interrupted, UserError
 def _add_run_options(p):
     p.add_argument("--scale", help="tiny (default), small or paper")
     p.add_argument("--seeds", type=int, help="number of seeds (the spec's first N; more adds 0..N-1)")
+    p.add_argument("--pilot", action="store_true", help="run the spec's tuning_seeds instead of its judged seeds: "
+                   "a pilot for `power` and for tuning, written to results/<id>/<scale>-pilot/, never a reference")
     p.add_argument("--steps", type=int, help="override the number of RL steps")
     p.add_argument("--out", type=Path, help="output directory (default results/<id>/<scale>)")
     p.add_argument("--store", type=Path, help="run store root (default ./runs or $REPLICATE_STORE)")
@@ -105,7 +107,7 @@ def cmd_reproduce(spec, args):
         plan(spec, args.scale or spec.default_scale, args.seeds, args.steps, overrides)
     res = reproduce(spec, scale=args.scale, seeds=args.seeds, steps=args.steps, out=args.out, store=args.store,
                     force=args.force, resume=args.resume, update_reference=args.update_reference,
-                    overrides=overrides)
+                    overrides=overrides, pilot=args.pilot)
     if res["analysis"] is None:  # a process other than 0 of `accelerate launch`: process 0 reports
         return
     print((res["out"] / "claims.md").read_text())
@@ -129,7 +131,7 @@ def cmd_power(args):
         result = best_result(spec.id, args.scale or spec.default_scale)
         if result is None:
             raise UserError(f"{spec.id} has no result at scale {args.scale or spec.default_scale}; run a pilot "
-                            f"(python -m replicate {spec.id} --seeds 3) or pass --pilot DIR")
+                            f"(python -m replicate {spec.id} --pilot: its tuning seeds) or pass --pilot DIR")
         source = f"{result['origin']} {result['dir']}"
     # the spec's current claims, judged on the result's stored per-seed values
     rows = judge_claims(spec.claims, result.get("per_seed", {}))

@@ -50,24 +50,29 @@ def seeds_warning(spec: Spec, seeds: list, log=print) -> None:
 
 def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, steps: int | None = None,
               out: Path | None = None, store: Path | None = None, force=False, resume=False,
-              update_reference=False, overrides: dict | None = None, log=print, runner=None) -> dict:
+              update_reference=False, overrides: dict | None = None, log=print, runner=None, pilot=False) -> dict:
     """Run (or reuse) every run of the spec, analyse, draw and judge its claims.
 
     A run with the spec's defaults (seeds, steps, no overrides) is a full result, written to
     results/<id>/<scale>/; anything else is a smoke run, written to results/<id>/<scale>-<digest>/, so it never
     replaces a full result, and --update-reference refuses it. `runner` replaces the spec's runner (the verl
-    backend's launcher: its runs then go through the same analysis).
+    backend's launcher: its runs then go through the same analysis). `pilot` runs the spec's tuning_seeds instead
+    of its judged seeds (for `power` and for tuning choices), into results/<id>/<scale>-pilot/: never a reference.
     """
     scale = scale or spec.default_scale
     if not spec.panels:  # the figure needs one; known before anything trains
         raise UserError(f"{spec.path}: panels: none given; add at least one, e.g. `panels: [{{kind: curves}}]`")
     requested = {"seeds": seeds, "steps": steps, "overrides": overrides or {}}
+    if pilot:
+        check_pilot(spec, seeds)
+        requested["pilot"] = True
     full = not any(requested.values())
     if update_reference and not full:
         raise UserError("--update-reference takes a full run only (the spec's seeds and steps, no --set); "
                         "drop --seeds/--steps/--set")
     what = "--out" if out else "results to"
-    out = Path(out or results_root() / spec.id / (scale if full else smoke_name(scale, requested, digest(requested, n=8))))
+    name = f"{scale}-pilot" if pilot and not (steps or overrides) else smoke_name(scale, requested, digest(requested, n=8))
+    out = Path(out or results_root() / spec.id / (scale if full else name))
     with output_dir(out, what):
         root = store_root(store)
         t0 = time.time()
@@ -78,6 +83,7 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
             if overrides:
                 raise UserError(f"{spec.id} trains nothing (runner {spec.runner}); --set applies to training configs only")
             configs, chosen = {}, choose_seeds(spec.runner_params.get("seeds", [0, 1, 2]), seeds)
+        chosen = list(spec.tuning_seeds) if pilot else chosen
         seeds_warning(spec, chosen, log)
         store_runs = runner.fn(spec, scale, configs, chosen, root, force=force, resume=resume, log=log)
         if not is_main_process():  # under `accelerate launch`: process 0 alone analyses and writes the result
@@ -88,7 +94,7 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
         health = health_section(spec, configs, runs) if configs and spec.runner == "rl" else None
         analysis["health"] = (health or {}).get("arms", {})
         paths = render(spec, runs, analysis, out, scale)
-        extra = {"health": health, "kind": "full" if full else "smoke", "requested": requested,
+        extra = {"health": health, "kind": "full" if full else "pilot" if pilot else "smoke", "requested": requested,
                  "provenance": result_provenance(spec, configs, store_runs), "pooled": analysis["pooled"],
                  "per_seed": analysis["per_seed"], "wall_time_s": time.time() - t0}
         write_claims(out, spec.id, scale, chosen, rows, extra)
@@ -103,6 +109,15 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
                 shutil.copy2(f, ref / f.name)
             log(f"reference result updated in {ref}")
         return {"out": out, "claims": rows, "analysis": analysis, "runs": runs}
+
+
+def check_pilot(spec: Spec, seeds: int | None) -> None:
+    """A pilot runs the tuning seeds the spec declares; it refuses --seeds and a spec that declares none."""
+    if seeds is not None:
+        raise UserError("--pilot runs the spec's tuning_seeds; drop --seeds")
+    if not spec.tuning_seeds:
+        raise UserError(f"{spec.path}: --pilot needs tuning_seeds: (seeds kept for tuning, never judged); "
+                        "add e.g. `tuning_seeds: [100, 101, 102]` to the spec")
 
 
 STAND_IN_MODEL = "tiny"  # the model column of a tiny-tier table.csv (a stand-in model of the reported tables)

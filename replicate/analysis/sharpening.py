@@ -66,12 +66,15 @@ def sharpened_curve(first_row: dict, n: int = 21) -> list[list[float]]:
 
 
 def sharpening(runs: dict) -> dict:
-    """Per run: the sharpening null's metrics; pooled: each variant's sharpened-base curves, by seed (figures)."""
+    """Per run: the sharpening null's metrics, under its arm and the pseudo-arm "all" (every run of every arm, for
+    claims over every run); pooled: each variant's sharpened-base curves, by seed (figures)."""
     per_seed, pooled = {}, {}
     for variant, seeds in runs.items():
         for metrics in seeds.values():
             for key, val in sharpening_values(metrics).items():
                 record(per_seed, key, variant, val)
+                if len(runs) > 1:
+                    record(per_seed, key, "all", val)
         pooled[variant] = {"sharpened_curves": {seed: sharpened_curve(rows[0]) for seed, rows in seeds.items()
                                                 if rows and "base_acc_greedy" in rows[0]}}
     return {"per_seed": per_seed, "pooled": pooled}

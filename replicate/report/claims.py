@@ -145,7 +145,7 @@ def _flat(d: dict, prefix: str = "") -> list[tuple[str, object]]:
 
 def overrides_text(req: dict) -> str:
     """The command-line changes of a smoke run, only those given: '--steps 20 --set rollout.group_size=4'."""
-    parts = [f"--{k} {req[k]}" for k in ("seeds", "steps") if req.get(k) is not None]
+    parts = ["--pilot"] * bool(req.get("pilot")) + [f"--{k} {req[k]}" for k in ("seeds", "steps") if req.get(k) is not None]
     parts += [f"--set {k}={json.dumps(v)}" for k, v in _flat(req.get("overrides") or {})]
     return " ".join(parts) or "no overrides"
 
@@ -153,7 +153,7 @@ def overrides_text(req: dict) -> str:
 def smoke_name(scale: str, req: dict, key: str) -> str:
     """A smoke run's result folder, named for what changed: tiny-steps20-seeds1-group_size4-<digest>."""
     import re
-    parts = [f"{k}{req[k]}" for k in ("steps", "seeds") if req.get(k) is not None]
+    parts = ["pilot"] * bool(req.get("pilot")) + [f"{k}{req[k]}" for k in ("steps", "seeds") if req.get(k) is not None]
     parts += [re.sub(r"[^A-Za-z0-9._]+", "", f"{k.rsplit('.', 1)[-1]}{v}") for k, v in _flat(req.get("overrides") or {})]
     return "-".join([scale, *(p[:24] for p in parts[:4]), key])
 
@@ -196,9 +196,10 @@ def health_lines(health: dict) -> list[str]:
 def provenance_line(payload: dict) -> str:
     """What a result is and where it came from, in one markdown line."""
     prov, req = payload.get("provenance", {}), payload.get("requested", {})
-    kind = ("Full result" if payload.get("kind", "full") == "full" else
-            f"Smoke run ({overrides_text(req)}): "
-            "not comparable with the full result")
+    kind = payload.get("kind", "full")
+    kind = ("Full result" if kind == "full" else
+            "Pilot on the tuning seeds (for `power` and tuning choices): never judged" if kind == "pilot" else
+            f"Smoke run ({overrides_text(req)}): not comparable with the full result")
     rows = sorted({r.get("rows") for r in prov.get("runs", [])} - {None})
     return (f"{kind}. Seeds {payload.get('seeds')}, metric rows per run {rows}; spec {prov.get('spec_file')} "
             f"(sha {prov.get('spec_digest')}); code fingerprint {prov.get('code_fingerprint')}, git "
