@@ -125,7 +125,8 @@ def bench_small_step(args) -> dict:
     info = machine("cpu")
     path = write_json("small-step", "cpu", {**payload, "machine": info}, getattr(args, "out", None))
     rows = [[name, round(med(a["step_s"]), 2), round(med(a["time_rollout"]), 2), round(med(a["time_update"]), 2),
-             round(sum(a["response_length"]) / len(a["response_length"]), 1), round(med(o["step_s"]) / med(a["step_s"]), 2),
+             round(sum(a["response_length"]) / len(a["response_length"]), 1),
+             round(med(o["step_s"]) / med(a["step_s"]), 2),
              round(med(b["step_s"]) / med(a["step_s"]), 2)] for name, a in steps.items()]
     print(table(f"small-step on cpu ({info['cpu']}, {info['torch_threads']} thread(s), load {os.getloadavg()[0]:.1f}): fig1 "
                 f"{'tiny (--quick)' if quick else 'small'} preset, one RL step, {reps} timed steps per arm",
