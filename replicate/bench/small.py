@@ -128,7 +128,8 @@ def bench_small_step(args) -> dict:
              round(sum(a["response_length"]) / len(a["response_length"]), 1),
              round(med(o["step_s"]) / med(a["step_s"]), 2),
              round(med(b["step_s"]) / med(a["step_s"]), 2)] for name, a in steps.items()]
-    print(table(f"small-step on cpu ({info['cpu']}, {info['torch_threads']} thread(s), load {os.getloadavg()[0]:.1f}): fig1 "
+    load = os.getloadavg()[0]
+    print(table(f"small-step on cpu ({info['cpu']}, {info['torch_threads']} thread(s), load {load:.1f}): fig1 "
                 f"{'tiny (--quick)' if quick else 'small'} preset, one RL step, {reps} timed steps per arm",
                 ["arm", "s/step", "rollout s", "update s", "resp len", "over float32", "over bf16"], rows))
     print(table(f"update alone: {shape}, {B} rows x ({P} + {T}) tokens, fwd + bwd + AdamW, {reps} reps",
