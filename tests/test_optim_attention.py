@@ -4,9 +4,9 @@ import copy
 import pytest
 import torch
 
+from replicate.config import OptimizerSpec
 from replicate.runners.rl.models import char_tokenizer, response_logprobs, tiny_model
 from replicate.runners.rl.optim import adamw, make_optimizer
-from replicate.config import OptimizerSpec
 
 CONFIG = {"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
           "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64}

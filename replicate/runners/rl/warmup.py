@@ -8,9 +8,9 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
+from replicate.paths import code_fingerprint, digest
 from replicate.runners.rl.models import char_tokenizer, load_pretrained, tiny_model
 from replicate.runners.rl.optim import adamw
-from replicate.paths import code_fingerprint, digest
 from replicate.seeds import derive_seed
 from replicate.tasks import make_task
 
