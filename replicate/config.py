@@ -55,6 +55,7 @@ class ModelSpec(Strict):
     chat: bool = False  # prompt a pretrained chat model through its tokenizer's chat template
     system: str | None = None  # with chat: the system turn's text (None: the template's default turn)
     autocast: Literal["off", "bf16"] = "off"  # bf16 autocast of forward passes; float32 weights and optimizer
+    attention: Literal["sdpa", "eager"] = "sdpa"  # transformers' attention implementation for RL (after warm-up)
 
     @field_validator("dtype")
     @classmethod
@@ -185,6 +186,7 @@ class OptimizerSpec(Strict):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
+    fused: bool = True  # AdamW's fused kernel (CPU and CUDA); false: torch's default per-parameter loop on CPU
 
 
 class TrainSpec(Strict):

@@ -34,12 +34,14 @@ def test_bench_arm_writes_ratios(what, tmp_path, capsys):
     assert f"{what}-cpu.json" in capsys.readouterr().out
 
 
-def test_bench_small_step_writes_both_ratios(tmp_path, capsys):
+def test_bench_small_step_writes_every_arm(tmp_path, capsys):
     assert main(["bench", "small-step", "--quick", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "small-step-cpu.json").read_text())
     arms = data["rl_step"]["arms"]
-    assert list(arms) == ["float32 (before)", "bf16 autocast (preset)"]
+    assert list(arms) == ["float32 (before #22)", "bf16 autocast (before)", "preset now"]
     assert all(len(a["step_s"]) == 2 and min(a["step_s"]) > 0 and 0 < min(a["response_length"]) for a in arms.values())
-    assert data["rl_step"]["speedup"] > 0 and data["update"]["bf16_speedup"] > 0
-    assert set(data["update"]["seconds"]) == {"float32", "bf16 autocast"}
+    assert data["rl_step"]["speedup"] > 0 and data["rl_step"]["speedup_over_bf16"] > 0
+    assert set(data["update"]["seconds"]) == {"float32", "bf16 autocast", "bf16 + fused AdamW",
+                                              "bf16 + eager attention", "bf16 + fused + eager"}
+    assert data["update"]["speedup_over_float32"]["float32"] == 1
     assert "small-step-cpu.json" in capsys.readouterr().out

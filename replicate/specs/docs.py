@@ -78,6 +78,9 @@ FIELD_NOTES = {
         "autocast": "`bf16`: forward passes (rollout, log-probs, update) run under bfloat16 autocast, CPU or CUDA; "
                     "weights, gradients and optimizer state stay float32, and the LM head, log-probs and entropy "
                     "are computed in float32. `off` (default): float32 throughout.",
+        "attention": "transformers' attention implementation during RL: `sdpa` (default; on CPU a flash kernel) or "
+                     "`eager` (plain matmuls and softmax: faster on CPU for rows of tens of tokens, as the small "
+                     "preset's; `bench small-step`). A tiny model's warm-up runs sdpa either way.",
     },
     "TaskSpec": {
         "name": "A registered task (see Tasks).",
@@ -137,6 +140,9 @@ FIELD_NOTES = {
         "lr": "Learning rate (constant).",
         "weight_decay": "Weight decay.",
         "betas": "AdamW betas.",
+        "fused": "RL's AdamW (policy, critic, PRM; not the warm-up) runs torch's fused kernel on CPU and CUDA (default true; 3.5-4.3x "
+                 "faster than the per-parameter loop torch runs by default on CPU, equal up to the last bits). "
+                 "`false`: torch's default.",
     },
     "EvalSpec": {
         "every": "Steps between validation evaluations (`val_acc` in metrics.jsonl).",

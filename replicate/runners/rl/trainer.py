@@ -29,6 +29,7 @@ from replicate.runners.rl.rollout import avg_at_k, make_generator, rollout
 from replicate.runners.rl.sharding import full_parameters, open_full_parameters
 from replicate.store import Run
 from replicate.tasks import make_task
+from replicate.runners.rl.optim import adamw, make_optimizer
 from replicate.runners.rl.warmup import base_policy
 
 
@@ -59,22 +60,22 @@ def setup(config, seed: int, store_root, run: Run, log=print) -> Learner:
     torch.manual_seed(seed)
     with accelerator.main_process_first():  # process 0 builds (and caches) the warm-up; the others load it
         model, tok = base_policy(config, store_root, seed, log=log)
+    if config.model.attention != model.config._attn_implementation:
+        model.set_attn_implementation(config.model.attention)
     model = autocast_forward(model, config.model.autocast, accelerator.device.type)  # the copies below inherit it
     alg, opt = config.algorithm, config.train.optimizer
-    extra = {"betas": opt.betas} if opt.name == "adamw" else {}
-    optimizer = (torch.optim.AdamW if opt.name == "adamw" else torch.optim.SGD)(
-        model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay, **extra)
+    optimizer = make_optimizer(opt, model.parameters())
     needs = advantage_needs(alg.advantage)  # the estimator's extra tensors decide which models the learner holds
     needs_ref = alg.kl_loss_coef or alg.kl_in_reward_coef or "ref_log_prob" in needs
     ref_model = copy.deepcopy(model).eval() if needs_ref else None
     critic = critic_opt = prm = prm_opt = None
     if "values" in needs:
         critic = Critic(copy.deepcopy(model))
-        critic_opt = torch.optim.AdamW(critic.parameters(), lr=alg.critic_lr)
+        critic_opt = adamw(critic.parameters(), alg.critic_lr, opt.fused)
         critic, critic_opt = accelerator.prepare(critic, critic_opt)
     if "rm_log_prob" in needs:  # PRIME's implicit PRM starts as the warm-up policy, as the reference does
         prm = copy.deepcopy(model)
-        prm_opt = torch.optim.AdamW(prm.parameters(), lr=alg.prm_lr)
+        prm_opt = adamw(prm.parameters(), alg.prm_lr, opt.fused)
         prm, prm_opt = accelerator.prepare(prm, prm_opt)
     model, optimizer = accelerator.prepare(model, optimizer)
     task = make_task(config.task.name, **config.task.params)
