@@ -121,6 +121,24 @@ def test_advantages_are_zero_on_masked_positions(seed, name):
     assert torch.all(adv[mask == 0] == 0)
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 4), min_size=1, max_size=24), st.integers(0, 10_000), st.booleans())
+def test_grpo_equals_its_per_group_formula(ids, seed, by_std):
+    """The one-pass GRPO (index_add over groups) against the docstring's formula, group by group: ragged,
+    interleaved groups, groups of one, 0/1 and real-valued rewards."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(ids)
+    r = torch.zeros(n, 3)
+    r[:, -1] = (torch.rand(n, generator=g) > 0.5).float() if seed % 2 else torch.randn(n, generator=g)
+    adv, _ = ADVANTAGES["grpo"](r, torch.ones(n, 3), ids, norm_adv_by_std_in_grpo=by_std)
+    s = r.sum(-1)
+    for gid in set(ids):
+        rows = [i for i, x in enumerate(ids) if x == gid]
+        mean, std = (s[rows].mean(), s[rows].std()) if len(rows) > 1 else (0.0, 1.0)
+        want = (s[rows] - mean) / (std + 1e-6) if by_std else s[rows] - mean
+        assert torch.allclose(adv[rows, 0], want, rtol=1e-4, atol=1e-4)
+
+
 # ---- policy losses -------------------------------------------------------------------------------
 
 def test_vanilla_known_values():

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 from replicate.algorithms import entropy_from_logits, predicted_entropy_change
 from replicate.algorithms.lemma import lemma_points, loglog_slope, summarize
@@ -111,3 +112,34 @@ def test_fig8_smoke(tmp_path, fig_store):
     page = write_report(tmp_path / "REPORT.md").read_text()
     assert "## fig1" in page and "## fig8" in page
     assert "### fig1 at scale small" in page  # a second scale's result (the committed SmolLM2 reference) too
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=6), st.integers(1, 5), st.integers(0, 2**31 - 1))
+def test_covariance_by_accuracy_equals_the_per_group_loop(sizes, T, seed):
+    """The one-pass version (index_add over groups) against each group's masked token covariance, computed alone;
+    groups ragged and interleaved, masks with empty tails."""
+    from replicate.algorithms.aggregation import masked_mean
+    from replicate.algorithms.covariance import token_covariance
+    g = torch.Generator().manual_seed(seed)
+    n = sum(sizes)
+    order = torch.randperm(n, generator=g).tolist()
+    groups, at = [], 0
+    for s in sizes:
+        groups.append(order[at:at + s])
+        at += s
+    lp, adv = torch.randn(n, T, generator=g), torch.randn(n, T, generator=g)
+    mask = (torch.rand(n, T, generator=g) > 0.3).float()
+    mask[:, 0] = 1
+    scores = (torch.rand(n, generator=g) > 0.5).float()
+    out = covariance_by_accuracy(lp, adv, mask, scores, groups)
+    want = {}
+    for rows in groups:
+        acc = scores[rows].mean().item()
+        if 0 < acc < 1:
+            c = masked_mean(token_covariance(lp[rows], adv[rows], mask[rows]), mask[rows]).item()
+            want.setdefault(f"cov_acc_{round(acc * len(rows))}", []).append(c)
+            want.setdefault("cov_hard" if acc <= 1 / 3 else ("cov_medium" if acc < 2 / 3 else "cov_easy"), []).append(c)
+    assert out.keys() == want.keys()
+    for k, v in want.items():
+        assert out[k] == pytest.approx(sum(v) / len(v), rel=1e-5, abs=1e-6)

@@ -48,6 +48,17 @@ def _groups(index: Sequence[Hashable]) -> dict[Hashable, list[int]]:
     return groups
 
 
+def group_ids(index: Sequence[Hashable], device=None) -> tuple[torch.Tensor, int]:
+    """Each row's group as an integer 0..n_groups-1 (in order of first appearance), and n_groups."""
+    ids: dict[Hashable, int] = {}
+    return torch.tensor([ids.setdefault(g, len(ids)) for g in index], device=device), len(ids)
+
+
+def group_sum(values: torch.Tensor, gid: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """Σ over each group's rows of `values` ([rows, ...] -> [n_groups, ...])."""
+    return values.new_zeros((n_groups, *values.shape[1:])).index_add_(0, gid, values)
+
+
 @register_advantage("grpo")
 def grpo(token_level_rewards, response_mask, index, epsilon: float = 1e-6, norm_adv_by_std_in_grpo: bool = True):
     """GRPO outcome advantage, broadcast over the response.
@@ -56,11 +67,14 @@ def grpo(token_level_rewards, response_mask, index, epsilon: float = 1e-6, norm_
     With norm_adv_by_std_in_grpo=False: A_i = s_i - mean_g s  (Dr. GRPO).
     """
     scores = token_level_rewards.sum(dim=-1)
-    adv = torch.zeros_like(scores)
-    for rows in _groups(index).values():
-        s = scores[rows]
-        mean, std = (s.mean(), s.std()) if len(rows) > 1 else (s.new_tensor(0.0), s.new_tensor(1.0))
-        adv[rows] = (s - mean) / (std + epsilon) if norm_adv_by_std_in_grpo else s - mean
+    gid, n = group_ids(index, scores.device)
+    size = group_sum(torch.ones_like(scores), gid, n)[gid]
+    mean = (group_sum(scores, gid, n) / group_sum(torch.ones_like(scores), gid, n))[gid]
+    var = group_sum((scores - mean) ** 2, gid, n)[gid] / (size - 1).clamp(min=1)
+    alone = size == 1
+    mean = torch.where(alone, torch.zeros_like(mean), mean)
+    std = torch.where(alone, torch.ones_like(var), var.sqrt())
+    adv = (scores - mean) / (std + epsilon) if norm_adv_by_std_in_grpo else scores - mean
     adv = adv.unsqueeze(-1) * response_mask
     return adv, adv
 

@@ -20,17 +20,27 @@ def covariance_by_accuracy(log_prob, advantages, response_mask, scores, groups: 
     For a group of n rows with c correct (0 < c < n; all-equal groups have zero advantage and covariance):
     cov_acc_<c> averages over groups with that count, and cov_hard / cov_medium / cov_easy over groups whose
     accuracy c/n lies in (0, 1/3], (1/3, 2/3), [2/3, 1). The group size is a separate metric, not part of a key.
+    Each group's covariance is token_covariance within the group (its own means over its valid tokens), all groups
+    in one pass of tensor ops.
     """
+    rows = torch.tensor([r for g in groups for r in g], dtype=torch.long, device=scores.device)
+    gid = torch.tensor([i for i, g in enumerate(groups) for _ in g], dtype=torch.long, device=scores.device)
+    lp, adv, m = log_prob.detach()[rows], advantages.detach()[rows], response_mask[rows]
+
+    def per_group(x):  # Σ over each group's rows, then over tokens where x is [rows, T]
+        x = x.sum(-1) if x.dim() > 1 else x
+        return x.new_zeros(len(groups)).index_add_(0, gid, x)
+
+    tokens = per_group(m) + 1e-8
+    lp_mean, adv_mean = per_group(lp * m) / tokens, per_group(adv * m) / tokens
+    cov = per_group((adv - adv_mean[gid, None]) * (lp - lp_mean[gid, None]) * m) / tokens
+    acc = per_group(scores[rows].to(cov.dtype)) / per_group(torch.ones_like(gid, dtype=cov.dtype))
     by_count, by_bin = {}, {}
-    for rows in groups:
-        acc = scores[rows].mean().item()
-        if acc <= 0 or acc >= 1:
+    for g, a, c in zip(groups, acc.tolist(), cov.tolist()):
+        if a <= 0 or a >= 1:
             continue
-        cov = masked_mean(token_covariance(log_prob[rows], advantages[rows], response_mask[rows]),
-                          response_mask[rows]).item()
-        by_count.setdefault(f"cov_acc_{round(acc * len(rows))}", []).append(cov)
-        name = "cov_hard" if acc <= 1 / 3 else ("cov_medium" if acc < 2 / 3 else "cov_easy")
-        by_bin.setdefault(name, []).append(cov)
+        by_count.setdefault(f"cov_acc_{round(a * len(g))}", []).append(c)
+        by_bin.setdefault("cov_hard" if a <= 1 / 3 else ("cov_medium" if a < 2 / 3 else "cov_easy"), []).append(c)
     return {k: sum(v) / len(v) for k, v in {**by_count, **by_bin}.items()}
 
 
