@@ -82,6 +82,7 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
         root = store_root(store)
         t0 = time.time()
         runner = runner or RUNNERS[spec.runner]
+        spec = spec.at_scale(scale)  # runner_params as the runner reads them here (their `scales:` entry merged)
         if runner.trains:
             configs, chosen = plan(spec, scale, seeds, steps, overrides)
         else:

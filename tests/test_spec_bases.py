@@ -92,3 +92,23 @@ def test_png_spec_and_store_file_are_one_line(tmp_path, argv, needle):
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert needle.format(png=png) in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_runner_params_per_scale_merge_and_fail_at_their_line(tmp_path):
+    """runner_params' `scales: {small: {...}}` reach the runner at that scale only (spec.at_scale); a parameter the
+    runner does not take, or a scale that does not exist, is an error at its line."""
+    body = "tuning_seeds: [100]\nrunner: lemma_lm\nanalyses: [lemma_lm]\n"
+    good = _write(tmp_path, "good.yaml", f"id: good\nbase: fig1\n{HEAD}{body}"
+                                         "runner_params: {lr: 1.0e-2, n_batches: 8, scales: {small: {lr: 1.0e-4}}}\n")
+    spec = load_spec(good)
+    assert spec.at_scale("tiny").runner_params == {"lr": 1e-2, "n_batches": 8}
+    assert spec.at_scale("small").runner_params == {"lr": 1e-4, "n_batches": 8}
+    assert spec.at_scale(None).runner_params == {"lr": 1e-2, "n_batches": 8}  # the default scale
+    typo = _write(tmp_path, "typo.yaml", f"id: typo\nbase: fig1\n{HEAD}{body}"
+                                         "runner_params:\n  lr: 1.0e-2\n  scales:\n    small: {lrr: 1.0e-4}\n")
+    with pytest.raises(UserError, match=r"typo.yaml:\d+.*no parameter 'lrr'"):
+        load_spec(typo)
+    scale = _write(tmp_path, "scale.yaml", f"id: scale\nbase: fig1\n{HEAD}{body}"
+                                           "runner_params:\n  lr: 1.0e-2\n  scales:\n    smal: {lr: 1.0e-4}\n")
+    with pytest.raises(UserError, match=r"scale.yaml:\d+.*unknown scale 'smal'"):
+        load_spec(scale)

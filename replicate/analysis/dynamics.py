@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 from scipy import stats
@@ -37,7 +38,7 @@ def lemma_lm(runs: dict) -> dict:
                 pos = [r for r in rows if r.get("kind") == "position" and r.get("direction") == direction]
                 return [np.array([r[k] for r in pos]) for k in keys]
             exact, theory, pred = cols("gradient", "exact", "theorem", "predicted")
-            theorem, taylor = stats.linregress(theory, exact), stats.linregress(pred, exact)
+            theorem, taylor = _linregress(theory, exact), _linregress(pred, exact)
             random_corr = _corr(*cols("random", "theorem", "exact"), "pearson")
             for key, val in (("theorem_corr", theorem.rvalue), ("theorem_slope", theorem.slope),
                              ("theorem_sign_agreement", float(np.mean(np.sign(exact) == np.sign(theory)))),
@@ -46,6 +47,14 @@ def lemma_lm(runs: dict) -> dict:
                              ("lm_median_rel_error", float(np.median(np.abs(exact - pred) / np.maximum(np.abs(pred), 1e-12))))):
                 record(per_seed, key, variant, float(val))
     return {"per_seed": per_seed, "pooled": {}}
+
+
+def _linregress(x, y):
+    """scipy's linregress, or NaN slope and r where x or y is constant (a batch whose advantages are all 0: every
+    group all right or all wrong, so the step moves nothing)."""
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return SimpleNamespace(slope=math.nan, rvalue=math.nan)
+    return stats.linregress(x, y)
 
 
 def _corr(x, y, kind):

@@ -168,6 +168,12 @@ class Spec(Strict):
             raise UserError(f"{self.id} has no scale {scale!r}; it has {', '.join(self.scales) or self.default_scale}")
         return RunConfig.model_validate(merge_scale(self.body, self.scales.get(scale, {})))
 
+    def at_scale(self, scale: str | None = None) -> "Spec":
+        """This spec with runner_params as the runner reads them at `scale`: runner_params' `scales: {<scale>:
+        {...}}` merged over the rest (the lemma-lm step size differs between a 2-layer toy and SmolLM2-135M)."""
+        return self.model_copy(update={"runner_params": scale_runner_params(self.runner_params,
+                                                                             scale or self.default_scale)})
+
     def variant_configs(self, scale: str | None = None) -> dict[str, RunConfig]:
         """One config per comparison arm; a spec without variants has one arm named 'main'."""
         base = self.resolve(scale)
@@ -177,6 +183,11 @@ class Spec(Strict):
         return {v.name: RunConfig.model_validate(deep_merge(deep_merge(base.model_dump(), v.overrides),
                                                             v.scales.get(scale, {})))
                 for v in self.variants}
+
+
+def scale_runner_params(params: dict, scale: str) -> dict:
+    """runner_params less their `scales:` table, with that table's entry for `scale` merged over them."""
+    return {**{k: v for k, v in params.items() if k != "scales"}, **params.get("scales", {}).get(scale, {})}
 
 
 def _child(node, key):
@@ -346,15 +357,20 @@ def _check_runner_params(spec: Spec, path: Path, root) -> None:
     parameter is a file:line error at load, before anything runs."""
     from replicate.runners import RUNNERS
     runner = RUNNERS[spec.runner]
-    checks = [(("runner_params",), spec.runner_params, {})]
+    plain = scale_runner_params(spec.runner_params, "")
+    checks = [(("runner_params",), plain, {})]
+    for scale, own in spec.runner_params.get("scales", {}).items():
+        if scale not in SCALES:
+            raise UserError(_fmt_error(path, root, ("runner_params", "scales", scale),
+                                       f"unknown scale {scale!r}; scales are {', '.join(SCALES)}"))
+        checks.append((("runner_params", "scales", scale), own, plain))
     for i, v in enumerate(spec.variants):
         if v.runner_params and not runner.variant_params:
             raise UserError(_fmt_error(path, root, ("variants", i, "runner_params"),
                                        f"the {spec.runner} runner takes no per-arm runner_params; set them once "
                                        f"in the spec's runner_params"))
         if v.runner_params:
-            base = {k: x for k, x in spec.runner_params.items() if k != "scales"}
-            checks.append((("variants", i, "runner_params"), v.runner_params, base))
+            checks.append((("variants", i, "runner_params"), v.runner_params, plain))
     for prefix, own, base in checks:
         try:
             runner.params.model_validate({**base, **own})
@@ -364,8 +380,8 @@ def _check_runner_params(spec: Spec, path: Path, root) -> None:
             where = prefix + loc if (loc[:1] and loc[0] in own) or not base else ("runner_params", *loc)
             msg = err["msg"]
             if msg == "Extra inputs are not permitted":
-                known = ", ".join(f for f in runner.params.model_fields) or "none"
-                msg = f"the {spec.runner} runner takes no parameter {loc[-1]!r}; it takes: {known}"
+                names = ", ".join(f for f in runner.params.model_fields if f != "scales") or "none"
+                msg = f"the {spec.runner} runner takes no parameter {loc[-1]!r}; it takes: {names}"
             raise UserError(_fmt_error(path, root, where, msg)) from None
 
 
