@@ -42,7 +42,7 @@ FIELD_NOTES = {
         "reproduces": "The paper, figure and what it shows; the text before the first `:` titles the figure.",
         "description": "Free text: what is trained and measured, for the reader.",
         "runner": "The registered runner that produces the runs (see Runners).",
-        "runner_params": "Keyword parameters of the runner (see Runners); free-form, read by the runner only.",
+        "runner_params": "Keyword parameters of the runner (see Runners), validated by its typed Params at load; a `scales: {small: {...}}` entry is merged over the rest at that scale.",
         "body": "The run config shared by every scale: the sections of a RunConfig (see below).",
         "scales": "Presets `tiny`, `small`, `paper`, each a partial RunConfig merged over `body`.",
         "default_scale": "The scale run without `--scale`.",
