@@ -192,10 +192,10 @@ def main(argv=None) -> int:
                                                          "else 2048; never past the model's positions)")
     p_eval.add_argument("--batch-size", type=int, default=16)
     p_eval.add_argument("--out", type=Path)
-    p_bench = sub.add_parser("bench", help="side-by-side speed ratios: evaluators, rollout, update, entropy, rl-step, small-step, all")
+    p_bench = sub.add_parser("bench", help="side-by-side speed ratios: evaluators, rollout, update, entropy, rl-step, rl-rows, small-step, all")
     p_bench.add_argument("what")
     p_bench.add_argument("--seconds", type=float, default=8.0, help="time budget per measured arm (evaluators)")
-    p_bench.add_argument("--reps", type=int, help="timed repetitions per arm (rollout, update, entropy, rl-step)")
+    p_bench.add_argument("--reps", type=int, help="timed repetitions per arm (rollout, update, entropy, rl-step, rl-rows, small-step)")
     p_bench.add_argument("--quick", action="store_true", help="tiny shapes and 2 repetitions (a smoke test)")
     p_bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                          help="auto: CPU, and the GPU where CUDA is present")

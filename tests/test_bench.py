@@ -1,4 +1,4 @@
-"""`python -m replicate bench {rollout,update,entropy,rl-step}` with a tiny budget: each writes its JSON with
+"""`python -m replicate bench {rollout,update,entropy,rl-step,rl-rows}` with a tiny budget: each writes its JSON with
 ratios and positive rates."""
 import json
 
@@ -45,3 +45,13 @@ def test_bench_small_step_writes_every_arm(tmp_path, capsys):
                                               "bf16 + eager attention", "bf16 + fused + eager"}
     assert data["update"]["speedup_over_float32"]["float32"] == 1
     assert "small-step-cpu.json" in capsys.readouterr().out
+
+
+def test_bench_rl_rows_writes_the_batched_seed_ceiling(tmp_path, capsys):
+    """N x the rows against 1x, interleaved: the 1x arm's ratios are 1 by construction, the others positive."""
+    assert main(["bench", "rl-rows", "--quick", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "rl-rows-cpu.json").read_text())
+    one, two = data["arms"]["1"], data["arms"]["2"]
+    assert one["time_ratio"] == 1 and one["rows_per_s_ratio"] == 1
+    assert two["step_s"] > 0 and two["rows_per_s_ratio"] == pytest.approx(2 / two["time_ratio"])
+    assert "rl-rows-cpu.json" in capsys.readouterr().out

@@ -14,6 +14,7 @@ BENCHES = Registry("bench", {
     "update": "replicate.bench.core:bench_update",
     "entropy": "replicate.bench.core:bench_entropy",
     "rl-step": "replicate.bench.rl:bench_rl_step",
+    "rl-rows": "replicate.bench.rl:bench_rl_rows",
     "small-step": "replicate.bench.small:bench_small_step",
     "all": "replicate.bench:bench_all",
 })

@@ -158,3 +158,38 @@ def bench_rl_step(args) -> dict:
                  _row(f"TRL {trl.__version__} GRPOTrainer", res["trl"], 1.0, 1.0)])
           + f"\n  -> {path}")
     return payload
+
+
+def bench_rl_rows(args) -> dict:
+    """What stacking N seeds into one batched model could gain at most: our tiny step at 32 x 8 rows against N times
+    the rows (the work N stacked seeds would do per step), interleaved. Rows per second over the 1x arm is the
+    ceiling of seeds per second from batching seeds (their weights would differ, so it is an upper bound)."""
+    quick = getattr(args, "quick", False)
+    steps, group = (4, 4) if quick else (10, GROUP)
+    factors = (1, 2) if quick else (1, 4, 8)
+    prompts = 8 if quick else PROMPTS
+    reps = max(1, getattr(args, "reps", None) or (1 if quick else 3))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times = {n: [] for n in factors}
+        for r in range(reps):
+            for n in factors:
+                times[n].append(run_ours(_fig1_config(steps, prompts * n, group), seed=r)["step_s"])
+        info = machine("cpu")
+    finally:
+        torch.set_num_threads(threads)
+    base = med(times[1])
+    arms = {n: {"step_s": med(t), "time_ratio": med(t) / base, "rows_per_s_ratio": n / (med(t) / base), "runs": t}
+            for n, t in times.items()}
+    payload = {"config": {"prompts_per_step": prompts, "group_size": group, "steps_per_run": steps,
+                          "runs_per_arm": reps, "factors": list(factors)},
+               "arms": {str(n): a for n, a in arms.items()}, "machine": info}
+    path = write_json("rl-rows", "cpu", payload, getattr(args, "out", None))
+    print(table(f"rl-rows on cpu (1 thread, load {os.getloadavg()[0]:.1f}): our tiny step at N x the rows "
+                f"({prompts} prompts x {group} at N = 1), {steps} steps x {reps} runs per arm",
+                ["rows", "s/step", "time ratio", "rows/s ratio (ceiling of N stacked seeds)"],
+                [[f"{n}x ({prompts * n * group})", round(a["step_s"], 4), round(a["time_ratio"], 2),
+                  round(a["rows_per_s_ratio"], 2)] for n, a in arms.items()])
+          + f"\n  -> {path}")
+    return payload
