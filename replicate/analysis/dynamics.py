@@ -49,17 +49,22 @@ def lemma_lm(runs: dict) -> dict:
     return {"per_seed": per_seed, "pooled": {}}
 
 
+def _undefined(x, y) -> bool:
+    """Fewer than 3 points, or x or y constant: no correlation or regression line is defined (e.g. a batch whose
+    advantages are all 0, every group all right or all wrong, so the step moves nothing)."""
+    return len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0
+
+
 def _linregress(x, y):
-    """scipy's linregress, or NaN slope and r where x or y is constant (a batch whose advantages are all 0: every
-    group all right or all wrong, so the step moves nothing)."""
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    """scipy's linregress, or NaN slope and r where it is undefined (_undefined)."""
+    if _undefined(x, y):
         return SimpleNamespace(slope=math.nan, rvalue=math.nan)
     return stats.linregress(x, y)
 
 
 def _corr(x, y, kind):
     x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    if _undefined(x, y):
         return math.nan
     return float((stats.pearsonr if kind == "pearson" else stats.spearmanr)(x, y)[0])
 

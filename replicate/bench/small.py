@@ -34,7 +34,7 @@ def _arm_configs(quick: bool) -> dict:
             "train": {"checkpoint_every": 10_000, "probe_prompts": 0}}
     if quick:
         fast |= {"warmup": {"steps": 0}, "rollout": {"prompts_per_step": 4, "group_size": 4}}
-    old = {"model": {"attention": "sdpa"}, "train": {**fast["train"], "optimizer": {"fused": False}}}
+    old = {"train": {**fast["train"], "optimizer": {"fused": False}}}  # before fused AdamW and eager attention
     return {name: apply_overrides(cfg, {**fast, **over}, what="bench small-step") for name, over in (
         ("float32 (before #22)", {**old, "model": {"autocast": "off", "attention": "sdpa"}}),
         ("bf16 autocast (before)", {**old, "model": {"autocast": "bf16", "attention": "sdpa"}}),
