@@ -139,6 +139,52 @@ def test_grpo_equals_its_per_group_formula(ids, seed, by_std):
         assert torch.allclose(adv[rows, 0], want, rtol=1e-4, atol=1e-4)
 
 
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 4), min_size=1, max_size=16), st.integers(0, 10_000))
+def test_leave_one_out_advantages_equal_their_per_group_formulas(ids, seed):
+    """RLOO, REINFORCE++'s group baseline and PRIME's leave-one-out (one pass over the groups) against their
+    docstrings' formulas, group by group: ragged, interleaved groups, groups of one, ragged masks."""
+    g = torch.Generator().manual_seed(seed)
+    n, t = len(ids), 4
+    mask = (torch.rand(n, t, generator=g) > 0.3).float()
+    mask[:, 0] = 1.0
+    r = torch.zeros(n, t)
+    r[torch.arange(n), mask.sum(-1).long() - 1] = torch.randn(n, generator=g)
+    rm, ref = -torch.rand(n, t, generator=g), -torch.rand(n, t, generator=g)
+    s = r.sum(-1)
+    groups = [[i for i, x in enumerate(ids) if x == gid] for gid in set(ids)]
+    loo, centred, streams = s.clone(), s.clone(), []
+    for rows in groups:
+        k = len(rows)
+        if k > 1:
+            loo[rows] = s[rows] * k / (k - 1) - s[rows].mean() * k / (k - 1)
+            centred[rows] = s[rows] - s[rows].mean()
+    assert torch.allclose(ADVANTAGES["rloo"](r, mask, ids)[0], loo.unsqueeze(-1) * mask, atol=1e-5)
+    for x in (0.05 * (rm - ref) * mask, r * mask):
+        out = x.clone()
+        row_mean = x.sum(-1) / mask.sum(-1)
+        for rows in groups:
+            k = len(rows)
+            if k > 1:
+                out[rows] = torch.where(mask[rows] > 0, x[rows] * k / (k - 1) - row_mean[rows].sum() / (k - 1), x[rows])
+        streams.append(out)
+    _, ret = ADVANTAGES["prime"](r, mask, ids, rm_log_prob=rm, ref_log_prob=ref)
+    want = torch.zeros_like(r)
+    running = torch.zeros(n)
+    for j in reversed(range(t)):
+        running = (streams[0] + streams[1])[:, j] + running
+        want[:, j] = running
+        running = running * mask[:, j]
+    assert torch.allclose(ret, want, atol=1e-4)
+    tiled = centred.unsqueeze(-1).expand(n, t) * mask
+    vals = tiled[mask > 0]
+    whitened = (tiled - vals.mean()) / torch.sqrt(vals.var() + 1e-8) * mask if len(vals) > 1 else None
+    if whitened is not None:
+        got, _ = ADVANTAGES["reinforce_plus_plus_baseline"](r, mask, ids)
+        assert torch.allclose(got, whitened, atol=1e-4)
+
+
 # ---- policy losses -------------------------------------------------------------------------------
 
 def test_vanilla_known_values():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import inspect
 
-from collections import defaultdict
 from typing import Callable, Hashable, Sequence
 
 import torch
@@ -41,13 +40,6 @@ def token_rewards(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return rewards
 
 
-def _groups(index: Sequence[Hashable]) -> dict[Hashable, list[int]]:
-    groups = defaultdict(list)
-    for i, gid in enumerate(index):
-        groups[gid].append(i)
-    return groups
-
-
 def group_ids(index: Sequence[Hashable], device=None) -> tuple[torch.Tensor, int]:
     """Each row's group as an integer 0..n_groups-1 (in order of first appearance), and n_groups."""
     ids: dict[Hashable, int] = {}
@@ -59,6 +51,13 @@ def group_sum(values: torch.Tensor, gid: torch.Tensor, n_groups: int) -> torch.T
     return values.new_zeros((n_groups, *values.shape[1:])).index_add_(0, gid, values)
 
 
+def group_size_and_mean(values: torch.Tensor, index: Sequence[Hashable]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's group size n_g and group mean of `values` ([rows] -> [rows], [rows])."""
+    gid, n = group_ids(index, values.device)
+    size = group_sum(torch.ones_like(values), gid, n)
+    return size[gid], (group_sum(values, gid, n) / size)[gid]
+
+
 @register_advantage("grpo")
 def grpo(token_level_rewards, response_mask, index, epsilon: float = 1e-6, norm_adv_by_std_in_grpo: bool = True):
     """GRPO outcome advantage, broadcast over the response.
@@ -68,8 +67,7 @@ def grpo(token_level_rewards, response_mask, index, epsilon: float = 1e-6, norm_
     """
     scores = token_level_rewards.sum(dim=-1)
     gid, n = group_ids(index, scores.device)
-    size = group_sum(torch.ones_like(scores), gid, n)[gid]
-    mean = (group_sum(scores, gid, n) / group_sum(torch.ones_like(scores), gid, n))[gid]
+    size, mean = group_size_and_mean(scores, index)
     var = group_sum((scores - mean) ** 2, gid, n)[gid] / (size - 1).clamp(min=1)
     alone = size == 1
     mean = torch.where(alone, torch.zeros_like(mean), mean)
@@ -83,12 +81,8 @@ def grpo(token_level_rewards, response_mask, index, epsilon: float = 1e-6, norm_
 def rloo(token_level_rewards, response_mask, index):
     """REINFORCE leave-one-out: A_i = s_i - mean_{j≠i} s_j = n/(n-1)·(s_i - mean_g s); a group of one: A_i = s_i."""
     scores = token_level_rewards.sum(dim=-1)
-    adv = scores.clone()
-    for rows in _groups(index).values():
-        n = len(rows)
-        if n > 1:
-            s = scores[rows]
-            adv[rows] = s * n / (n - 1) - s.mean() * n / (n - 1)
+    n, mean = group_size_and_mean(scores, index)
+    adv = torch.where(n > 1, (scores - mean) * n / (n - 1).clamp(min=1), scores)
     adv = adv.unsqueeze(-1) * response_mask
     return adv, adv
 
@@ -116,10 +110,8 @@ def reinforce_plus_plus(token_level_rewards, response_mask, index, gamma: float 
 def reinforce_plus_plus_baseline(token_level_rewards, response_mask, index):
     """REINFORCE++ with a group baseline: A = whiten_batch(s_i - mean_g s) broadcast over valid tokens."""
     scores = token_level_rewards.sum(dim=-1)
-    centred = scores.clone()
-    for rows in _groups(index).values():
-        if len(rows) > 1:
-            centred[rows] = scores[rows] - scores[rows].mean()
+    n, mean = group_size_and_mean(scores, index)
+    centred = torch.where(n > 1, scores - mean, scores)
     tiled = centred.unsqueeze(-1).expand_as(token_level_rewards) * response_mask
     adv = masked_whiten(tiled, response_mask) * response_mask
     return adv, adv
@@ -162,14 +154,9 @@ def prime(token_level_rewards, response_mask, index, rm_log_prob, ref_log_prob, 
     total = torch.zeros_like(token_level_rewards)
     for x in streams:
         x = torch.where(mask, x, torch.zeros_like(x))
-        out = x.clone()
-        row_mean = x.sum(-1) / response_mask.sum(-1).clamp(min=1)
-        for rows in _groups(index).values():
-            n = len(rows)
-            if n > 1:
-                baseline = row_mean[rows].sum() / (n - 1)
-                out[rows] = torch.where(mask[rows], x[rows] * n / (n - 1) - baseline, x[rows])
-        total = total + out
+        n, mean_of_row_means = group_size_and_mean(x.sum(-1) / response_mask.sum(-1).clamp(min=1), index)
+        n, baseline = n.unsqueeze(-1), (mean_of_row_means * n / (n - 1).clamp(min=1)).unsqueeze(-1)
+        total = total + torch.where(mask & (n > 1), x * n / (n - 1).clamp(min=1) - baseline, x)
     returns = _discounted_returns(total, response_mask, gamma)
     adv = masked_whiten(returns, response_mask) * response_mask
     return adv, returns

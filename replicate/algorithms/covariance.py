@@ -5,6 +5,7 @@ from typing import Sequence
 
 import torch
 
+from .advantages import group_sum
 from .aggregation import masked_mean
 
 
@@ -28,8 +29,7 @@ def covariance_by_accuracy(log_prob, advantages, response_mask, scores, groups: 
     lp, adv, m = log_prob.detach()[rows], advantages.detach()[rows], response_mask[rows]
 
     def per_group(x):  # Σ over each group's rows, then over tokens where x is [rows, T]
-        x = x.sum(-1) if x.dim() > 1 else x
-        return x.new_zeros(len(groups)).index_add_(0, gid, x)
+        return group_sum(x.sum(-1) if x.dim() > 1 else x, gid, len(groups))
 
     tokens = per_group(m) + 1e-8
     lp_mean, adv_mean = per_group(lp * m) / tokens, per_group(adv * m) / tokens

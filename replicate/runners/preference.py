@@ -26,7 +26,7 @@ import random
 from pathlib import Path
 
 import typing
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field, ValidationError
@@ -45,8 +45,8 @@ from replicate.tasks import Problem, make_task
 from replicate.runners.rl.warmup import base_policy, warmup_key
 
 class PreferenceParams(Params):
-    """DAST's and its baselines' settings; `scales: {tiny: {...}}` overrides them per scale, and a variant's own
-    runner_params override both for that arm."""
+    """DAST's and its baselines' settings; runner_params' `scales: {tiny: {...}}` overrides them per scale
+    (Spec.at_scale), and a variant's own runner_params override both for that arm."""
     method: Literal["dast", "simpo_shortest", "sft_shortest", "length_penalty", "base"] = Field(
         "dast", description="the arm's method (see the module docstring)")
     n_train: int = Field(200, ge=1, description="training problems per seed")
@@ -63,22 +63,20 @@ class PreferenceParams(Params):
     eval_max_new_tokens: int | None = Field(None, description="greedy evaluation cap; null = rollout.max_new_tokens")
     easy_levels: list[int] = Field([1, 2], description="levels averaged as easy")
     hard_levels: list[int] = Field([4, 5], description="levels averaged as hard")
-    scales: dict[str, dict[str, Any]] = Field({}, description="per-scale overrides of the parameters above")
 
 
-DEFAULTS = {k: f.default for k, f in PreferenceParams.model_fields.items() if k != "scales"}
+DEFAULTS = {k: f.default for k, f in PreferenceParams.model_fields.items()}
 METHODS = typing.get_args(PreferenceParams.model_fields["method"].annotation)
 
 
 def arm_params(spec, variant: str, scale: str) -> dict:
-    """runner_params (with their per-scale `scales:` overrides) merged with the variant's runner_params."""
-    base = {k: v for k, v in spec.runner_params.items() if k != "scales"}
-    base.update(spec.runner_params.get("scales", {}).get(scale, {}))
+    """runner_params at `scale` (Spec.at_scale) merged with the variant's runner_params."""
+    base = dict(spec.at_scale(scale).runner_params)
     for v in spec.variants:
         if v.name == variant:
             base.update(v.runner_params)
     try:
-        return PreferenceParams.model_validate(base).model_dump(exclude={"scales"})
+        return PreferenceParams.model_validate(base).model_dump()
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ValueError(f"preference runner, arm {variant!r}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None

@@ -380,7 +380,7 @@ def _check_runner_params(spec: Spec, path: Path, root) -> None:
             where = prefix + loc if (loc[:1] and loc[0] in own) or not base else ("runner_params", *loc)
             msg = err["msg"]
             if msg == "Extra inputs are not permitted":
-                names = ", ".join(f for f in runner.params.model_fields if f != "scales") or "none"
+                names = ", ".join(runner.params.model_fields) or "none"
                 msg = f"the {spec.runner} runner takes no parameter {loc[-1]!r}; it takes: {names}"
             raise UserError(_fmt_error(path, root, where, msg)) from None
 

@@ -140,8 +140,9 @@ FIELD_NOTES = {
         "lr": "Learning rate (constant).",
         "weight_decay": "Weight decay.",
         "betas": "AdamW betas.",
-        "fused": "RL's AdamW (policy, critic, PRM; not the warm-up) runs torch's fused kernel on CPU and CUDA (default true; 3.5-4.3x "
-                 "faster than the per-parameter loop torch runs by default on CPU, equal up to the last bits). "
+        "fused": "RL's AdamW (policy, critic, PRM; not the warm-up) runs torch's fused kernel on CPU and CUDA (default true; faster "
+                 "than the per-parameter loop torch runs by default on CPU: `bench small-step`; equal up to the last "
+                 "bits). "
                  "`false`: torch's default.",
     },
     "EvalSpec": {

@@ -1,9 +1,9 @@
 """The optimizers the trainer and the warm-up build: AdamW fused where torch has the kernel.
 
 On CPU `torch.optim.AdamW` defaults to its per-parameter Python loop (neither foreach nor fused); the fused kernel
-does the same update in one pass over all parameters: 3.5x faster on the tiny model, 4.3x on SmolLM2-135M (one
-thread, Intel Xeon; `bench small-step`). It rounds differently in the last bits, so a run is still the same run
-only on the same code: same seed, same numbers.
+does the same update in one pass over all parameters (`bench small-step`, its update arms: SmolLM2-135M's bf16
+update 3.78 s with the loop, 3.39 s fused, one thread, Intel Xeon with AMX). It rounds differently in the last bits,
+so a run is still the same run only on the same code: same seed, same numbers.
 """
 from __future__ import annotations
 

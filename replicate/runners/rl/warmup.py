@@ -35,7 +35,8 @@ def sft_batch(task, tokenizer, problems, rng, noise):
 def warmup_key(config, seed: int) -> str:
     # autocast and attention act after the warm-up (which runs in the model's dtype, sdpa), so they do not key it
     return digest({"model": config.model.model_dump(exclude={"autocast", "attention"}),
-                   "task": config.task.model_dump(), "warmup": config.warmup.model_dump(), "seed": seed, "code": code_fingerprint()}, n=12)
+                   "task": config.task.model_dump(), "warmup": config.warmup.model_dump(), "seed": seed,
+                   "code": code_fingerprint()}, n=12)
 
 
 def warmup_cached(config, root: Path, seed: int) -> bool:
