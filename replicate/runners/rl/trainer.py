@@ -190,13 +190,7 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         gathered = open_full_parameters(learner.model)  # FSDP: sample and score with full parameters (sharding.py)
         # -- validation of the policy about to be updated (so val_acc pairs with this step's entropy)
         if step % ev.every == 0 or step == tr.steps - 1:
-            scores = avg_at_k(learner.policy, learner.tok, learner.task, val_problems, ev.k, ev.temperature, ro.max_new_tokens,
-                              make_generator(derive_seed(seed, "eval", step), learner.accelerator.device), per_problem=True)
-            metrics["val_acc"] = sum(scores) / len(scores)
-            if step == 0 and ev.base_temperatures:  # the sharpening null: the base policy at each temperature
-                metrics.update(base_temperature_metrics(learner.policy, learner.tok, learner.task, val_problems, ev.k,
-                                                        ev.base_temperatures, ro.max_new_tokens, seed,
-                                                        learner.accelerator.device, ro.temperature, ev.temperature))
+            metrics.update(validate(learner, config, val_problems, seed, step))
         # -- rollout: group_size samples of each prompt, scored by the verifier
         t_rollout = time.time()
         batch = rollout(learner.policy, learner.tok, learner.task, ro, shard, learner.py_rng, learner.gen)
@@ -205,17 +199,21 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         rewards = token_rewards(batch.scores, mask)
         # -- log-probs under the rollout policy (or left for the update's first forward: reuses_update_forward)
         reuse = reuses_update_forward(learner, config)
+        t_logprobs = time.time()
         with torch.no_grad():
             old_log_prob, entropy = ((torch.zeros_like(mask), torch.zeros_like(mask)) if reuse
                                      else batch.logprobs(learner.policy, with_entropy=True))
             ref_log_prob = batch.logprobs(learner.ref_model)[0] if learner.ref_model is not None else None
             old_values = learner.critic(batch.prompt_ids, batch.prompt_mask, batch.responses) * mask if learner.critic else None
+        metrics["time_logprobs"] = time.time() - t_logprobs
         if alg.kl_in_reward_coef:
             rewards = rewards - alg.kl_in_reward_coef * kl_penalty(old_log_prob, ref_log_prob, alg.kl_in_reward_type) * mask
         # -- advantages (GAE bootstraps from the critic's values; PRIME first updates its PRM on this batch)
         extra, prm_stats = advantage_inputs(learner, config, batch, ref_log_prob, old_values)
         advantages, returns = ADVANTAGES[alg.advantage](rewards, mask, batch.index, **alg.advantage_params, **extra)
+        t_probe = time.time()
         probe = probe_states(learner, probe_problems, ro, seed, step) if probe_problems else None
+        time_probe = time.time() - t_probe
         # -- PPO updates over mini-batches of whole groups
         gathered.close()
         learner.policy.train()
@@ -228,7 +226,9 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         metrics["eos_share"] = (batch.responses == learner.tok.eos_token_id).any(-1).float().mean().item()
         metrics.update(permuted_top_fraction_means(old_log_prob, advantages, mask, derive_seed(seed, "perm", step)))
         if probe is not None:
+            t_probe = time.time()
             metrics.update(entropy_change(learner, batch, entropy, probe))
+            metrics["time_probe"] = time_probe + time.time() - t_probe
         metrics.update(mean_stats(update_stats))
         if step == tr.steps - 1:  # the final policy, after this last update, per difficulty level (Table 2's columns)
             metrics.update(final_levels(learner, val_problems, config, seed))
@@ -245,6 +245,20 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
             learner.accelerator.wait_for_everyone()
         if progress is not None:
             progress(step, metrics)
+
+
+def validate(learner: Learner, config, val_problems, seed: int, step: int) -> dict:
+    """avg@k validation accuracy of the policy about to be updated; at step 0 also the sharpening null (the base
+    policy at each of eval.base_temperatures)."""
+    ro, ev, t0 = config.rollout, config.eval, time.time()
+    scores = avg_at_k(learner.policy, learner.tok, learner.task, val_problems, ev.k, ev.temperature, ro.max_new_tokens,
+                      make_generator(derive_seed(seed, "eval", step), learner.accelerator.device), per_problem=True)
+    metrics = {"val_acc": sum(scores) / len(scores)}
+    if step == 0 and ev.base_temperatures:
+        metrics.update(base_temperature_metrics(learner.policy, learner.tok, learner.task, val_problems, ev.k,
+                                                ev.base_temperatures, ro.max_new_tokens, seed,
+                                                learner.accelerator.device, ro.temperature, ev.temperature))
+    return {**metrics, "time_eval": time.time() - t0}
 
 
 def ppo_update(learner: Learner, config, batch, old_log_prob, advantages, ref_log_prob, old_values, returns,
