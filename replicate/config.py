@@ -173,12 +173,20 @@ class RolloutSpec(Strict):
     filter_groups: bool = False           # DAPO dynamic sampling: drop groups whose scores are all equal
     max_gen_batches: int = Field(10, ge=1)  # ... generating up to this many batches per step
     engine: str = "ours"                  # the rollout engine (replicate.engines): ours or hf
+    stop: list[str] = []                  # strings that end a response as EOS does (a base model's answer: ["\n"])
 
     @field_validator("engine")
     @classmethod
     def _known_engine(cls, v):
         from replicate.engines import ENGINES
         return known(v, ENGINES, "rollout engine")
+
+    @field_validator("stop")
+    @classmethod
+    def _nonempty_stops(cls, v):
+        if any(not s for s in v):
+            raise ValueError("an empty stop string would end every response at once; remove it")
+        return v
 
 
 class OptimizerSpec(Strict):

@@ -33,7 +33,7 @@ from pydantic import Field, ValidationError
 
 from replicate.algorithms.dast import PreferencePair, Response, build_pairs, score_problem
 from replicate.algorithms.preference import PREFERENCE_LOSSES
-from replicate.runners.rl.models import response_logprobs
+from replicate.runners.rl.models import cut_at_stops, ends, response_logprobs, stop_ids
 from replicate.paths import digest
 from replicate.seeds import derive_seed
 from replicate.runners import Params, Runner, one_process
@@ -91,11 +91,11 @@ def _gen_texts(model, tok, task, problems, n, temperature, max_new_tokens, gen, 
     for s in range(0, len(rows), batch):
         chunk = rows[s:s + batch]
         ids, mask = encode_prompts(tok, [p.prompt for p in chunk], device)
-        resp, rmask = ENGINES[engine](model, ids, mask, max_new_tokens, temperature, tok.eos_token_id, tok.pad_token_id,
+        resp, rmask = ENGINES[engine](model, ids, mask, max_new_tokens, temperature, stop_ids(tok), tok.pad_token_id,
                                       gen)
         scores = score_responses(tok, task, resp, rmask, chunk)
-        finished = (resp == tok.eos_token_id).any(dim=1).tolist()
-        texts = tok.batch_decode(resp, skip_special_tokens=True)
+        finished = ends(tok, resp).tolist()
+        texts = cut_at_stops(tok, tok.batch_decode(resp, skip_special_tokens=True))
         lengths = rmask.sum(1).long().tolist()
         out += [(t, int(n_), bool(f), bool(c >= 1.0)) for t, n_, f, c in zip(texts, lengths, finished, scores)]
     return out

@@ -122,6 +122,9 @@ FIELD_NOTES = {
         "engine": "The rollout engine that samples responses: `ours` (KV cache, each prompt prefilled once per group) "
                   "or `hf` (transformers' `generate()`, a cross-check: the same tokens greedily, other draws at a "
                   "temperature).",
+        "stop": "Strings that end a response as EOS does: every token whose text contains one stops it (and is "
+                "trained on, like EOS), and the verifier reads the text before the first one. A base model, "
+                "prompted with few-shot examples, ends its answer with a newline: `[\"\\n\"]`.",
     },
     "TrainSpec": {
         "steps": "RL steps (`--steps N` overrides).",

@@ -72,6 +72,9 @@ def check_expressible(config: RunConfig):
         raise UserError("warmup.steps: verl has no supervised warm-up; set warmup.steps: 0")
     if config.train.probe_prompts:
         raise UserError("train.probe_prompts: verl logs no probe entropy change; set it to 0")
+    if config.rollout.stop:
+        raise UserError("rollout.stop: this backend passes no stop strings to verl's rollout; remove it or use "
+                        "--backend ours")
 
 
 def _algorithm_overrides(config: RunConfig) -> list[str]:

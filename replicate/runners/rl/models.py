@@ -99,6 +99,34 @@ def load_pretrained(path: str, gguf_file: str | None = None, dtype: str = "float
     return model, tok
 
 
+def set_stops(tokenizer, stop=()) -> None:
+    """Make the strings in `stop` end a response as EOS does: every vocabulary token whose text contains one is a
+    stop token (tokenizer.stop_ids, EOS first), and a decoded response is cut before the first stop string
+    (tokenizer.stop_strings). A base model ends its answer with a newline, not EOS: rollout.stop: ["\\n"]."""
+    ids = [tokenizer.eos_token_id]
+    if stop:
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        ids += [i for i, t in enumerate(texts) if i != tokenizer.eos_token_id and any(s in t for s in stop)]
+    tokenizer.stop_ids, tokenizer.stop_strings = ids, list(stop)
+
+
+def stop_ids(tokenizer) -> list[int]:
+    """The token ids that end a response: EOS, and the stop tokens set_stops found."""
+    return getattr(tokenizer, "stop_ids", [tokenizer.eos_token_id])
+
+
+def ends(tokenizer, responses: torch.Tensor) -> torch.Tensor:
+    """[B] bool: which responses ended (with EOS or a stop token) rather than running into the length cap."""
+    return torch.isin(responses, torch.tensor(stop_ids(tokenizer), device=responses.device)).any(dim=1)
+
+
+def cut_at_stops(tokenizer, texts: list[str]) -> list[str]:
+    """Each decoded response up to (not including) its first stop string, the text the verifier reads."""
+    for s in getattr(tokenizer, "stop_strings", ()):
+        texts = [t.split(s, 1)[0] for t in texts]
+    return texts
+
+
 class ChatPrompts:
     """A task seen through a chat model's template: every prompt (training and validation) becomes one user turn
     followed by the assistant's generation prompt, as the model was instruction-tuned to read it. `system`: the

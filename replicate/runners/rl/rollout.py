@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from replicate.engines import ENGINES
-from replicate.runners.rl.models import _cache_of, autocast_scope, cache_kwarg, last_logits_only, response_logprobs
+from replicate.runners.rl.models import (_cache_of, autocast_scope, cache_kwarg, cut_at_stops, ends, last_logits_only,
+                                        response_logprobs, stop_ids)
 from replicate.tasks import Problem
 
 
@@ -63,21 +64,22 @@ def make_generator(seed: int, device) -> torch.Generator:
 
 
 @torch.no_grad()
-def generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, eos_id, pad_id, generator=None,
+def generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, stop_ids, pad_id, generator=None,
              repeats: int = 1):
     """Sample responses token by token with a KV cache. temperature 0 is greedy.
 
     With repeats > 1 the prompts are distinct and each is answered `repeats` times in a row (a GRPO group): the
     prompt is run once and its KV cache copied, instead of running the same prompt `repeats` times.
-    Returns responses [B, T] (B = prompts x repeats, pad after EOS) and the response mask (1 up to and
-    including EOS).
+    Returns responses [B, T] (B = prompts x repeats, pad after the first of `stop_ids`: EOS and any stop token)
+    and the response mask (1 up to and including it).
     """
     with autocast_scope(model):  # a model that autocasts casts its weights once per call, not once per token
-        return _generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, eos_id, pad_id, generator,
+        return _generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, stop_ids, pad_id, generator,
                          repeats)
 
 
-def _generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, eos_id, pad_id, generator, repeats):
+def _generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, stop_ids, pad_id, generator, repeats):
+    stops = torch.tensor([stop_ids] if isinstance(stop_ids, int) else list(stop_ids), device=prompt_ids.device)
     pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
     key = cache_kwarg(model)
     out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=True,
@@ -102,7 +104,7 @@ def _generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, eos_i
         valid.append(~done)
         nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
         tokens.append(nxt)
-        done = done | (nxt == eos_id)
+        done = done | torch.isin(nxt, stops)
         if done.all() or t == max_new_tokens - 1:  # no forward for logits that nothing samples from
             break
         out = model(input_ids=nxt[:, None], attention_mask=attn[:, :P + t + 1], position_ids=next_pos,
@@ -112,8 +114,8 @@ def _generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, eos_i
 
 
 def score_responses(tokenizer, task, responses, response_mask, problems) -> list[float]:
-    finished = (responses == tokenizer.eos_token_id).any(dim=1).tolist()
-    texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+    finished = ends(tokenizer, responses).tolist()
+    texts = cut_at_stops(tokenizer, tokenizer.batch_decode(responses, skip_special_tokens=True))
     if hasattr(task, "reward_batch"):  # e.g. Math-Verify in a worker pool
         return task.reward_batch(texts, problems, finished)
     return [task.reward(t, p, f) for t, p, f in zip(texts, problems, finished)]
@@ -125,7 +127,7 @@ def sample_batch(policy, tok, task, problems, group_size, temperature, max_new_t
     device = next(policy.parameters()).device
     rows = [p for p in problems for _ in range(group_size)]
     ids, pmask = encode_prompts(tok, [p.prompt for p in problems], device)
-    resp, rmask = ENGINES[engine](policy, ids, pmask, max_new_tokens, temperature, tok.eos_token_id,
+    resp, rmask = ENGINES[engine](policy, ids, pmask, max_new_tokens, temperature, stop_ids(tok),
                                   tok.pad_token_id, gen, repeats=group_size)
     ids, pmask = ids.repeat_interleave(group_size, dim=0), pmask.repeat_interleave(group_size, dim=0)
     scores = torch.tensor(score_responses(tok, task, resp, rmask, rows), device=device)

@@ -22,7 +22,7 @@ from replicate.algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covarianc
 from replicate.errors import Interrupted
 from replicate.errors import UserError
 from replicate.runners.rl.health import Watch
-from replicate.runners.rl.models import ChatPrompts, Critic, autocast_forward, non_embedding_params
+from replicate.runners.rl.models import ChatPrompts, Critic, autocast_forward, ends, non_embedding_params
 from replicate.seeds import derive_seed
 from replicate.runners.rl.sharpening import base_temperature_metrics
 from replicate.runners.rl.rollout import avg_at_k, make_generator, rollout
@@ -223,7 +223,7 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
         metrics["time_update"] = time.time() - t_update
         # -- metrics of this step (rollout statistics are of the pre-update policy)
         metrics.update(rollout_metrics(batch, old_log_prob, entropy, advantages), **prm_stats)
-        metrics["eos_share"] = (batch.responses == learner.tok.eos_token_id).any(-1).float().mean().item()
+        metrics["eos_share"] = ends(learner.tok, batch.responses).float().mean().item()  # EOS or a stop token
         metrics.update(permuted_top_fraction_means(old_log_prob, advantages, mask, derive_seed(seed, "perm", step)))
         if probe is not None:
             t_probe = time.time()

@@ -9,7 +9,7 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from replicate.paths import code_fingerprint, digest
-from replicate.runners.rl.models import char_tokenizer, load_pretrained, tiny_model
+from replicate.runners.rl.models import char_tokenizer, load_pretrained, set_stops, tiny_model
 from replicate.runners.rl.optim import adamw
 from replicate.seeds import derive_seed
 from replicate.tasks import make_task
@@ -46,7 +46,14 @@ def warmup_cached(config, root: Path, seed: int) -> bool:
 
 def base_policy(config, root: Path, seed: int, log=print):
     """(model, tokenizer) to start RL from. A tiny model is warmed up once per config and run seed (its
-    initialisation and data order come from the seed, so seeds are independent base policies) and reused."""
+    initialisation and data order come from the seed, so seeds are independent base policies) and reused. The
+    tokenizer knows the tokens that end a response (set_stops: EOS and rollout.stop)."""
+    model, tok = _base_policy(config, root, seed, log)
+    set_stops(tok, config.rollout.stop)
+    return model, tok
+
+
+def _base_policy(config, root: Path, seed: int, log=print):
     if config.model.kind == "pretrained":
         return load_pretrained(config.model.path, config.model.gguf_file, config.model.dtype)
     torch.set_num_threads(1)  # tiny models: one thread, so a cached warm-up never depends on who made it
