@@ -28,26 +28,26 @@ def test_stop_strings_end_responses_like_eos_in_both_engines():
     """rollout.stop: every token whose text holds a stop string ends the response (kept, under the mask, like EOS),
     in our sampler and in transformers' generate() alike, and the verifier reads the text before it."""
     from replicate.engines import ENGINES
-    from replicate.runners.rl.models import cut_at_stops, ends, set_stops, stop_ids
+    from replicate.runners.rl.models import cut_at_stops, ends, set_stops, stop_token_ids
     tok = char_tokenizer("0123456789+*=")
     torch.manual_seed(0)
     model = tiny_model(CONFIG, tok).eval()
-    assert stop_ids(tok) == [tok.eos_token_id]  # before set_stops: EOS alone
+    assert stop_token_ids(tok) == [tok.eos_token_id]  # before set_stops: EOS alone
     ids, mask = encode_prompts(tok, ["47*38=", "3*5=", "12*99=", "7="])
-    free, _ = generate(model, ids, mask, 12, 0.0, stop_ids(tok), tok.pad_token_id)
+    free, _ = generate(model, ids, mask, 12, 0.0, stop_token_ids(tok), tok.pad_token_id)
     # stop at the digit the greedy responses write most, so some rows stop early and others may not
     digits = [t for t in free.flatten().tolist() if tok.decode([t]).isdigit()]
     stop = tok.decode([max(set(digits), key=digits.count)])
     set_stops(tok, [stop])
-    assert stop_ids(tok) == [tok.eos_token_id, tok.convert_tokens_to_ids(stop)]
+    assert stop_token_ids(tok) == [tok.eos_token_id, tok.convert_tokens_to_ids(stop)]
     for engine in ("ours", "hf"):
-        resp, rmask = ENGINES[engine](model, ids, mask, 12, 0.0, stop_ids(tok), tok.pad_token_id)
+        resp, rmask = ENGINES[engine](model, ids, mask, 12, 0.0, stop_token_ids(tok), tok.pad_token_id)
         for row, m, full in zip(resp, rmask, free):
             n = int(m.sum())
-            first = [i for i, t in enumerate(full.tolist()) if t in stop_ids(tok)]
+            first = [i for i, t in enumerate(full.tolist()) if t in stop_token_ids(tok)]
             assert n == (first[0] + 1 if first else 12)  # up to and including the first stop token
             assert torch.equal(row[:n], full[:n]) and torch.all(row[n:] == tok.pad_token_id)
-        assert ends(tok, resp).tolist() == [bool(set(r.tolist()) & set(stop_ids(tok))) for r in free]
+        assert ends(tok, resp).tolist() == [bool(set(r.tolist()) & set(stop_token_ids(tok))) for r in free]
     texts = cut_at_stops(tok, tok.batch_decode(resp, skip_special_tokens=True))
     assert all(stop not in t for t in texts)
     assert texts == [t.split(stop, 1)[0] for t in tok.batch_decode(resp, skip_special_tokens=True)]

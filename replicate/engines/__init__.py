@@ -1,8 +1,9 @@
 """Rollout engines: one protocol for sampling responses, several implementations, picked by `rollout.engine`.
 
 An engine takes left-padded prompts and returns (responses [B, T], response mask [B, T]) with B = prompts x
-repeats (each prompt answered `repeats` times in a row, a GRPO group), pad after the first stop token (EOS, or a
-token of rollout.stop: `stop_ids`) and the mask 1 up to and including it; temperature 0 is greedy. A new engine is one module with such a function and one line below.
+repeats (each prompt answered `repeats` times in a row, a GRPO group), pad after the first of `stop_ids` (EOS and
+the tokens of rollout.stop) and the mask 1 up to and including it; temperature 0 is greedy. A new engine is one
+module with such a function and one line below.
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ from pydantic import Field, ValidationError
 
 from replicate.algorithms.dast import PreferencePair, Response, build_pairs, score_problem
 from replicate.algorithms.preference import PREFERENCE_LOSSES
-from replicate.runners.rl.models import cut_at_stops, ends, response_logprobs, stop_ids
+from replicate.runners.rl.models import cut_at_stops, ends, response_logprobs, stop_token_ids
 from replicate.paths import digest
 from replicate.seeds import derive_seed
 from replicate.runners import Params, Runner, one_process
@@ -91,7 +91,7 @@ def _gen_texts(model, tok, task, problems, n, temperature, max_new_tokens, gen, 
     for s in range(0, len(rows), batch):
         chunk = rows[s:s + batch]
         ids, mask = encode_prompts(tok, [p.prompt for p in chunk], device)
-        resp, rmask = ENGINES[engine](model, ids, mask, max_new_tokens, temperature, stop_ids(tok), tok.pad_token_id,
+        resp, rmask = ENGINES[engine](model, ids, mask, max_new_tokens, temperature, stop_token_ids(tok), tok.pad_token_id,
                                       gen)
         scores = score_responses(tok, task, resp, rmask, chunk)
         finished = ends(tok, resp).tolist()

@@ -110,14 +110,14 @@ def set_stops(tokenizer, stop=()) -> None:
     tokenizer.stop_ids, tokenizer.stop_strings = ids, list(stop)
 
 
-def stop_ids(tokenizer) -> list[int]:
+def stop_token_ids(tokenizer) -> list[int]:
     """The token ids that end a response: EOS, and the stop tokens set_stops found."""
     return getattr(tokenizer, "stop_ids", [tokenizer.eos_token_id])
 
 
 def ends(tokenizer, responses: torch.Tensor) -> torch.Tensor:
     """[B] bool: which responses ended (with EOS or a stop token) rather than running into the length cap."""
-    return torch.isin(responses, torch.tensor(stop_ids(tokenizer), device=responses.device)).any(dim=1)
+    return torch.isin(responses, torch.tensor(stop_token_ids(tokenizer), device=responses.device)).any(dim=1)
 
 
 def cut_at_stops(tokenizer, texts: list[str]) -> list[str]:

@@ -11,7 +11,7 @@ import torch
 
 from replicate.engines import ENGINES
 from replicate.runners.rl.models import (_cache_of, autocast_scope, cache_kwarg, cut_at_stops, ends, last_logits_only,
-                                        response_logprobs, stop_ids)
+                                        response_logprobs, stop_token_ids)
 from replicate.tasks import Problem
 
 
@@ -127,7 +127,7 @@ def sample_batch(policy, tok, task, problems, group_size, temperature, max_new_t
     device = next(policy.parameters()).device
     rows = [p for p in problems for _ in range(group_size)]
     ids, pmask = encode_prompts(tok, [p.prompt for p in problems], device)
-    resp, rmask = ENGINES[engine](policy, ids, pmask, max_new_tokens, temperature, stop_ids(tok),
+    resp, rmask = ENGINES[engine](policy, ids, pmask, max_new_tokens, temperature, stop_token_ids(tok),
                                   tok.pad_token_id, gen, repeats=group_size)
     ids, pmask = ids.repeat_interleave(group_size, dim=0), pmask.repeat_interleave(group_size, dim=0)
     scores = torch.tensor(score_responses(tok, task, resp, rmask, rows), device=device)
