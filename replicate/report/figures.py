@@ -353,9 +353,10 @@ PANELS.update(PREDICT_PANELS)
 
 def render(spec, runs: dict, analysis: dict, out: Path, scale: str) -> list[Path]:
     """Draw the spec's panels side by side; write <id>.png and <id>.pdf into `out`."""
-    n = len(spec.panels)
+    panels = [p for p in spec.panels if set(p.arms) <= set(runs)]  # a panel of arms absent at this scale is left out
+    n = len(panels)
     fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 4.6), squeeze=False)
-    for ax, panel in zip(axes[0], spec.panels):
+    for ax, panel in zip(axes[0], panels):
         extra = {"metric": panel.metric} if panel.kind == "metric" else {}
         PANELS[panel.kind](ax, {v: runs[v] for v in panel.arms} if panel.arms else runs, analysis, panel.title, **extra)
     nseeds = max(len(s) for s in runs.values())

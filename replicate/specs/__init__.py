@@ -81,7 +81,9 @@ class VariantSpec(Strict):
     name: str
     overrides: dict[str, Any] = {}
     runner_params: dict[str, Any] = {}  # merged over the spec's runner_params for this arm (runners that read them)
-    scales: dict[str, dict[str, Any]] = {}  # per-scale overrides of this arm, merged after `overrides`
+    # per-scale overrides of this arm, merged after `overrides`; `<scale>: null`: the arm does not run at that scale
+    # (fig3's tiny families have no pretrained twin at small scale; its real families have no tiny one)
+    scales: dict[str, dict[str, Any] | None] = {}
 
     @field_validator("scales")
     @classmethod
@@ -89,6 +91,9 @@ class VariantSpec(Strict):
         for name in v:
             known(name, SCALES, "scale")
         return v
+
+    def runs_at(self, scale: str) -> bool:
+        return not (scale in self.scales and self.scales[scale] is None)
 
 
 class Spec(Strict):
@@ -175,14 +180,15 @@ class Spec(Strict):
                                                                              scale or self.default_scale)})
 
     def variant_configs(self, scale: str | None = None) -> dict[str, RunConfig]:
-        """One config per comparison arm; a spec without variants has one arm named 'main'."""
+        """One config per comparison arm at `scale` (arms set to null there are left out); a spec without variants
+        has one arm named 'main'."""
         base = self.resolve(scale)
         if not self.variants:
             return {"main": base}
         scale = scale or self.default_scale
         return {v.name: RunConfig.model_validate(deep_merge(deep_merge(base.model_dump(), v.overrides),
-                                                            v.scales.get(scale, {})))
-                for v in self.variants}
+                                                            v.scales.get(scale) or {}))
+                for v in self.variants if v.runs_at(scale)}
 
 
 def scale_runner_params(params: dict, scale: str) -> dict:
@@ -333,9 +339,18 @@ def _check_scale(spec: Spec, scale: str, path: Path, root, sources: list) -> Non
         in_override = _has_path(override, loc) or (loc[:1] == ("task",) and "task" in override)
         full = ("scales", scale, *loc) if in_override else ("body", *loc)
         raise UserError(_where(path, root, sources, full, err["msg"]) + ("" if in_override else f" (scale {scale})")) from None
+    if spec.variants and not any(v.runs_at(scale) for v in spec.variants):
+        raise UserError(_fmt_error(path, root, ("scales", scale), f"every arm is null at scale {scale}; drop the "
+                                   f"scale or let one arm run there"))
+    arms = {v.name for v in spec.variants if v.runs_at(scale)} or {"main"}
+    if spec.panels and not any(set(p.arms) <= arms for p in spec.panels):
+        raise UserError(_fmt_error(path, root, ("panels",), f"no panel draws only arms that run at scale {scale} "
+                                   f"({', '.join(sorted(arms))}); add one"))
     for i, v in enumerate(spec.variants):
+        if not v.runs_at(scale):
+            continue
         try:
-            RunConfig.model_validate(deep_merge(deep_merge(base.model_dump(), v.overrides), v.scales.get(scale, {})))
+            RunConfig.model_validate(deep_merge(deep_merge(base.model_dump(), v.overrides), v.scales.get(scale) or {}))
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = tuple(err["loc"])

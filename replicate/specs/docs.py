@@ -162,7 +162,8 @@ FIELD_NOTES = {
         "overrides": "A partial RunConfig deep-merged over the resolved scale config.",
         "runner_params": "Merged over the spec's `runner_params` for this arm (runners that read them).",
         "scales": "Per-scale overrides of this arm (`tiny`, `small`, `paper`), merged after `overrides` at that scale: "
-                  "an arm whose hyperparameters differ by scale (Clip-Cov's r at tiny vs paper scale).",
+                  "an arm whose hyperparameters differ by scale (Clip-Cov's r at tiny vs paper scale). `<scale>: null`: "
+                  "the arm does not run at that scale (fig3's built families at small scale, its real ones at tiny).",
     },
     "PanelSpec": {
         "kind": "A registered panel kind (see Panels).",

