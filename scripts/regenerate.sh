@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# Regenerate the committed tiny-tier references in dependency order (a spec whose runs another spec shares comes
-# first), one spec after the other into one run store, logging each spec's wall time and the load. Resumable:
-# finished runs in the store are reused, so a second call picks up where the first stopped.
-#   bash scripts/regenerate.sh [SPEC ...]     (default: every tiny reference)
+# Regenerate the committed references of one scale (SCALE, default tiny) in dependency order (a spec whose runs
+# another spec shares comes first), one spec after the other into one run store, logging each spec's wall time
+# and the load. Resumable: finished runs in the store are reused and interrupted ones continue from their last
+# checkpoint (--resume), so a second call picks up where the first stopped.
+#   bash scripts/regenerate.sh [SPEC ...]              (default: every tiny reference)
+#   SCALE=small bash scripts/regenerate.sh [SPEC ...]  (default: every small reference, ~3 h of 2 cores)
 set -uo pipefail
 cd "$(dirname "$0")/.."
+scale=${SCALE:-tiny}
 specs=("$@")
-if [ ${#specs[@]} -eq 0 ]; then
+if [ ${#specs[@]} -eq 0 ] && [ "$scale" = small ]; then
+  specs=(fig1 fig8 fig3 lemma-lm fig11 table2)  # fig8 and fig3's SmolLM2 arm read fig1's runs; table2 fig11's
+elif [ ${#specs[@]} -eq 0 ]; then
   specs=(fig1 fig8 lemma lemma-lm fig11 table1 table2 fig12 fig9 fig10 scope fig3 fig4 fig6 fig7 fig2 fig5
          dast-levels dast-table1 dast-ablation)
 fi
 start=$(date +%s)
 for s in "${specs[@]}"; do
   t0=$(date +%s)
-  if python -m replicate "$s" --update-reference > "results/regenerate-$s.log" 2>&1; then status=ok; else status=FAILED; fi
+  if python -m replicate "$s" --scale "$scale" --update-reference --resume > "results/regenerate-$scale-$s.log" 2>&1; then status=ok; else status=FAILED; fi
   echo "$s $status $(( $(date +%s) - t0 ))s load $(cut -d' ' -f1-3 /proc/loadavg)"
 done
 echo "total $(( $(date +%s) - start ))s"

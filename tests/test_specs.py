@@ -158,3 +158,28 @@ def test_no_shipped_spec_gives_a_key_twice():
     from replicate.specs import all_specs, load_spec
     for path in set(all_specs().values()):
         load_spec(path)
+
+
+def _two_arm_spec(panels: str, b_small: str = "{train: {steps: 4}}") -> str:
+    """TINY_SPEC with a small scale and two arms: `a` not at small scale, `b` only at small scale."""
+    return TINY_SPEC.replace("analyses:", f"""scales:
+  small: {{seeds: [5]}}
+variants:
+  - {{name: a, scales: {{small: null}}}}
+  - {{name: b, scales: {{tiny: null, small: {b_small}}}}}
+analyses:""").replace("panels: [{kind: curves}, {kind: law_fit}]", f"panels: {panels}").replace(
+        "metric: entropy_final_over_initial,", "metric: entropy_final_over_initial@all,")
+
+
+def test_an_arm_set_to_null_at_a_scale_does_not_run_there(tmp_path):
+    spec = load_spec(write(tmp_path, _two_arm_spec("[{kind: curves, arms: [a]}, {kind: curves, arms: [b]}]"), "t.yaml"))
+    assert list(spec.variant_configs("tiny")) == ["a"]
+    small = spec.variant_configs("small")
+    assert list(small) == ["b"] and small["b"].train.steps == 4 and small["b"].seeds == [5]
+
+
+def test_a_scale_where_no_arm_or_no_panel_runs_is_refused_at_its_line(tmp_path):
+    msg = _err(tmp_path, _two_arm_spec("[{kind: curves, arms: [a]}]"))
+    assert "no panel draws only arms that run at scale small (b)" in msg and re.search(r":\d+", msg)
+    msg = _err(tmp_path, _two_arm_spec("[{kind: curves}]", b_small="null"))
+    assert "every arm is null at scale small" in msg
