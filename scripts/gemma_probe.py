@@ -40,7 +40,7 @@ def main():
     bos = torch.full((ids.shape[0], 1), tok.bos_token_id)
     ids, mask = torch.cat([bos, ids], 1), torch.cat([torch.ones_like(bos), mask], 1)
     for name, temp, k in (("greedy", 0.0, 1), ("t0.6_k2", 0.6, 2)):
-        resp, _ = generate(model.eval(), ids, mask, 6, temp, tok.eos_token_id, tok.pad_token_id,
+        resp, _ = generate(model.eval(), ids, mask, 6, temp, [tok.eos_token_id], tok.pad_token_id,
                            make_generator(0, "cpu"), repeats=k)
         texts = [t.split("\n")[0] for t in tok.batch_decode(resp, skip_special_tokens=True)]
         rows = [p for p in problems for _ in range(k)]

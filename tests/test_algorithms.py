@@ -139,18 +139,17 @@ def test_grpo_equals_its_per_group_formula(ids, seed, by_std):
         assert torch.allclose(adv[rows, 0], want, rtol=1e-4, atol=1e-4)
 
 
-
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(0, 4), min_size=1, max_size=16), st.integers(0, 10_000))
 def test_leave_one_out_advantages_equal_their_per_group_formulas(ids, seed):
     """RLOO, REINFORCE++'s group baseline and PRIME's leave-one-out (one pass over the groups) against their
-    docstrings' formulas, group by group: ragged, interleaved groups, groups of one, ragged masks."""
+    docstrings' formulas, group by group: ragged, interleaved groups, groups of one, responses of unequal length."""
     g = torch.Generator().manual_seed(seed)
     n, t = len(ids), 4
-    mask = (torch.rand(n, t, generator=g) > 0.3).float()
-    mask[:, :2] = 1.0  # whitening needs two valid tokens in the batch (masked_var refuses fewer)
+    length = torch.randint(2, t + 1, (n,), generator=g)  # responses of 2..t tokens (whitening needs two)
+    mask = (torch.arange(t) < length.unsqueeze(-1)).float()
     r = torch.zeros(n, t)
-    r[torch.arange(n), mask.sum(-1).long() - 1] = torch.randn(n, generator=g)
+    r[torch.arange(n), length - 1] = torch.randn(n, generator=g)  # the outcome on each response's last token
     rm, ref = -torch.rand(n, t, generator=g), -torch.rand(n, t, generator=g)
     s = r.sum(-1)
     groups = [[i for i, x in enumerate(ids) if x == gid] for gid in set(ids)]

@@ -119,7 +119,7 @@ def test_sampling_an_autocast_model_is_reproducible_and_float32_scored():
     _, bf16 = _pair()
     prompt, mask, _ = _batch()
     with torch.no_grad():
-        a = generate(bf16, prompt, mask, 5, 1.0, 2, 0, make_generator(3, "cpu"), repeats=2)
-        b = generate(bf16, prompt, mask, 5, 1.0, 2, 0, make_generator(3, "cpu"), repeats=2)
+        a = generate(bf16, prompt, mask, 5, 1.0, [2], 0, make_generator(3, "cpu"), repeats=2)
+        b = generate(bf16, prompt, mask, 5, 1.0, [2], 0, make_generator(3, "cpu"), repeats=2)
     assert torch.equal(a[0], b[0]) and a[0].shape == (16, 5)
     assert not torch.is_autocast_enabled("cpu")  # the sampling scope is closed again

@@ -276,7 +276,7 @@ def _old_sample_batch(policy, tok, task, problems, group_size, temperature, max_
     from replicate.runners.rl.rollout import RolloutBatch, encode_prompts, generate, score_responses
     rows = [p for p in problems for _ in range(group_size)]
     ids, pmask = encode_prompts(tok, [p.prompt for p in rows])
-    resp, rmask = generate(policy, ids, pmask, max_new_tokens, temperature, tok.eos_token_id, tok.pad_token_id, gen)
+    resp, rmask = generate(policy, ids, pmask, max_new_tokens, temperature, [tok.eos_token_id], tok.pad_token_id, gen)
     scores = torch.tensor(score_responses(tok, task, resp, rmask, rows))
     return RolloutBatch(rows, [i // group_size for i in range(len(rows))], ids, pmask, resp, rmask, scores, temperature)
 

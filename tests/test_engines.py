@@ -21,7 +21,7 @@ def _model():
 def test_ours_and_hf_generate_agree_greedily():
     tok, model = _model()
     ids, mask = encode_prompts(tok, ["47*38=", "3*5=", "12*99=", "7="])  # left-padded to different lengths
-    args = (10, 0.0, tok.eos_token_id, tok.pad_token_id)
+    args = (10, 0.0, [tok.eos_token_id], tok.pad_token_id)
     ours = ENGINES["ours"](model, ids, mask, *args, make_generator(1, "cpu"), repeats=3)
     hf = ENGINES["hf"](model, ids, mask, *args, make_generator(1, "cpu"), repeats=3)
     assert ours[0].shape == hf[0].shape and ours[0].shape[0] == 12
@@ -31,7 +31,7 @@ def test_ours_and_hf_generate_agree_greedily():
 def test_hf_engine_at_a_temperature_is_reproducible_per_seed_and_samples():
     tok, model = _model()
     ids, mask = encode_prompts(tok, ["47*38=", "3*5="])
-    args = (8, 1.0, tok.eos_token_id, tok.pad_token_id)
+    args = (8, 1.0, [tok.eos_token_id], tok.pad_token_id)
     a = ENGINES["hf"](model, ids, mask, *args, make_generator(1, "cpu"), repeats=4)
     b = ENGINES["hf"](model, ids, mask, *args, make_generator(1, "cpu"), repeats=4)
     c = ENGINES["hf"](model, ids, mask, *args, make_generator(2, "cpu"), repeats=4)

@@ -15,7 +15,7 @@ def test_shared_prefill_samples_what_per_row_prompts_sample(temperature):
     torch.manual_seed(0)
     model = tiny_model(CONFIG, tok).eval()
     ids, mask = encode_prompts(tok, ["47*38=", "3*5=", "12*99=", "7="])  # left-padded to different lengths
-    args = (8, temperature, tok.eos_token_id, tok.pad_token_id)
+    args = (8, temperature, [tok.eos_token_id], tok.pad_token_id)
     shared = generate(model, ids, mask, *args, make_generator(1, "cpu"), repeats=5)
     per_row = generate(model, ids.repeat_interleave(5, 0), mask.repeat_interleave(5, 0), *args, make_generator(1, "cpu"))
     assert shared[0].shape[0] == 20
@@ -28,7 +28,7 @@ def test_stop_strings_end_responses_like_eos_in_both_engines():
     """rollout.stop: every token whose text holds a stop string ends the response (kept, under the mask, like EOS),
     in our sampler and in transformers' generate() alike, and the verifier reads the text before it."""
     from replicate.engines import ENGINES
-    from replicate.runners.rl.models import cut_at_stops, ends, set_stops, stop_token_ids
+    from replicate.runners.rl.stops import cut_at_stops, ends, set_stops, stop_token_ids
     tok = char_tokenizer("0123456789+*=")
     torch.manual_seed(0)
     model = tiny_model(CONFIG, tok).eval()
@@ -60,3 +60,32 @@ def test_an_empty_stop_string_is_refused():
     assert RolloutSpec(stop=["\n"]).stop == ["\n"]
     with pytest.raises(ValidationError, match="empty stop string"):
         RolloutSpec(stop=["\n", ""])
+
+
+class _Vocab:
+    """A tokenizer stand-in whose vocabulary merges an answer and its newline into one token ("7\\n")."""
+    eos_token_id = 0
+    texts = ["<eos>", "7", "\n", "7\n", "A"]
+
+    def __len__(self):
+        return len(self.texts)
+
+    def batch_decode(self, rows, skip_special_tokens=False):
+        return ["".join(self.texts[i] for i in r if not (skip_special_tokens and i == 0)) for r in rows]
+
+
+def test_a_token_that_holds_the_answer_and_the_stop_ends_the_response_and_keeps_the_answer():
+    from replicate.runners.rl.stops import cut_at_stops, ends, set_stops, stop_token_ids
+    tok = _Vocab()
+    set_stops(tok, ["\n"])
+    assert stop_token_ids(tok) == [0, 2, 3]  # EOS, "\n" and the merged "7\n"
+    responses = torch.tensor([[3, 4], [1, 2], [1, 4]])  # "7\n" + "A"; "7" + "\n"; "7" + "A" (cap)
+    assert ends(tok, responses).tolist() == [True, True, False]
+    assert cut_at_stops(tok, tok.batch_decode(responses.tolist())) == ["7", "7", "7A"]
+
+
+def test_a_stop_string_no_token_holds_is_refused():
+    from replicate.errors import UserError
+    from replicate.runners.rl.stops import set_stops
+    with pytest.raises(UserError, match="no token of this tokenizer holds 'Q:'"):
+        set_stops(_Vocab(), ["\n", "Q:"])

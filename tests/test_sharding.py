@@ -32,7 +32,7 @@ wrapped = FSDP(model, device_id=torch.device("cpu"), use_orig_params=True)
 policy = wrapped.module  # what the trainer samples from: accelerator.unwrap_model(model)
 ids = torch.tensor([[3, 4, 5, 6], [7, 8, 9, 10]])
 mask = torch.ones_like(ids)
-args = (ids, mask, 12, 1.0, 31, 0)
+args = (ids, mask, 12, 1.0, [31], 0)
 want, _ = generate(plain, *args, generator=make_generator(7 + rank, "cpu"))
 assert is_fsdp(wrapped) and not is_fsdp(plain)
 sharded = [tuple(p.shape) for p in policy.parameters()]

@@ -183,3 +183,5 @@ def test_a_scale_where_no_arm_or_no_panel_runs_is_refused_at_its_line(tmp_path):
     assert "no panel draws only arms that run at scale small (b)" in msg and re.search(r":\d+", msg)
     msg = _err(tmp_path, _two_arm_spec("[{kind: curves}]", b_small="null"))
     assert "every arm is null at scale small" in msg
+    msg = _err(tmp_path, _two_arm_spec("[{kind: curves}]").replace("entropy_final_over_initial@all", "entropy_final_over_initial@a"))
+    assert "judges arm 'a', which does not run at scale small" in msg

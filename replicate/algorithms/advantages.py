@@ -51,9 +51,8 @@ def group_sum(values: torch.Tensor, gid: torch.Tensor, n_groups: int) -> torch.T
     return values.new_zeros((n_groups, *values.shape[1:])).index_add_(0, gid, values)
 
 
-def group_size_and_mean(values: torch.Tensor, index: Sequence[Hashable]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row's group size n_g and group mean of `values` ([rows] -> [rows], [rows])."""
-    gid, n = group_ids(index, values.device)
+def group_size_and_mean(values: torch.Tensor, gid: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's group size n_g and group mean of `values` ([rows] -> [rows], [rows]); gid, n from group_ids."""
     size = group_sum(torch.ones_like(values), gid, n)
     return size[gid], (group_sum(values, gid, n) / size)[gid]
 
@@ -67,7 +66,7 @@ def grpo(token_level_rewards, response_mask, index, epsilon: float = 1e-6, norm_
     """
     scores = token_level_rewards.sum(dim=-1)
     gid, n = group_ids(index, scores.device)
-    size, mean = group_size_and_mean(scores, index)
+    size, mean = group_size_and_mean(scores, gid, n)
     var = group_sum((scores - mean) ** 2, gid, n)[gid] / (size - 1).clamp(min=1)
     alone = size == 1
     mean = torch.where(alone, torch.zeros_like(mean), mean)
@@ -81,7 +80,7 @@ def grpo(token_level_rewards, response_mask, index, epsilon: float = 1e-6, norm_
 def rloo(token_level_rewards, response_mask, index):
     """REINFORCE leave-one-out: A_i = s_i - mean_{j≠i} s_j = n/(n-1)·(s_i - mean_g s); a group of one: A_i = s_i."""
     scores = token_level_rewards.sum(dim=-1)
-    n, mean = group_size_and_mean(scores, index)
+    n, mean = group_size_and_mean(scores, *group_ids(index, scores.device))
     adv = torch.where(n > 1, (scores - mean) * n / (n - 1).clamp(min=1), scores)
     adv = adv.unsqueeze(-1) * response_mask
     return adv, adv
@@ -110,7 +109,7 @@ def reinforce_plus_plus(token_level_rewards, response_mask, index, gamma: float 
 def reinforce_plus_plus_baseline(token_level_rewards, response_mask, index):
     """REINFORCE++ with a group baseline: A = whiten_batch(s_i - mean_g s) broadcast over valid tokens."""
     scores = token_level_rewards.sum(dim=-1)
-    n, mean = group_size_and_mean(scores, index)
+    n, mean = group_size_and_mean(scores, *group_ids(index, scores.device))
     centred = torch.where(n > 1, scores - mean, scores)
     tiled = centred.unsqueeze(-1).expand_as(token_level_rewards) * response_mask
     adv = masked_whiten(tiled, response_mask) * response_mask
@@ -151,11 +150,12 @@ def prime(token_level_rewards, response_mask, index, rm_log_prob, ref_log_prob, 
     """
     mask = response_mask.bool()
     streams = [beta * (rm_log_prob - ref_log_prob), token_level_rewards]
-    total = torch.zeros_like(token_level_rewards)
+    total, groups = torch.zeros_like(token_level_rewards), group_ids(index, token_level_rewards.device)
     for x in streams:
         x = torch.where(mask, x, torch.zeros_like(x))
-        n, mean_of_row_means = group_size_and_mean(x.sum(-1) / response_mask.sum(-1).clamp(min=1), index)
-        n, baseline = n.unsqueeze(-1), (mean_of_row_means * n / (n - 1).clamp(min=1)).unsqueeze(-1)
+        size, mean_of_row_means = group_size_and_mean(x.sum(-1) / response_mask.sum(-1).clamp(min=1), *groups)
+        n = size.unsqueeze(-1)
+        baseline = (mean_of_row_means * size / (size - 1).clamp(min=1)).unsqueeze(-1)
         total = total + torch.where(mask & (n > 1), x * n / (n - 1).clamp(min=1) - baseline, x)
     returns = _discounted_returns(total, response_mask, gamma)
     adv = masked_whiten(returns, response_mask) * response_mask

@@ -176,8 +176,8 @@ def bench_rollout(args) -> list[dict]:
             gen = torch.Generator(device=device).manual_seed(0)
             shapes_seen = {}
 
-            def ours():  # eos_id -1 never fires: every row generates T tokens
-                shapes_seen["ours"] = generate(model, ids, mask, T, 1.0, -1, 0, gen)[0].shape
+            def ours():  # stop id -1 never fires: every row generates T tokens
+                shapes_seen["ours"] = generate(model, ids, mask, T, 1.0, [-1], 0, gen)[0].shape
 
             def hf():
                 with torch.no_grad():

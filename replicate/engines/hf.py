@@ -10,7 +10,7 @@ import torch
 @torch.no_grad()
 def hf_generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, stop_ids, pad_id, generator=None,
                 repeats: int = 1):
-    stop_ids = [stop_ids] if isinstance(stop_ids, int) else list(stop_ids)
+    stop_ids = list(stop_ids)
     if repeats > 1:
         prompt_ids, prompt_mask = prompt_ids.repeat_interleave(repeats, 0), prompt_mask.repeat_interleave(repeats, 0)
     sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else \

@@ -353,7 +353,7 @@ PANELS.update(PREDICT_PANELS)
 
 def render(spec, runs: dict, analysis: dict, out: Path, scale: str) -> list[Path]:
     """Draw the spec's panels side by side; write <id>.png and <id>.pdf into `out`."""
-    panels = [p for p in spec.panels if set(p.arms) <= set(runs)]  # a panel of arms absent at this scale is left out
+    panels = [p for p in spec.panels if set(p.arms) <= set(spec.arms(scale))]  # arms null at this scale: not drawn
     n = len(panels)
     fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 4.6), squeeze=False)
     for ax, panel in zip(axes[0], panels):

@@ -33,7 +33,9 @@ from pydantic import Field, ValidationError
 
 from replicate.algorithms.dast import PreferencePair, Response, build_pairs, score_problem
 from replicate.algorithms.preference import PREFERENCE_LOSSES
-from replicate.runners.rl.models import cut_at_stops, ends, response_logprobs, stop_token_ids
+from replicate.errors import UserError
+from replicate.runners.rl.models import response_logprobs
+from replicate.runners.rl.stops import cut_at_stops, ends, stop_token_ids
 from replicate.paths import digest
 from replicate.seeds import derive_seed
 from replicate.runners import Params, Runner, one_process
@@ -187,6 +189,7 @@ def pair_stats(pairs, sft, problems) -> dict:
 
 
 def _tokens(tok, text: str, finished: bool) -> list[int]:
+    """A sampled answer as training tokens: its text, then EOS where it ended (rollout.stop is refused here)."""
     return tok(text, add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if finished else [])
 
 
@@ -247,6 +250,8 @@ def run_preference(spec, scale, configs, seeds, root, force=False, resume=False,
     train side by side in processes (tiny models on a CPU-only machine; one thread each, so the numbers do not
     depend on the worker count), a seed's arms in order, since they share its warm-up and samples."""
     one_process("preference")
+    if any(c.rollout.stop for c in configs.values()):  # _tokens would teach EOS where the sampler stopped at a string
+        raise UserError("rollout.stop: the preference runner trains each chosen answer to end with EOS; remove it")
     workers = parallel_workers([(v, c, s, None) for s in seeds for v, c in configs.items()])
     if workers == 1:
         by_seed = {seed: seed_runs(spec, scale, configs, seed, root, force, log) for seed in seeds}

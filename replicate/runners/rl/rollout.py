@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from replicate.engines import ENGINES
-from replicate.runners.rl.models import (_cache_of, autocast_scope, cache_kwarg, cut_at_stops, ends, last_logits_only,
-                                        response_logprobs, stop_token_ids)
+from replicate.runners.rl.models import _cache_of, autocast_scope, cache_kwarg, last_logits_only, response_logprobs
+from replicate.runners.rl.stops import cut_at_stops, ends, stop_token_ids
 from replicate.tasks import Problem
 
 
@@ -79,7 +79,7 @@ def generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, stop_i
 
 
 def _generate(model, prompt_ids, prompt_mask, max_new_tokens, temperature, stop_ids, pad_id, generator, repeats):
-    stops = torch.tensor([stop_ids] if isinstance(stop_ids, int) else list(stop_ids), device=prompt_ids.device)
+    stops = torch.tensor(list(stop_ids), device=prompt_ids.device)
     pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
     key = cache_kwarg(model)
     out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=True,

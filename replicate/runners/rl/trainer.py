@@ -22,7 +22,8 @@ from replicate.algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covarianc
 from replicate.errors import Interrupted
 from replicate.errors import UserError
 from replicate.runners.rl.health import Watch
-from replicate.runners.rl.models import ChatPrompts, Critic, autocast_forward, ends, non_embedding_params
+from replicate.runners.rl.models import ChatPrompts, Critic, autocast_forward, non_embedding_params
+from replicate.runners.rl.stops import ends
 from replicate.seeds import derive_seed
 from replicate.runners.rl.sharpening import base_temperature_metrics
 from replicate.runners.rl.rollout import avg_at_k, make_generator, rollout
