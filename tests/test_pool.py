@@ -158,3 +158,56 @@ def test_ctrl_c_stops_the_pool_says_what_was_kept_and_resume_equals_uninterrupte
         assert resumed.done
         full = train(Run(tmp_path / f"full{seed}"), cfg, seed, warm_store, log=lambda *_: None)
         assert _strip(resumed.metrics()) == _strip(full)
+
+
+def test_sigterm_to_the_parent_stops_the_pool_as_ctrl_c_does(tmp_path):
+    (tmp_path / "stubborn.py").write_text(STUBBORN.replace("pass\n", "return 'stopped'\n", 1))
+    proc = _start([sys.executable, "stubborn.py", "3"], tmp_path)
+    seen = []
+    _wait_for(lambda: seen.append(proc.stdout.readline()) or sum("started" in s for s in seen) == 2, proc, 60)
+    workers = [p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+    proc.send_signal(signal.SIGTERM)  # the parent alone, as `kill PID` sends it
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "continue with:" in err and "Traceback" not in err, err
+    assert "run2: not started" in out
+    time.sleep(0.2)
+    assert len(workers) == 2 and not any(_alive(p) for p in workers)
+
+
+def test_workers_exit_when_their_parent_is_killed(tmp_path):
+    (tmp_path / "stubborn.py").write_text(STUBBORN)
+    proc = _start([sys.executable, "stubborn.py", "2"], tmp_path)
+    seen = []
+    _wait_for(lambda: seen.append(proc.stdout.readline()) or sum("started" in s for s in seen) == 2, proc, 60)
+    workers = [p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+    proc.kill()  # SIGKILL: no handler runs, the workers are orphaned
+    proc.wait(timeout=10)
+    t0 = time.time()
+    while any(_alive(p) for p in workers) and time.time() - t0 < 10:
+        time.sleep(0.2)
+    assert len(workers) == 2 and not any(_alive(p) for p in workers)
+
+
+KILLED = textwrap.dedent("""\
+    import os, signal, sys
+    from replicate.errors import UserError
+    from replicate.runners.pool import Job, run_jobs
+
+    def killed(i):  # a worker the OS kills (as the out-of-memory killer does)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if __name__ == "__main__":
+        try:
+            run_jobs([Job(killed, (0,), ["run0"])], 1, lambda *_: None)
+        except UserError as exc:
+            print(exc, file=sys.stderr)
+            sys.exit(2)
+    """)
+
+
+def test_a_worker_killed_from_outside_ends_the_pool_with_one_line(tmp_path):
+    (tmp_path / "killed.py").write_text(KILLED)
+    proc = _start([sys.executable, "killed.py"], tmp_path)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "a worker process was killed from outside" in err and "--resume" in err, err
+    assert "Traceback" not in err

@@ -5,7 +5,9 @@ Ctrl-C reaches only this (the parent) process: the workers start with SIGINT blo
 which goes to the whole process group, cannot kill a worker mid-import or mid-write. The first Ctrl-C cancels
 every queued job and asks each busy worker to stop (SIGUSR1, raised there as KeyboardInterrupt, which the
 trainer turns into a statement of what it kept); the parent waits for them, prints one line per run and the
-`--resume` command, and raises `Interrupted`. A second Ctrl-C kills the workers and exits at once.
+`--resume` command, and raises `Interrupted`. A second Ctrl-C kills the workers and exits at once. SIGTERM and
+SIGHUP (`kill`, a closed terminal) stop the parent as a Ctrl-C does; a worker whose parent is gone (SIGKILL) exits
+within seconds instead of training on unwatched; a worker the OS kills (out of memory) ends the pool with one line.
 """
 from __future__ import annotations
 
@@ -17,10 +19,11 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Callable
 
-from replicate.errors import Interrupted
+from replicate.errors import Interrupted, UserError
 
 
 @dataclass
@@ -51,8 +54,18 @@ def _init(stop, queue):
     queue.cancel_join_thread()  # a worker never blocks at exit on progress the parent did not read
     atexit.register(os._exit, 0)  # its results are sent: skip torch's seconds-long interpreter teardown
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # discards a Ctrl-C that came while this worker started
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal hangs up the whole group: the parent stops us
     signal.signal(signal.SIGUSR1, _on_stop)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while spawning
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int, every: float = 1.0):
+    """Exit this worker once its parent is gone (killed with SIGKILL, which no handler sees): its run keeps the
+    steps up to its last checkpoint, and nothing trains on that nobody will read."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 def _on_stop(signum, frame):
@@ -104,6 +117,7 @@ def run_jobs(jobs: list[Job], workers: int, on_result: Callable, steps: int = 0,
     bar = tqdm(total=steps, desc=desc, unit="step", leave=False, smoothing=0.1) if steps else None
     busy: set[int] = set()
     pending = set(futures)
+    previous = _terminate_as_ctrl_c()
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         while pending:
@@ -113,13 +127,30 @@ def run_jobs(jobs: list[Job], workers: int, on_result: Callable, steps: int = 0,
                 on_result(futures[fut], fut.result())
     except KeyboardInterrupt:
         _stop(pool, futures, pending, stop, queue, busy, on_result, log, bar)
+    except BrokenProcessPool:
+        _stop(pool, futures, pending, stop, queue, busy, lambda *_: None, lambda *_: None, bar, quiet=True)
+        raise UserError(f"a worker process was killed from outside (out of memory? see `dmesg`); finished runs are "
+                        f"kept; continue with: {resume_command()} (fewer at once: REPLICATE_WORKERS=1)") from None
     except BaseException:
         _stop(pool, futures, pending, stop, queue, busy, lambda *_: None, lambda *_: None, bar, quiet=True)
         raise
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if bar is not None:
             bar.close()
     pool.shutdown(wait=True)
+
+
+def _terminate_as_ctrl_c() -> dict:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt here, so `kill` or a closed terminal stops the workers and keeps
+    their runs as a Ctrl-C does. Returns the handlers it replaced (none off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    return {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
 
 
 def _drain(queue, busy: set, bar) -> None:
