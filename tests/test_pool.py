@@ -208,6 +208,6 @@ KILLED = textwrap.dedent("""\
 def test_a_worker_killed_from_outside_ends_the_pool_with_one_line(tmp_path):
     (tmp_path / "killed.py").write_text(KILLED)
     proc = _start([sys.executable, "killed.py"], tmp_path)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "a worker process was killed from outside" in err and "--resume" in err, err
     assert "Traceback" not in err

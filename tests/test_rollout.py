@@ -65,7 +65,7 @@ def test_an_empty_stop_string_is_refused():
 class _Vocab:
     """A tokenizer stand-in whose vocabulary merges an answer and its newline into one token ("7\\n")."""
     eos_token_id = 0
-    texts = ["<eos>", "7", "\n", "7\n", "A"]
+    texts = ("<eos>", "7", "\n", "7\n", "A")
 
     def __len__(self):
         return len(self.texts)
