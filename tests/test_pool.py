@@ -167,7 +167,12 @@ def test_sigterm_to_the_parent_stops_the_pool_as_ctrl_c_does(tmp_path):
     _wait_for(lambda: seen.append(proc.stdout.readline()) or sum("started" in s for s in seen) == 2, proc, 60)
     workers = [p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
     proc.send_signal(signal.SIGTERM)  # the parent alone, as `kill PID` sends it
-    out, err = proc.communicate(timeout=30)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        for p in [proc.pid, *workers]:  # no stray processes left behind if the check fails
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
     assert proc.returncode == 130 and "continue with:" in err and "Traceback" not in err, err
     assert "run2: not started" in out
     time.sleep(0.2)
@@ -185,7 +190,10 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path):
     t0 = time.time()
     while any(_alive(p) for p in workers) and time.time() - t0 < 10:
         time.sleep(0.2)
-    assert len(workers) == 2 and not any(_alive(p) for p in workers)
+    alive = [p for p in workers if _alive(p)]
+    for p in alive:  # no stray workers left behind if the check fails
+        os.kill(p, signal.SIGKILL)
+    assert len(workers) == 2 and not alive
 
 
 KILLED = textwrap.dedent("""\
