@@ -169,14 +169,16 @@ def test_sigterm_to_the_parent_stops_the_pool_as_ctrl_c_does(tmp_path):
     proc.send_signal(signal.SIGTERM)  # the parent alone, as `kill PID` sends it
     try:
         out, err = proc.communicate(timeout=30)
-    finally:
-        for p in [proc.pid, *workers]:  # no stray processes left behind if the check fails
-            if _alive(p):
-                os.kill(p, signal.SIGKILL)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    time.sleep(0.2)
+    alive = [p for p in workers if _alive(p)]
+    for p in alive:  # no stray workers left behind if the check fails
+        os.kill(p, signal.SIGKILL)
     assert proc.returncode == 130 and "continue with:" in err and "Traceback" not in err, err
     assert "run2: not started" in out
-    time.sleep(0.2)
-    assert len(workers) == 2 and not any(_alive(p) for p in workers)
+    assert len(workers) == 2 and not alive
 
 
 def test_workers_exit_when_their_parent_is_killed(tmp_path):
