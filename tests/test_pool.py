@@ -169,8 +169,9 @@ def test_sigterm_to_the_parent_stops_the_pool_as_ctrl_c_does(tmp_path):
     proc.send_signal(signal.SIGTERM)  # the parent alone, as `kill PID` sends it
     try:
         out, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    except subprocess.TimeoutExpired:  # the workers hold the pipes open: kill them too, or this waits forever
+        for p in [proc.pid, *workers]:
+            os.kill(p, signal.SIGKILL)
         out, err = proc.communicate()
     time.sleep(0.2)
     alive = [p for p in workers if _alive(p)]
