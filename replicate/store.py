@@ -204,7 +204,7 @@ def shared_run(run: Run, config, seed: int) -> Run | None:
     named `<scale>-<arm>-s<seed>-<key>` elsewhere under the store root whose `-s<seed>-<key>` suffix equals
     this run's (the key hashes the config and the code fingerprint) and whose config.json matches. Specs that
     train the same arm (fig11 and table2, fig9's GRPO arm) then train it once. None if there is none."""
-    suffix = "-s" + run.path.name.split("-s", 1)[1] if "-s" in run.path.name else None
+    suffix = "-s" + run.path.name.rsplit("-s", 1)[1] if "-s" in run.path.name else None  # the arm may hold "-s"
     spec_dir = run.path.parent
     root = spec_dir.parent
     if suffix is None or not root.is_dir():

@@ -88,6 +88,8 @@ def test_a_finished_run_of_another_spec_with_the_same_config_is_shared(tmp_path)
     assert shared_run(mine, cfg, 0).path == theirs.path
     assert shared_run(Run.for_config(tmp_path, "table2", "grpo", cfg, 1, "tiny"), cfg, 1) is None  # other seed
     assert shared_run(Run.for_config(tmp_path, "table2", "x", other_cfg, 0, "tiny"), other_cfg, 0) is None
+    # an arm whose name starts with "s" (fig3's smollm2_135m shares fig1's `main` runs)
+    assert shared_run(Run.for_config(tmp_path, "fig3", "smollm2_135m", cfg, 0, "tiny"), cfg, 0).path == theirs.path
     # an unfinished run is not shared
     (theirs.path / "DONE").unlink()
     assert shared_run(mine, cfg, 0) is None
