@@ -15,7 +15,7 @@ import random
 
 import torch
 
-from replicate.algorithms import ADVANTAGES, POLICY_LOSSES
+from replicate.algorithms import ADVANTAGES, POLICY_LOSSES, token_rewards
 from replicate.runners.rl.models import ChatPrompts, autocast_forward
 from replicate.runners.rl.optim import make_optimizer
 from replicate.runners.rl.rollout import make_generator, sample_batch
@@ -35,15 +35,16 @@ def setup(arm: str, autocast: str | None, seed: int):
     return cfg, model.eval(), tok, task
 
 
-def one_step_kl(cfg, model, tok, task, batch, start, lr: float) -> dict:
-    """KL(old || new) on `batch` after one AdamW step at `lr` from the state dict `start`."""
+def one_step_kl(cfg, model, tok, task, batch, old, adv, start, lr: float) -> dict:
+    """KL(old || new) on `batch` (log-probs `old`, advantages `adv`) after one AdamW step at `lr` from the state
+    dict `start`."""
     model.load_state_dict(start)
     model.zero_grad(set_to_none=True)
-    old, mask = batch.old, batch.response_mask
+    mask = batch.response_mask
     optimizer = make_optimizer(cfg.train.optimizer.model_copy(update={"lr": lr}), model.parameters())
     model.train()
     log_prob, _ = batch.logprobs(model)
-    loss, _ = POLICY_LOSSES["vanilla"](old, log_prob, batch.adv, mask, loss_agg_mode="token-mean", clip_ratio=0.2)
+    loss, _ = POLICY_LOSSES["vanilla"](old, log_prob, adv, mask, loss_agg_mode="token-mean", clip_ratio=0.2)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
@@ -70,15 +71,12 @@ def main():
     batch = sample_batch(model, tok, task, task.sample(4, random.Random(args.seed)), ro.group_size, ro.temperature,
                          ro.max_new_tokens, make_generator(args.seed, "cpu"))
     with torch.no_grad():
-        batch.old, _ = batch.logprobs(model)
-    mask = batch.response_mask
-    rewards = torch.zeros_like(mask)
-    rewards[torch.arange(len(mask)), mask.sum(-1).long() - 1] = batch.scores
-    batch.adv, _ = ADVANTAGES["grpo"](rewards, mask, batch.index)
+        old, _ = batch.logprobs(model)
+    adv, _ = ADVANTAGES["grpo"](token_rewards(batch.scores, batch.response_mask), batch.response_mask, batch.index)
     start = copy.deepcopy(model.state_dict())
     for lr in args.lr:
         print(json.dumps({"arm": args.arm, "autocast": args.autocast or cfg.model.autocast, "seed": args.seed,
-                          **one_step_kl(cfg, model, tok, task, batch, start, lr)}), flush=True)
+                          **one_step_kl(cfg, model, tok, task, batch, old, adv, start, lr)}), flush=True)
 
 
 if __name__ == "__main__":
