@@ -1,6 +1,7 @@
 """Matplotlib panels shared by all figures. Panels draw what analysis computed; they fit nothing."""
 from __future__ import annotations
 
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -360,7 +361,8 @@ def render(spec, runs: dict, analysis: dict, out: Path, scale: str) -> list[Path
         extra = {"metric": panel.metric} if panel.kind == "metric" else {}
         PANELS[panel.kind](ax, {v: runs[v] for v in panel.arms} if panel.arms else runs, analysis, panel.title, **extra)
     nseeds = max(len(s) for s in runs.values())
-    fig.suptitle(f"{spec.id} ({scale} scale, {seeds_label(nseeds)}): {spec.reproduces.split(':')[0]}", fontsize=9)
+    title = f"{spec.id} ({scale} scale, {seeds_label(nseeds)}): {spec.reproduces.split(':')[0]}"
+    fig.suptitle(textwrap.fill(title, width=int(6.2 * n * 15)), fontsize=9)  # ~15 characters an inch at 9 pt
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{spec.id}.png", out / f"{spec.id}.pdf"]
