@@ -1,6 +1,6 @@
-"""The README's two-scale table quotes the committed references: each row's verdict and number equal
-figures/<spec>/claims.json (tiny) and figures/<spec>/small/claims.json (small), so a regenerated reference
-that moves a verdict cannot leave the README behind."""
+"""The README's two-scale table quotes the committed references: each row's verdict, number and interval equal
+figures/<spec>/claims.json (tiny) and figures/<spec>/small/claims.json (small), and every claim of a listed spec
+has one row, so a regenerated reference that moves a verdict cannot leave the README behind."""
 import json
 import re
 from pathlib import Path
@@ -9,12 +9,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ROW = re.compile(r"^\| (?P<spec>[\w-]+) \| (?P<claim>\w+) \| (?P<tiny>[^|]+) \| (?P<small>[^|]+) \|$")
+CELL = re.compile(r"^(not replicated|replicated|inconclusive) \((?:worst (?P<worst>\S+)|(?P<mean>\S+) "
+                  r"\[(?P<lo>\S+), (?P<hi>\S+)\])\)$")
 
 
 def rows() -> list[dict]:
     """Rows of the README's table whose header reads `| spec | claim | tiny... | small... |`."""
     lines = (ROOT / "README.md").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| spec | claim | tiny"))
+    start = next((i for i, line in enumerate(lines) if line.startswith("| spec | claim | tiny")), None)
+    assert start is not None, "README.md has no two-scale table (a header `| spec | claim | tiny ... | small ... |`)"
     out = []
     for line in lines[start + 2:]:
         if not line.startswith("|"):
@@ -25,11 +28,11 @@ def rows() -> list[dict]:
     return out
 
 
-def parse_cell(cell: str) -> tuple[str, str, float]:
-    """'replicated (0.1 [-0.0025, 0.202])' -> ('replicated', 'mean', 0.1); '(worst 1.19)' -> ('worst', 1.19)."""
-    m = re.match(r"(not replicated|replicated|inconclusive) \((worst )?([-0-9.e+]+)", cell.strip())
+def parse_cell(cell: str) -> dict:
+    """'replicated (0.1 [-0.0025, 0.202])' -> verdict, mean, lo, hi; 'not replicated (worst 1.19)' -> verdict, worst."""
+    m = CELL.match(cell.strip())
     assert m, f"README two-scale table: cannot read cell {cell!r}"
-    return m.group(1), "worst" if m.group(2) else "mean", float(m.group(3))
+    return {"verdict": m.group(1), **{k: float(v) for k, v in m.groupdict().items() if v is not None}}
 
 
 def claims(spec: str, scale: str) -> dict:
@@ -37,20 +40,31 @@ def claims(spec: str, scale: str) -> dict:
     return {c["id"]: c for c in json.loads(path.read_text())["claims"]}
 
 
-def test_table_is_there_and_covers_six_specs():
-    assert {r["spec"] for r in rows()} >= {"fig1", "fig8", "lemma-lm", "fig11", "table2", "fig3"}
+def test_every_claim_of_each_listed_spec_has_one_row():
+    table = [(r["spec"], r["claim"]) for r in rows()]
+    assert len(table) == len(set(table)), "README two-scale table: a claim has two rows"
+    for spec in {s for s, _ in table}:
+        assert {c for s, c in table if s == spec} == set(claims(spec, "tiny")) | set(claims(spec, "small")), spec
+    assert {s for s, _ in table} >= {"fig1", "fig8", "lemma-lm", "fig11", "table2", "fig3"}
 
 
 @pytest.mark.parametrize("scale", ["tiny", "small"])
 def test_each_row_quotes_its_reference(scale):
     for row in rows():
-        verdict, kind, number = parse_cell(row[scale])
-        claim = claims(row["spec"], scale)[row["claim"]]
+        cell, claim = parse_cell(row[scale]), claims(row["spec"], scale)[row["claim"]]
         where = f"README row {row['spec']}/{row['claim']} ({scale})"
-        assert verdict == claim["verdict"], f"{where}: says {verdict}, the reference says {claim['verdict']}"
-        assert f"{number:.3g}" == f"{claim[kind]:.3g}", f"{where}: quotes {kind} {number}, the reference has {claim[kind]:.3g}"
+        assert cell["verdict"] == claim["verdict"], f"{where}: says {cell['verdict']}, the reference {claim['verdict']}"
+        every = claim.get("over") in ("every", "all")
+        assert ("worst" in cell) == every, f"{where}: a claim over {claim.get('over')} is quoted as " + (
+            "its worst run" if every else "mean [interval]")
+        quoted = {"worst": claim["worst"]} if every else dict(zip(("mean", "lo", "hi"), [claim["mean"], *claim["ci95"]]))
+        for key, value in quoted.items():
+            assert f"{cell[key]:.3g}" == f"{value:.3g}", f"{where}: quotes {key} {cell[key]}, the reference {value:.3g}"
 
 
-def test_parse_cell_reads_both_forms():
-    assert parse_cell(" not replicated (worst 1.19) ") == ("not replicated", "worst", 1.19)
-    assert parse_cell("inconclusive (-0.00931 [-0.0941, 0.0755])") == ("inconclusive", "mean", -0.00931)
+def test_parse_cell_reads_both_forms_and_refuses_others():
+    assert parse_cell(" not replicated (worst 1.19) ") == {"verdict": "not replicated", "worst": 1.19}
+    assert parse_cell("inconclusive (-0.00931 [-0.0941, 0.0755])") == {
+        "verdict": "inconclusive", "mean": -0.00931, "lo": -0.0941, "hi": 0.0755}
+    with pytest.raises(AssertionError):
+        parse_cell("replicated (0.999)")
