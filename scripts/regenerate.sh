@@ -4,7 +4,8 @@
 # and the load. Resumable: finished runs in the store are reused and interrupted ones continue from their last
 # checkpoint (--resume), so a second call picks up where the first stopped.
 #   bash scripts/regenerate.sh [SPEC ...]              (default: every tiny reference)
-#   SCALE=small bash scripts/regenerate.sh [SPEC ...]  (default: every small reference, ~3 h of 2 cores)
+#   SCALE=small bash scripts/regenerate.sh [SPEC ...]  (default: every small reference, ~2.5 h of 2 cores: fig1 ~30 min,
+#                                                    fig3's Gemma ~55, lemma-lm ~15, fig11 ~55)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scale=${SCALE:-tiny}
