@@ -59,7 +59,8 @@ def test_each_row_quotes_its_reference(scale):
         every = claim.get("over") in ("every", "all")
         assert ("worst" in cell) == every, f"{where}: a claim over {claim.get('over')} is quoted as " + (
             "its worst run" if every else "mean [interval]")
-        quoted = {"worst": claim["worst"]} if every else dict(zip(("mean", "lo", "hi"), [claim["mean"], *claim["ci95"]]))
+        quoted = ({"worst": claim["worst"]} if every
+                  else dict(zip(("mean", "lo", "hi"), [claim["mean"], *claim["ci95"]])))
         for key, value in quoted.items():
             assert f"{cell[key]:.3g}" == f"{value:.3g}", f"{where}: quotes {key} {cell[key]}, the reference {value:.3g}"
 
