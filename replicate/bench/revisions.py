@@ -91,7 +91,7 @@ def run_once(name: str, src: Path, spec: str, scale: str, work: Path, threads: i
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH")) if p),
            "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "REPLICATE_TRACK": "none",
            "CUDA_VISIBLE_DEVICES": ""}
-    print(f"  {name}: {spec} --scale {scale}, {STEPS} steps ...", file=sys.stderr, flush=True)
+    print(f"  {name[:12]}: {spec} --scale {scale}, {STEPS} steps ...", file=sys.stderr, flush=True)
     done = subprocess.run(fig1_command(src, spec, scale, work), cwd=src, env=env, capture_output=True, text=True,
                           check=False)
     if done.returncode != 0:
