@@ -225,6 +225,9 @@ def test_fig1_smoke(tmp_path, fig_store):
     claims = json.loads((tmp_path / "out" / "claims.json").read_text())
     assert {c["id"] for c in claims["claims"]} >= {"entropy_collapse", "entropy_drop_early", "law_fit_tight"}
     assert (tmp_path / "out" / "fig1.png").exists() and (tmp_path / "out" / "fig1.pdf").exists()
+    # the terminal gets the claims table; the analysis' numbers stay in claims.md
+    assert "entropy_collapse" in res.stdout
+    assert "```json" not in res.stdout and "```json" in (tmp_path / "out" / "claims.md").read_text()
 
 
 @pytest.mark.parametrize("loss", ["kl_cov", "clip_cov"])

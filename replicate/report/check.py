@@ -350,16 +350,28 @@ def run_check(results: Path, against: str, tolerances: list[str] | None = None, 
                    "the rows given are not measured (listed); nothing is judged replicated until they are")
     else:
         status = "pass"
-        verdict = f"PASS: all {n_meas} cells asked about within tolerance; {n_claims} claims measured and hold"
+        cells_text = f"all {n_meas} cells asked about within tolerance" if n_meas else "no cell of the table measured"
+        verdict = f"PASS: {cells_text}; {n_claims} claims measured and hold"
     result = {"against": against, "results": str(path), "tolerance": reported["tolerance"], "overrides": overrides,
               "cells": cells, "claims": claims, "failures": fails, "missing": missing, "status": status,
               "passed": status == "pass", "verdict": verdict}
-    out = Path(out) if out else path.parent
+    out = Path(out) if out else default_out(path)
     out.mkdir(parents=True, exist_ok=True)
     (out / "check.json").write_text(json.dumps(finite(result), indent=1, allow_nan=False))
     (out / "check.md").write_text(render_md(result))
     result["out"] = out
     return result
+
+
+def default_out(path: Path) -> Path:
+    """Where check.json/.md go without --out: beside the results, unless they are a committed reference
+    (figures/<id>/...), which a check must not change: results/check/<id>/... then."""
+    from replicate.paths import reference_dir, results_root
+    folder = path.parent.resolve()
+    try:
+        return results_root() / "check" / folder.relative_to(reference_dir().resolve())
+    except ValueError:
+        return path.parent
 
 
 def cli_check(args) -> int:

@@ -35,7 +35,8 @@ def results_of(spec_id: str) -> list[dict]:
                 data = json.loads(f.read_text())
             except (OSError, ValueError):
                 continue
-            found.append({**data, "dir": f.parent, "origin": origin, "mtime": f.stat().st_mtime})
+            if isinstance(data, dict) and data.get("spec", spec_id) == spec_id:  # --out may hold others' results
+                found.append({**data, "dir": f.parent, "origin": origin, "mtime": f.stat().st_mtime})
     return found
 
 
