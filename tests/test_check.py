@@ -233,3 +233,10 @@ def test_a_check_of_a_committed_reference_writes_under_results_not_into_figures(
     # its rows are the tiny-scale arms, none of the paper's cells; the two orderings among them hold
     assert code == 0 and not any(c["within"] is not None for c in res["cells"])
     assert "PASS: no cell of the table measured; 2 claims measured and hold" in capsys.readouterr().out
+
+
+def test_an_unknown_table_lists_only_tables(capsys):
+    """The artifact and recipe lists under experiments/reported/ are not tables to check against."""
+    assert main(["check", "x.csv", "--against", "entropy-mechanism/nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "entropy-mechanism/table2" in err and "artifacts" not in err and "recipes" not in err
