@@ -282,3 +282,11 @@ def test_a_result_folder_listed_for_one_spec_never_shows_another_specs_result(tm
     remember("fig1", shared)
     found = [r for r in results_of("fig1") if r["origin"] == "result"]
     assert [(r["spec"], r["dir"]) for r in found] == [("fig1", shared / "a")]
+
+
+def test_a_result_without_claims_is_described_as_a_figure_only():
+    from replicate.report.results import describe
+    line = describe({"claims": [], "origin": "reference", "provenance": {}})
+    assert line == "no claims (a figure only) (reference)"
+    two = [{"verdict": "replicated"}, {"verdict": "inconclusive", "verdict_holm": "inconclusive"}]
+    assert describe({"claims": two, "origin": "reference"}).startswith("1/2 replicated, 1 after Holm (reference)")
