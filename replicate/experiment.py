@@ -80,9 +80,8 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
         name = smoke_name(scale, requested, digest(requested, n=8))
     out = Path(out or results_root() / spec.id / name)
     refuse_shared_out(out, spec.id, what)
-    with output_dir(out, what):
-        root = store_root(store)
-        ensure_writable(root, "--store" if store else "the run store")
+    root = store_root(store)
+    with output_dir(out, what), output_dir(root, "--store" if store else "the run store"):
         t0 = time.time()
         runner = runner or RUNNERS[spec.runner]
         spec = spec.at_scale(scale)  # runner_params as the runner reads them here (their `scales:` entry merged)
