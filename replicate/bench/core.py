@@ -56,9 +56,10 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def interleave(arms: dict, reps: int, device: str = "cpu") -> dict[str, list[float]]:
-    """Seconds of each arm per repetition, after one untimed call of each; the order alternates every repetition."""
-    for fn in arms.values():
+def interleave(arms: dict, reps: int, device: str = "cpu", warm: bool = True) -> dict[str, list[float]]:
+    """Seconds of each arm per repetition, after one untimed call of each (unless the caller `warm`ed them already);
+    the order alternates every repetition."""
+    for fn in arms.values() if warm else ():
         fn()
     times = {name: [] for name in arms}
     order = list(arms)
@@ -188,42 +189,86 @@ def _reps(args, default=5):
 
 # -- rollout: our KV-cached sampler vs transformers' generate() ---------------------------------------------------
 
-def bench_rollout(args) -> list[dict]:
+def rollout_arms(model, ids, mask, T: int, gen, seen: dict, static: bool) -> dict:
+    """The rollout arms on one batch, each sampling T new tokens per row at temperature 1 (stop id -1 never fires).
+    With `static`, transformers' generate() with a static KV cache too: compiled decode where transformers
+    compiles it on its own (CUDA: `hf_static`), and the same cache eager (`hf_static_eager`), so the two levers of
+    issue 25's GPU rollout (a static cache, a compiled decode step) are measured apart before ours takes them."""
     from replicate.runners.rl.rollout import generate
+
+    def ours():
+        seen["ours"] = generate(model, ids, mask, T, 1.0, [-1], 0, gen)[0].shape
+
+    def hf(name, **extra):
+        def arm():
+            with torch.no_grad():
+                out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, top_k=0,
+                                     top_p=1.0, max_new_tokens=T, min_new_tokens=T, pad_token_id=0, **extra)
+            seen[name] = out[:, ids.shape[1]:].shape
+        return arm
+    arms = {"ours": ours, "hf_generate": hf("hf_generate")}
+    if static:
+        arms["hf_static"] = hf("hf_static", cache_implementation="static")
+        arms["hf_static_eager"] = hf("hf_static_eager", cache_implementation="static", disable_compile=True)
+    return arms
+
+
+def first_call_seconds(arms: dict, device: str) -> dict[str, float]:
+    """Each arm's first call, timed: a compiled arm pays its compilation here (interleave() then times it warm)."""
+    out = {}
+    for name, fn in arms.items():
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        out[name] = time.perf_counter() - t0
+    return out
+
+
+ROLLOUT_NOTE = ("sampling at temperature 1, no top-k/top-p, no EOS: every row generates T new tokens; tokens/s = "
+                "B*T / median s; first_call_s: each arm's untimed first call (a compile lands there); the JSON is "
+                "rewritten after each shape, so a run stopped at a time limit keeps the shapes it finished")
+
+
+def bench_rollout(args) -> list[dict]:
     results = []
     for device in devices(args):
         rows = []
         for shape, B, P, T in _cases("rollout", device, args):
             model, vocab = build_model(shape, device)
             ids = torch.randint(10, vocab, (B, P), device=device, generator=torch.Generator(device).manual_seed(1))
-            mask = torch.ones_like(ids)
-            gen = torch.Generator(device=device).manual_seed(0)
-            shapes_seen = {}
-
-            def ours():  # stop id -1 never fires: every row generates T tokens
-                shapes_seen["ours"] = generate(model, ids, mask, T, 1.0, [-1], 0, gen)[0].shape
-
-            def hf():
-                with torch.no_grad():
-                    out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, top_k=0,
-                                         top_p=1.0, max_new_tokens=T, min_new_tokens=T, pad_token_id=0)
-                shapes_seen["hf"] = out[:, P:].shape
-            times = interleave({"ours": ours, "hf_generate": hf}, _reps(args), device)
-            assert shapes_seen["ours"] == shapes_seen["hf"] == (B, T), shapes_seen
-            o, h = B * T / med(times["ours"]), B * T / med(times["hf_generate"])
+            seen = {}
+            arms = rollout_arms(model, ids, torch.ones_like(ids), T, torch.Generator(device=device).manual_seed(0),
+                                seen, static=device == "cuda")
+            first = first_call_seconds(arms, device)
+            times = interleave(arms, _reps(args), device, warm=False)
+            assert set(seen.values()) == {(B, T)}, seen
+            tok_s = {name: B * T / med(ts) for name, ts in times.items()}
             rows.append({"shape": shape, "B": B, "P": P, "T": T, "reps": len(times["ours"]),
-                         "ours_tok_s": o, "hf_generate_tok_s": h, "ours_over_hf": o / h,
-                         "seconds": {k: v for k, v in times.items()}})
+                         "ours_tok_s": tok_s["ours"], "hf_generate_tok_s": tok_s["hf_generate"],
+                         "ours_over_hf": tok_s["ours"] / tok_s["hf_generate"],
+                         **{f"{name}_tok_s": v for name, v in tok_s.items() if name.startswith("hf_static")},
+                         "first_call_s": first, "seconds": times})
             del model
-        path = write_json("rollout", device, {"rows": rows, "note": "sampling at temperature 1, no top-k/top-p, "
-                                              "no EOS: every row generates T new tokens; tokens/s = B*T / median s"},
-                          getattr(args, "out", None))
-        print(table(f"rollout on {device} ({machine(device)['torch_threads']} threads): new tokens/s, medians",
-                    ["shape", "B", "P", "T", "ours", "HF generate", "ours/HF"],
-                    [[r["shape"], r["B"], r["P"], r["T"], round(r["ours_tok_s"]), round(r["hf_generate_tok_s"]),
-                      round(r["ours_over_hf"], 2)] for r in rows]) + f"\n  -> {path}")
+            path = write_json("rollout", device, {"rows": rows, "note": ROLLOUT_NOTE}, getattr(args, "out", None))
+            print(f"  rollout {shape} on {device}: " + ", ".join(f"{k} {v:.0f} tok/s" for k, v in tok_s.items()),
+                  file=sys.stderr, flush=True)
+        print(rollout_table(rows, device) + f"\n  -> {path}")
         results += rows
     return results
+
+
+def rollout_table(rows: list[dict], device: str) -> str:
+    static = [name for name in ("hf_static", "hf_static_eager") if rows and f"{name}_tok_s" in rows[0]]
+    header = ["shape", "B", "P", "T", "ours", "HF generate", "ours/HF"]
+    labels = {"hf_static": ("HF static compiled", "its 1st call s"), "hf_static_eager": ("HF static eager", "its 1st call s")}
+    header += [h for name in static for h in labels[name]]
+    body = [[r["shape"], r["B"], r["P"], r["T"], round(r["ours_tok_s"]), round(r["hf_generate_tok_s"]),
+             round(r["ours_over_hf"], 2)] + [c for name in static for c in
+                                             (round(r[f"{name}_tok_s"]), round(r["first_call_s"][name], 1))]
+            for r in rows]
+    return table(f"rollout on {device} ({machine(device)['torch_threads']} threads): new tokens/s, medians", header,
+                 body)
 
 
 # -- update: one PPO update (forward + backward + AdamW) through the trainer's functions, and its MFU ------------
