@@ -2,7 +2,7 @@
 # The wheels the lent GPU machine's image lacks for `import replicate` (it has torch, transformers, accelerate,
 # numpy, scipy, matplotlib, pyyaml, tqdm, sympy, pytest and hypothesis, and no network): fetched here into .whl/
 # (git ignores it) for Python 3.12 on x86-64 Linux, the image's python3. The versions are this project's tested ones.
-# Then, on the device: run(command="bash scripts/device_check.sh", carry=[".whl"], timeout_s=420).
+# Then, on the device: run(command="bash scripts/device_check.sh", carry=[".whl"], timeout_s=480).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY_VERSION:-3.12}
