@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from replicate.allocator import keep_freed_memory
 from replicate.errors import Interrupted, UserError
 
 
@@ -243,6 +244,10 @@ def _add_result_commands(sub):
 
 
 def main(argv=None) -> int:
+    """The command line; `argv` None: this process is the command, and keeps the memory its steps free
+    (replicate.allocator) for itself and its workers. A caller that passes argv (a test) keeps its malloc as it is."""
+    if argv is None:
+        keep_freed_memory()
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     if argv and argv[0] not in (*COMMANDS, "-h", "--help"):

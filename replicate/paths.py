@@ -67,8 +67,9 @@ def digest(payload, n: int = 10) -> str:
 # An entry in neither set is counted (the safe side), and tests/test_layout.py fails until it is declared.
 FINGERPRINTED = {"replicate": {"runners", "engines", "algorithms", "tasks", "seeds.py", "store.py"},
                  "evaluators": {"__init__.py", "math.py", "code.py", "_sandbox_harness.py", "_jail.py"}}
-NOT_FINGERPRINTED = {"replicate": {"__init__.py", "__main__.py", "cli.py", "errors.py", "paths.py", "registry.py",
-                                   "experiment.py", "benchmarks.py", "summary.py", "config.py", "specs", "analysis", "report", "bench", "backends"},
+NOT_FINGERPRINTED = {"replicate": {"__init__.py", "__main__.py", "allocator.py", "cli.py", "errors.py", "paths.py",
+                                   "registry.py", "experiment.py", "benchmarks.py", "summary.py", "config.py", "specs",
+                                   "analysis", "report", "bench", "backends"},
                      "evaluators": {"lmeval"}}
 SOURCE_ROOTS = {"replicate": PACKAGE, "evaluators": PACKAGE.parent / "evaluators"}
 

@@ -1,7 +1,9 @@
 """`python -m replicate bench {rollout,update,entropy,rl-step,rl-rows}` with a tiny budget: each writes its JSON with
 ratios and positive rates."""
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -142,6 +144,20 @@ def test_a_revision_that_fails_is_one_line_naming_its_output(tmp_path, monkeypat
     log = Path(str(exc.value).rsplit("its output: ", 1)[1])
     assert "boom" in log.read_text() and "\n" not in str(exc.value)
     log.unlink()
+
+
+def test_another_revisions_command_runs_without_our_setting(tmp_path, monkeypatch):
+    """`bench small-step --against REV` times REV's code as it ran alone: the GLIBC_TUNABLES this process set for
+    itself are not passed on to REV's command (nor to the fake 'here' tree, which does not set them either)."""
+    from replicate import allocator
+    from replicate.bench import revisions
+    monkeypatch.setenv("GLIBC_TUNABLES", allocator.TUNABLES)
+    monkeypatch.setattr(allocator, "AS_GIVEN", None)
+    seen, run = [], subprocess.run
+    monkeypatch.setattr(revisions.subprocess, "run", lambda *a, **k: seen.append(k["env"]) or run(*a, **k))
+    monkeypatch.setattr(revisions, "unpack", lambda commit, into: fake_tree(into, 2.0))
+    revisions.step_times("c" * 40, "fig1", "tiny", 1, 1, here=fake_tree(tmp_path / "here", 5.0))
+    assert len(seen) == 2 and all("GLIBC_TUNABLES" not in env for env in seen)
 
 
 @needs_git

@@ -11,7 +11,7 @@ ROOT = Path(paths.PACKAGE).parent
 # Lowest first; a module may import its own layer or any layer below. The first matching prefix places a module.
 LAYERS = [
     ("utilities", ["replicate.errors", "replicate.paths", "replicate.registry", "replicate.seeds",
-                   "replicate.__init__"]),
+                   "replicate.allocator", "replicate.__init__"]),
     ("evaluators", ["evaluators"]),
     ("algorithms and tasks", ["replicate.algorithms", "replicate.tasks"]),
     ("rollout engines", ["replicate.engines"]),

@@ -92,7 +92,8 @@ def machine(device: str) -> dict:
     except OSError:
         pass
     info = {"device": device, "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version()}
+            "torch": torch.__version__, "python": platform.python_version(),
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES")}  # replicate.allocator's, or the user's
     import transformers
     info["transformers"] = transformers.__version__
     if device == "cuda":

@@ -20,6 +20,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from replicate.allocator import environment_as_given
 from replicate.errors import UserError
 from replicate.paths import REPO
 
@@ -88,7 +89,8 @@ def clean_steps(rows: list[dict]) -> list[dict]:
 def run_once(name: str, src: Path, spec: str, scale: str, work: Path, threads: int) -> list[dict]:
     """One whole command of the source at `src` (named `name`), on the CPU; the clean steps of its run. Its store
     is removed after (a small run leaves ~2 GB of checkpoints and weights); a failed command's log is kept."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH")) if p),
+    path = os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH")) if p)
+    env = {**environment_as_given(), "PYTHONPATH": path,
            "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "REPLICATE_TRACK": "none",
            "CUDA_VISIBLE_DEVICES": ""}
     print(f"  {name[:12]}: {spec} --scale {scale}, {STEPS} steps ...", file=sys.stderr, flush=True)
