@@ -1,8 +1,8 @@
 """Keep the memory a training step frees for the next step, instead of handing it back to the kernel.
 
-glibc's malloc serves a block over its mmap threshold (32 MiB at most: the 28M-parameter embedding's gradient, a
-weight's bf16 copy) with a fresh mmap and unmaps it when freed, and returns the heap's free top above its trim
-threshold; the next step faults those pages in again, zeroed by the kernel: 27,344 page faults for a 112 MB tensor.
+glibc's malloc serves a block over its mmap threshold (32 MiB at most: SmolLM2-135M's tied embedding's gradients,
+113 MB each) with a fresh mmap and unmaps it when freed, and returns the heap's free top past its trim threshold;
+the next step faults those pages in again, zeroed by the kernel: 27,344 page faults for a 112 MB tensor.
 With mmap off and the trim threshold at 2 GiB freed blocks stay in the process. fig1 small, 24 steps, two processes
 side by side on a 2-core AMD EPYC: 357.7 s -> 314.7 s, every logged number equal bit for bit, peak memory 3.67 ->
 3.88 GB (docs/testbed/small.md). Where memory comes from changes no number a run computes, so this module is outside
@@ -39,8 +39,9 @@ def keep_freed_memory() -> bool:
 
 
 def environment_as_given() -> dict[str, str]:
-    """os.environ with GLIBC_TUNABLES as the user gave it: for a process whose code must run as it would alone
-    (another revision's command in `bench small-step --against`)."""
+    """os.environ with GLIBC_TUNABLES as the user gave it: for a program whose memory is not ours to tune (verl,
+    launched or submitted to Slurm) or must run as it would alone (another revision's command in `bench small-step
+    --against`)."""
     env = dict(os.environ)
     env.pop("GLIBC_TUNABLES", None)
     if AS_GIVEN is not None:

@@ -75,14 +75,19 @@ def test_slurm_submits_once_and_then_waits(home, monkeypatch, capsys):
     bin_dir = home / "bin"
     bin_dir.mkdir()
     sbatch = bin_dir / "sbatch"
-    sbatch.write_text(f"#!/bin/sh\necho \"$@\" >> {home}/sbatch.log\necho 4242\n")
+    sbatch.write_text(f"#!/bin/sh\necho \"$@\" >> {home}/sbatch.log\n"
+                      f"echo \"${{GLIBC_TUNABLES-unset}}\" > {home}/sbatch.env\necho 4242\n")
     sbatch.chmod(sbatch.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    from replicate import allocator  # the malloc setting our command line made for itself is not Slurm's job's
+    monkeypatch.setenv("GLIBC_TUNABLES", allocator.TUNABLES)
+    monkeypatch.setattr(allocator, "AS_GIVEN", None)
     argv = ["fig1", "--scale", "paper", "--backend", "verl", "--launcher", "slurm"]
     assert main(argv) == 0
     assert len((home / "sbatch.log").read_text().splitlines()) == 1
     run_dir = next((home / "runs" / "fig1").iterdir())
     assert json.loads((run_dir / "launch.json").read_text()) == {"launcher": "slurm", "job": "4242"}
+    assert (home / "sbatch.env").read_text().strip() == "unset"
     capsys.readouterr()
     assert main(argv) == 0  # submitted, not finished: waited for, not resubmitted
     assert "submitted earlier, waiting" in capsys.readouterr().err

@@ -110,6 +110,7 @@ def update_times(shape: str, B: int, P: int, T: int, reps: int, arms: dict = UPD
 
 def bench_against(args) -> dict:
     """The preset's clean RL step at revision --against against the code here (bench/revisions.py)."""
+    from replicate import allocator
     from replicate.bench.revisions import HERE, here_state, resolve, step_times
     quick, rev = getattr(args, "quick", False), args.against
     commit = resolve(rev)
@@ -119,8 +120,11 @@ def bench_against(args) -> dict:
     speedup = base / med([s["step_s"] for s in steps[HERE]])
     payload = {"against": rev, "against_commit": commit, "here": here_state(), "scale": scale, "threads": threads,
                "steps": {rev: steps[commit], HERE: steps[HERE]}, "speedup": speedup,
+               "glibc_tunables_given": allocator.AS_GIVEN,
                "note": "whole `fig1` commands on the CPU, revisions alternating; clean steps (no validation or "
-                       "checkpoint) from each run's wall_time; medians"}
+                       "checkpoint) from each run's wall_time; medians; each command starts with the "
+                       "GLIBC_TUNABLES given to the bench (glibc_tunables_given), and the code here sets its own "
+                       "(replicate.allocator)"}
     info = machine("cpu")
     path = write_json(f"small-step-vs-{rev.replace('/', '_')}", "cpu", payload, getattr(args, "out", None))
     rows = [summary_row(name, s, base) for name, s in payload["steps"].items()]

@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from replicate.allocator import environment_as_given
 from replicate.errors import UserError
 from replicate.paths import digest
 from replicate.store import Run, shared_run
@@ -199,7 +200,7 @@ def _launch_local(run: Run, cmd: list[str], steps: int) -> str:
     """Run verl here (stdout and stderr to verl.out), then import its logs; 'finished' or 'failed: why'."""
     with open(run.path / "verl.out", "ab") as out:
         try:
-            rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
+            rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=environment_as_given()).returncode
         except OSError as exc:  # the entry point is missing: a failed run, not a crash of the whole launch
             out.write(f"could not start {cmd[2]}: {exc}\n".encode())
             rc = 127
@@ -215,7 +216,8 @@ def _schedule(run: Run, cmd: list[str], opts: Options, name: str, log):
         if opts.dry_run:
             log(f"{name}: wrote {script}  (submit: sbatch {script})")
             return
-        res = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True)
+        res = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True,
+                             env=environment_as_given())  # Slurm exports the environment to the job
         if res.returncode:
             raise UserError(f"sbatch {script} failed: {res.stderr.strip()[:200]}")
         job = res.stdout.strip()
