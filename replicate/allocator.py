@@ -3,7 +3,7 @@
 glibc's malloc serves a block over its mmap threshold (32 MiB at most: SmolLM2-135M's tied embedding's gradients,
 113 MB each) with a fresh mmap and unmaps it when freed, and returns the heap's free top past its trim threshold;
 the next step faults those pages in again, zeroed by the kernel: 27,344 page faults for a 112 MB tensor.
-With mmap off and the trim threshold at 2 GiB freed blocks stay in the process. fig1 small, 24 steps, two processes
+With mmap off and the trim threshold at 2 GiB, freed blocks stay in the process. fig1 small, 24 steps, two processes
 side by side on a 2-core AMD EPYC: 357.7 s -> 314.7 s, every logged number equal bit for bit, peak memory 3.67 ->
 3.88 GB (docs/testbed/small.md). Where memory comes from changes no number a run computes, so this module is outside
 the code fingerprint.
@@ -27,9 +27,9 @@ def keep_freed_memory() -> bool:
     whether it took effect here."""
     if not sys.platform.startswith("linux") or "GLIBC_TUNABLES" in os.environ:
         return False
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    gnu = getattr(ctypes.CDLL(None), "gnu_get_libc_version", None)  # musl has a mallopt that does nothing
-    if mallopt is None or gnu is None:
+    libc = ctypes.CDLL(None)
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None or not hasattr(libc, "gnu_get_libc_version"):  # musl's mallopt does nothing
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     if mallopt(M_MMAP_MAX, 0) != 1 or mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) != 1:
