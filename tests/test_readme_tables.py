@@ -110,3 +110,19 @@ def test_cross_cpu_counts_in_the_docs_are_the_committed_comparisons():
         for c in rows:
             if c["a"]["verdict"] != c["b"]["verdict"]:
                 assert f"| {spec} `{c['id']}` |" in doc
+
+
+def test_the_small_step_ratios_quoted_are_the_committed_bench_runs():
+    """The README and docs/testbed/small.md quote `bench small-step --against`'s speedups and medians as the
+    committed JSONs hold them (figures/bench/), not typed in."""
+    import json
+    import statistics
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    doc = (ROOT / "docs" / "testbed" / "small.md").read_text()
+    for name in ("small-step-vs-479b383-amd-epyc-cpu-3", "small-step-vs-479b383-amd-epyc-cpu-4",
+                 "small-step-vs-829904b-amd-epyc-cpu"):
+        record = json.loads((ROOT / "figures" / "bench" / f"{name}.json").read_text())
+        here = statistics.median(s["step_s"] for s in record["steps"]["here"])
+        assert record["here"]["dirty"] is False
+        assert f"{record['speedup']:.2f}x" in readme and f"{record['speedup']:.2f}x" in doc
+        assert f"{here:.2f} s" in readme
