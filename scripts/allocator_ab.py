@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from replicate.allocator import TUNABLES
-from replicate.bench.revisions import REPO, clean_steps, fig1_command
+from replicate.bench.revisions import REPO, clean_steps, command_env, fig1_command
 
 ARMS = {"glibc": {"GLIBC_TUNABLES": ""},  # set but empty: glibc's defaults, and the command line leaves them
         "thp": {"GLIBC_TUNABLES": "", "THP_MEM_ALLOC_ENABLE": "1"},  # torch's 2 MB pages for buffers >= 2 MB
@@ -24,8 +24,7 @@ ARMS = {"glibc": {"GLIBC_TUNABLES": ""},  # set but empty: glibc's defaults, and
 
 def start(arm: str) -> tuple[Path, subprocess.Popen]:
     work = Path(tempfile.mkdtemp(prefix=f"ab-{arm}-"))
-    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE")}
-    env.update(ARMS[arm], OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", REPLICATE_TRACK="none", CUDA_VISIBLE_DEVICES="")
+    env = {k: v for k, v in command_env(REPO, 1).items() if k != "THP_MEM_ALLOC_ENABLE"} | ARMS[arm]
     proc = subprocess.Popen(fig1_command(REPO, "fig1", "small", work), cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return work, proc

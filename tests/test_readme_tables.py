@@ -95,10 +95,7 @@ def test_cross_cpu_small_counts_in_the_docs_are_the_committed_comparisons():
 def test_cross_cpu_counts_in_the_docs_are_the_committed_comparisons():
     """docs/cross-cpu.md and the README quote the verdicts and per-seed values that the committed cross-CPU record
     (figures/cross-cpu/) holds: counted here from its per-claim rows, not copied."""
-    import json
-    record = json.loads((ROOT / "figures" / "cross-cpu" / "tiny-amd-epyc-vs-intel-xeon.json").read_text())
-    claims = [c for rows in record["specs"].values() for c in rows]
-    same = sum(c["a"]["verdict"] == c["b"]["verdict"] for c in claims)
+    record, claims, same = _cross_cpu("tiny")
     values = sum(len(c["a"]["values"]) for c in claims)
     equal = sum(sum(x == y for x, y in zip(c["a"]["values"], c["b"]["values"])) for c in claims)
     assert all(c["values_equal"] == sum(x == y for x, y in zip(c["a"]["values"], c["b"]["values"])) for c in claims)

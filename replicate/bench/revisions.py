@@ -86,13 +86,18 @@ def clean_steps(rows: list[dict]) -> list[dict]:
             for prev, row in itertools.pairwise(rows[:-1])]
 
 
+def command_env(src: Path, threads: int) -> dict[str, str]:
+    """The environment of one timed command of the source at `src`: its imports from `src`, CPU only, `threads`
+    threads, no tracker, and GLIBC_TUNABLES as the user gave them (the code's own allocator setting is its own)."""
+    path = os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH")) if p)
+    return {**environment_as_given(), "PYTHONPATH": path, "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads), "REPLICATE_TRACK": "none", "CUDA_VISIBLE_DEVICES": ""}
+
+
 def run_once(name: str, src: Path, spec: str, scale: str, work: Path, threads: int) -> list[dict]:
     """One whole command of the source at `src` (named `name`), on the CPU; the clean steps of its run. Its store
     is removed after (a small run leaves ~2 GB of checkpoints and weights); a failed command's log is kept."""
-    path = os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH")) if p)
-    env = {**environment_as_given(), "PYTHONPATH": path,
-           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "REPLICATE_TRACK": "none",
-           "CUDA_VISIBLE_DEVICES": ""}
+    env = command_env(src, threads)
     print(f"  {name[:12]}: {spec} --scale {scale}, {STEPS} steps ...", file=sys.stderr, flush=True)
     done = subprocess.run(fig1_command(src, spec, scale, work), cwd=src, env=env, capture_output=True, text=True,
                           check=False)
