@@ -87,6 +87,8 @@ ROWS = [
     ("bench entropy --quick --out {tmp}/afile/b", None, "cannot write --out"),
     ("eval --model {run} --tasks tiny_addition --out {tmp}/afile/e", None, "cannot write --out"),
     ("fgi1", None, "did you mean fig1"),
+    ("run {spec} --resume --force", None, "--resume and --force contradict each other"),
+    ("lemma --scale huge --out {tmp}/lemma-huge", None, "lemma has no scale 'huge'; it has tiny"),
     ("run {spec} --set nosuch.key=1", None, "unknown key 'nosuch'"),
     ("run {spec} --set rollout.group_size=abc", None, "--set rollout.group_size"),
     ("eval --model {run} --tasks tiny_addition --k 0", None, "--k must be at least 1"),

@@ -113,6 +113,18 @@ def _fmt(x) -> str:
     return str(x)
 
 
+def measured_cell(r: dict) -> str:
+    """What a claim's verdict reads: the worst run for a claim over every run, else the mean and its 95% interval."""
+    if r.get("over") == "every":
+        return f"worst {_fmt(r.get('worst', r.get('min')))}"
+    lo, hi = r.get("ci95") or [None, None]
+    return f"{_fmt(r.get('mean'))} [{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def threshold_cell(r: dict) -> str:
+    return f"{r['metric']} {r['op']} {_fmt(r['threshold'])}{' in every run' if r.get('over') == 'every' else ''}"
+
+
 def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | None = None,
                     health: dict | None = None) -> str:
     lines = [f"# Claims of {spec_id} ({scale} scale)", "",
@@ -120,12 +132,10 @@ def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | No
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         per = ", ".join(_fmt(v) for v in r["values"])
-        measured = (f"worst {_fmt(r.get('worst', r['min']))}" if r["over"] == "every" else
-                    f"{_fmt(r['mean'])} [{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}]")
         name = f"**{r['id']}**" + (f" (control of {r['control_of']}: must not replicate)" if r.get("control_of") else "")
-        lines.append(f"| {name}: {r['statement']} | {_fmt(r['paper_value'])} | {measured} ({per}) | "
-                     f"{r['metric']} {r['op']} {_fmt(r['threshold'])}{' in every run' if r['over'] == 'every' else ''} | "
-                     f"{r['beats'] or '-'} | {r['verdict']} | {r.get('verdict_holm', r['verdict'])} |")
+        lines.append(f"| {name}: {r['statement']} | {_fmt(r['paper_value'])} | {measured_cell(r)} ({per}) | "
+                     f"{threshold_cell(r)} | {r['beats'] or '-'} | {r['verdict']} | "
+                     f"{r.get('verdict_holm', r['verdict'])} |")
     lines += ["", count_line(rows)]
     if health:
         lines += health_lines(health)
