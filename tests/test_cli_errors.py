@@ -87,6 +87,7 @@ ROWS = [
     ("bench entropy --quick --out {tmp}/afile/b", None, "cannot write --out"),
     ("eval --model {run} --tasks tiny_addition --out {tmp}/afile/e", None, "cannot write --out"),
     ("fgi1", None, "did you mean fig1"),
+    ("compare fig1 fgi1", None, "fgi1 has no claims.json; did you mean fig1 or"),
     ("run {spec} --resume --force", None, "--resume and --force contradict each other"),
     ("lemma --scale huge --out {tmp}/lemma-huge", None, "lemma has no scale 'huge'; it has tiny"),
     ("run {spec} --set nosuch.key=1", None, "unknown key 'nosuch'"),

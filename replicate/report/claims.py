@@ -171,7 +171,8 @@ def smoke_name(scale: str, req: dict, key: str) -> str:
 
 
 def count_line(rows: list[dict]) -> str:
-    """'k of n replicated (k' after a Holm correction; j not replicated, j' after Holm)', claims and controls apart."""
+    """'k of n replicated (k' after a Holm correction); j not replicated (j' after Holm); i inconclusive (i' after
+    Holm)', claims and controls apart."""
     claims = [r for r in rows if not r.get("control_of")]
     controls = [r for r in rows if r.get("control_of")]
 
@@ -180,7 +181,8 @@ def count_line(rows: list[dict]) -> str:
     line = (f"{n(claims, 'verdict', 'replicated')} of {len(claims)} claims replicated "
             f"({n(claims, 'verdict_holm', 'replicated')} after a Holm correction over this spec's claims, alpha 0.05); "
             f"{n(claims, 'verdict', 'not replicated')} not replicated ({n(claims, 'verdict_holm', 'not replicated')} "
-            "after Holm).")
+            f"after Holm); {n(claims, 'verdict', 'inconclusive')} inconclusive "
+            f"({n(claims, 'verdict_holm', 'inconclusive')} after Holm).")
     if controls:
         line += (f" Controls (a null judged by a claim's own rule; each must come out not replicated): "
                  f"{n(controls, 'verdict', 'not replicated')} of {len(controls)} not replicated "
