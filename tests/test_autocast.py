@@ -123,3 +123,15 @@ def test_sampling_an_autocast_model_is_reproducible_and_float32_scored():
         b = generate(bf16, prompt, mask, 5, 1.0, [2], 0, make_generator(3, "cpu"), repeats=2)
     assert torch.equal(a[0], b[0]) and a[0].shape == (16, 5)
     assert not torch.is_autocast_enabled("cpu")  # the sampling scope is closed again
+
+
+def test_a_scoring_pass_casts_each_weight_once():
+    """The prompt pass and the response pass share one autocast region: one bf16 cast of each weight."""
+    from torch.profiler import ProfilerActivity, profile
+    _, bf16 = _pair()
+    prompt, mask, resp = _batch()
+    prompt, mask = prompt[:2].repeat_interleave(4, 0), mask[:2].repeat_interleave(4, 0)  # two groups of 4
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        response_logprobs(bf16, prompt, mask, resp, temperature=0.7)
+    up = [e for e in prof.events() if e.name == "aten::_to_copy" and e.input_shapes[:1] == [[256, 64]]]
+    assert len(up) == 2 * CONFIG["num_hidden_layers"]  # gate_proj and up_proj of each layer, once each

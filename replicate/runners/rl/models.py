@@ -160,9 +160,10 @@ def autocast_forward(model, mode: str, device_type: str):
 
 
 def autocast_scope(model):
-    """An autocast region around many forwards of a model that autocasts, for sampling: inside one region torch
-    casts each weight to bf16 once (its autocast cache), not once per decoded token. Never around an optimizer
-    step, which would leave the cached casts stale."""
+    """An autocast region around many forwards of a model that autocasts (sampling; a scoring pass's prompt and
+    response forwards): inside one region torch casts each weight to bf16 once (its autocast cache), not once per
+    forward, and under autograd a weight's two uses sum their bf16 gradients before the cast's backward, as in any
+    one autocast region. Never around an optimizer step, which would leave the cached casts stale."""
     device = getattr(model, "autocast_device", None)
     return torch.autocast(device, dtype=torch.bfloat16) if device else contextlib.nullcontext()
 
@@ -201,11 +202,12 @@ def response_logits(model, prompt_ids, prompt_mask, responses, temperature):
     T = responses.shape[1]
     first, inverse = shared_prompts(prompt_ids, prompt_mask)
     ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)  # one forward per backward there
-    if len(first) < len(prompt_ids) and T > 1 and not ddp:
-        logits = shared_prompt_logits(model, prompt_ids[first], prompt_mask[first], inverse, responses)
-    else:
-        logits = forward_responses(model, prompt_ids, prompt_mask, responses, **last_logits_only(model, T + 1)).logits
-        logits = logits[:, -T - 1:-1]
+    with autocast_scope(getattr(model, "module", model)):  # an autocast model casts each weight once for both passes
+        if len(first) < len(prompt_ids) and T > 1 and not ddp:
+            logits = shared_prompt_logits(model, prompt_ids[first], prompt_mask[first], inverse, responses)
+        else:
+            logits = forward_responses(model, prompt_ids, prompt_mask, responses,
+                                       **last_logits_only(model, T + 1)).logits[:, -T - 1:-1]
     logits = logits.float()
     return logits if temperature == 1 else logits / temperature
 
