@@ -201,6 +201,8 @@ def main(argv=None) -> int:
                          help="auto: CPU, and the GPU where CUDA is present")
     p_bench.add_argument("--out", type=Path, help="where the JSON goes (default results/bench/; figures/bench/ holds the committed timings)")
     p_bench.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p_bench.add_argument("--against", metavar="REV", help="small-step: the preset's step at git revision REV (e.g. "
+                         "479b383, main when issue 22 was filed) against the code here, whole commands alternating")
     p_pow = sub.add_parser("power", help="seeds each claim needs for a decisive verdict, from a result or pilot")
     p_pow.add_argument("spec")
     p_pow.add_argument("--scale", help="the result's scale (default: the spec's default)")

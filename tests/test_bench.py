@@ -55,3 +55,35 @@ def test_bench_rl_rows_writes_the_batched_seed_ceiling(tmp_path, capsys):
     assert one["time_ratio"] == 1 and one["rows_per_s_ratio"] == 1
     assert two["step_s"] > 0 and two["rows_per_s_ratio"] == pytest.approx(2 / two["time_ratio"])
     assert "rl-rows-cpu.json" in capsys.readouterr().out
+
+
+def test_clean_steps_are_wall_time_differences_between_validations():
+    """Steps 1 .. STEPS-2 of a run (no validation, no checkpoint): the difference of consecutive wall_times."""
+    from replicate.bench.revisions import STEPS, clean_steps
+    walls = [10.0, 17.5, 25.25, 40.0][:STEPS]
+    rows = [{"step": i, "wall_time": w, "time_rollout": 1.0 + i, "time_update": 2.0, "response_length": 9.0}
+            for i, w in enumerate(walls)]
+    steps = clean_steps(rows)
+    assert [s["step_s"] for s in steps] == [7.5, 7.75] and [s["time_rollout"] for s in steps] == [2.0, 3.0]
+
+
+def test_known_sets_pass_only_keys_the_revision_knows(tmp_path):
+    from replicate.bench.revisions import known_sets
+    (tmp_path / "replicate").mkdir()
+    (tmp_path / "replicate" / "config.py").write_text("probe_prompts: int = 0\n")
+    assert known_sets(tmp_path) == ["--set", "train.probe_prompts=0"]
+
+
+def test_bench_against_an_unknown_revision_is_one_line(tmp_path, capsys):
+    assert main(["bench", "small-step", "--against", "no-such-rev-xyz", "--quick", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-rev-xyz" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_bench_against_head_times_both_revisions(tmp_path, capsys):
+    """The tiny preset at HEAD against the working tree: both arms time clean steps of their own runs."""
+    assert main(["bench", "small-step", "--against", "HEAD", "--quick", "--reps", "1", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "small-step-vs-HEAD-cpu.json").read_text())
+    assert set(data["steps"]) == {"HEAD", "here"} and data["speedup"] > 0
+    assert all(len(s) == 2 and min(x["step_s"] for x in s) > 0 for s in data["steps"].values())

@@ -108,7 +108,32 @@ def update_times(shape: str, B: int, P: int, T: int, reps: int, arms: dict = UPD
     return interleave({name: arm(*a) for name, a in arms.items()}, reps)
 
 
+def bench_against(args) -> dict:
+    """The preset's clean RL step at revision --against against the code here (bench/revisions.py)."""
+    from replicate.bench.revisions import step_times
+    quick, rev = getattr(args, "quick", False), args.against
+    scale, reps, threads = ("tiny" if quick else "small"), max(1, getattr(args, "reps", None) or 3), args.threads or 1
+    steps = step_times(rev, "fig1", scale, reps, threads)
+    old, new = steps.values()
+    speedup = med([s["step_s"] for s in old]) / med([s["step_s"] for s in new])
+    payload = {"against": rev, "scale": scale, "threads": threads, "steps": steps, "speedup": speedup,
+               "note": "whole `fig1` commands, revisions alternating; clean steps (no validation or checkpoint) "
+                       "from each run's wall_time; medians"}
+    info = machine("cpu")
+    path = write_json(f"small-step-vs-{rev.replace('/', '_')}", "cpu", payload, getattr(args, "out", None))
+    rows = [[name, len(s), round(med([x["step_s"] for x in s]), 2), round(med([x["time_rollout"] for x in s]), 2),
+             round(med([x["time_update"] for x in s]), 2), round(sum(x["response_length"] for x in s) / len(s), 1),
+             round(med([x["step_s"] for x in old]) / med([x["step_s"] for x in s]), 2)] for name, s in steps.items()]
+    print(table(f"small-step --against {rev} on cpu ({info['cpu']}, {threads} thread(s), load "
+                f"{os.getloadavg()[0]:.1f}): fig1 {scale} preset, {reps} command(s) per revision",
+                ["code", "steps", "s/step", "rollout s", "update s", "resp len", f"over {rev}"], rows)
+          + f"\n  -> {path}")
+    return payload
+
+
 def bench_small_step(args) -> dict:
+    if getattr(args, "against", None):
+        return bench_against(args)
     quick = getattr(args, "quick", False)
     reps = max(2, getattr(args, "reps", None) or (2 if quick else 4))
     shape, B, P, T = ("tiny", 4, 8, 4) if quick else ("smollm2-135m", 16, 44, 10)
