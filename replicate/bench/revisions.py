@@ -9,6 +9,7 @@ repository's history) into a temporary directory and imported from there.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -31,7 +32,8 @@ def unpack(rev: str, into: Path) -> Path:
     """The source tree of `rev` (a commit, tag or branch of this repository) under `into`."""
     if shutil.which("git") is None or not (REPO / ".git").exists():
         raise UserError("bench --against needs git and this repository's history (a git clone); run without it")
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev], capture_output=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev], capture_output=True,
+                             check=False)
     if archive.returncode != 0:
         raise UserError(f"git has no revision {rev!r} here: {archive.stderr.decode().strip()}; fetch it or fix "
                         "--against")
@@ -55,7 +57,7 @@ def command(src: Path, spec: str, scale: str, work: Path) -> list[str]:
 def clean_steps(rows: list[dict]) -> list[dict]:
     """Seconds, rollout and update time and response length of each clean step (1 .. STEPS-2) of one run."""
     out = []
-    for prev, row in zip(rows[:-2], rows[1:-1]):
+    for prev, row in itertools.pairwise(rows[:-1]):
         out.append({"step_s": row["wall_time"] - prev["wall_time"], "time_rollout": row.get("time_rollout"),
                     "time_update": row.get("time_update"), "response_length": row.get("response_length")})
     return out
@@ -65,7 +67,8 @@ def run_once(src: Path, spec: str, scale: str, work: Path, threads: int) -> list
     """One whole command of the source at `src`; the clean steps of its run."""
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "REPLICATE_TRACK": "none"}
-    done = subprocess.run(command(src, spec, scale, work), cwd=src, env=env, capture_output=True, text=True)
+    done = subprocess.run(command(src, spec, scale, work), cwd=src, env=env, capture_output=True, text=True,
+                          check=False)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         raise UserError(f"{spec} --scale {scale} at {src} failed (exit {done.returncode}): {tail[0]}")
