@@ -146,10 +146,9 @@ class ChatPrompts:
 
 def autocast_forward(model, mode: str, device_type: str):
     """With mode 'bf16', every forward pass of `model` runs under bfloat16 autocast (matmuls in bf16; weights,
-    gradients and optimizer state stay float32) and its LM head's forward in float32, so the logits behind log-probs
-    and entropy are not rounded to bf16 (a logit near 20 would move by up to 0.06 nats); the head's backward runs in
-    bf16 like every other layer's (Float32Head). 'off': the model as it is. The forwards are bound methods of this
-    instance, so copy.deepcopy gives a copy that does the same."""
+    gradients and optimizer state stay float32) and its LM head in float32, so the logits behind log-probs and
+    entropy are not rounded to bf16 (a logit near 20 would move by up to 0.06 nats). 'off': the model as it is.
+    The forwards are bound methods of this instance, so copy.deepcopy gives a copy that does the same."""
     if mode == "off":
         return model
     model.autocast_device = device_type  # autocast_scope's cue
@@ -171,27 +170,8 @@ def autocast_scope(model):
 
 def _float32_linear(self, x):
     with torch.autocast(x.device.type, enabled=False):
-        return Float32Head.apply(x, self.weight, self.bias)
-
-
-class Float32Head(torch.autograd.Function):
-    """y = x Wᵀ + b in float32 (logits not rounded to bf16); the backward's matmuls in bf16 with float32 results,
-    the precision autocast gives every other layer's gradients (a float32 backward was ~2/3 of the head's time)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias):
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return torch.nn.functional.linear(x.float(), weight.float(), None if bias is None else bias.float())
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        g = grad.reshape(-1, grad.shape[-1])
-        gb = g.to(torch.bfloat16)
-        gx = (gb @ weight.to(torch.bfloat16)).to(x.dtype).reshape(x.shape) if ctx.needs_input_grad[0] else None
-        gw = (gb.T @ x.reshape(-1, x.shape[-1]).to(torch.bfloat16)).to(weight.dtype) if ctx.needs_input_grad[1] else None
-        return gx, gw, g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        bias = None if self.bias is None else self.bias.float()
+        return torch.nn.functional.linear(x.float(), self.weight.float(), bias)
 
 
 def cache_kwarg(model) -> str:
