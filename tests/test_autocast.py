@@ -125,13 +125,23 @@ def test_sampling_an_autocast_model_is_reproducible_and_float32_scored():
     assert not torch.is_autocast_enabled("cpu")  # the sampling scope is closed again
 
 
-def test_a_scoring_pass_casts_each_weight_once():
-    """The prompt pass and the response pass share one autocast region: one bf16 cast of each weight."""
+
+def _casts_of_up_and_gate(model, batch, grad: bool):
     from torch.profiler import ProfilerActivity, profile
+    with torch.set_grad_enabled(grad), profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        out = response_logprobs(model, *batch, temperature=0.7, with_entropy=True)
+    n = sum(e.name == "aten::_to_copy" and e.input_shapes[:1] == [[256, 64]] for e in prof.events())
+    return n, out
+
+
+def test_a_no_grad_scoring_pass_casts_each_weight_once_and_changes_no_number():
+    """Without autograd the prompt pass and the response pass share one autocast region: one bf16 cast of each
+    weight, and the same log-probs and entropy bit for bit as one region per forward (autograd's passes)."""
     _, bf16 = _pair()
     prompt, mask, resp = _batch()
-    prompt, mask = prompt[:2].repeat_interleave(4, 0), mask[:2].repeat_interleave(4, 0)  # two groups of 4
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        response_logprobs(bf16, prompt, mask, resp, temperature=0.7)
-    up = [e for e in prof.events() if e.name == "aten::_to_copy" and e.input_shapes[:1] == [[256, 64]]]
-    assert len(up) == 2 * CONFIG["num_hidden_layers"]  # gate_proj and up_proj of each layer, once each
+    batch = (prompt[:2].repeat_interleave(4, 0), mask[:2].repeat_interleave(4, 0), resp)  # two groups of 4
+    layers = CONFIG["num_hidden_layers"]
+    shared, (lp, ent) = _casts_of_up_and_gate(bf16, batch, grad=False)
+    own, (lp_grad, ent_grad) = _casts_of_up_and_gate(bf16, batch, grad=True)
+    assert shared == 2 * layers and own == 4 * layers  # gate_proj and up_proj: once each, or once per forward
+    assert torch.equal(lp, lp_grad.detach()) and torch.equal(ent, ent_grad.detach())
