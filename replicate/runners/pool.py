@@ -172,7 +172,8 @@ def _stop(pool, futures, pending, stop, queue, busy, on_result, log, bar, quiet=
     """The first Ctrl-C: cancel the queued jobs, interrupt the running ones, say per run what was kept."""
     stop.set()
     main = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
-    previous = signal.signal(signal.SIGINT, lambda *_: _exit_now(pool)) if main else None
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # a second Ctrl-C, `kill` or hang-up: exit at once
+    previous = {sig: signal.signal(sig, lambda signum, _: _exit_now(pool, signum)) for sig in stops} if main else {}
     cancelled = {fut for fut in pending if fut.cancel()}
     if bar is not None:
         bar.close()
@@ -183,8 +184,8 @@ def _stop(pool, futures, pending, stop, queue, busy, on_result, log, bar, quiet=
         for name in futures[fut].runs:
             log(f"{name}: not started (it was queued); nothing to keep")
     pool.shutdown(wait=True)
-    if main:
-        signal.signal(signal.SIGINT, previous)
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
     if not quiet:
         raise Interrupted(f"interrupted; continue with: {resume_command()}")
 
@@ -237,10 +238,12 @@ def _kill_workers(pool):
         _kill(pid, signal.SIGKILL)
 
 
-def _exit_now(pool):
-    """The second Ctrl-C: kill the workers and exit, no waiting (a run keeps its steps up to its checkpoint)."""
+def _exit_now(pool, signum: int = signal.SIGINT):
+    """The second stop (Ctrl-C, SIGTERM or SIGHUP while the first waits for the workers): kill the workers and exit,
+    no waiting (a run keeps its steps up to its checkpoint)."""
     _kill_workers(pool)
-    os.write(2, ("\nsecond Ctrl-C: stopped at once; each run keeps its steps up to its last checkpoint; continue "
+    what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    os.write(2, (f"\nsecond {what}: stopped at once; each run keeps its steps up to its last checkpoint; continue "
                  f"with: {resume_command()}\n").encode())
     os._exit(130)
 
