@@ -1,6 +1,7 @@
 """The shared process pool and Ctrl-C: the first stops every worker and says per run what was kept, the second
 exits at once; `--resume` then equals an uninterrupted run. SIGINT goes to the whole process group, as a
 terminal's Ctrl-C does."""
+import contextlib
 import os
 import shutil
 import signal
@@ -182,31 +183,33 @@ def test_sigterm_to_the_parent_stops_the_pool_as_ctrl_c_does(tmp_path):
     assert len(workers) == 2 and not alive
 
 
-def test_second_sigterm_exits_at_once_as_a_second_ctrl_c_does(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_second_sigterm_or_sighup_exits_at_once_as_a_second_ctrl_c_does(tmp_path, sig):
     (tmp_path / "stubborn.py").write_text(STUBBORN)
     proc = _start([sys.executable, "stubborn.py", "3"], tmp_path)
     seen = []
     _wait_for(lambda: seen.append(proc.stdout.readline()) or sum("started" in s for s in seen) == 2, proc, 60)
     workers = [p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
-    proc.send_signal(signal.SIGTERM)
-    _wait_for(lambda: seen.append(proc.stdout.readline()) or "stopping" in seen[-1], proc, 10)
-    time.sleep(0.5)
-    assert proc.poll() is None  # the stuck workers hold the first stop up
-    t0 = time.time()
-    proc.send_signal(signal.SIGTERM)
     try:
-        _out, err = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:  # without the fix the second SIGTERM is lost in the wait: clean up, then fail
+        proc.send_signal(sig)
+        _wait_for(lambda: seen.append(proc.stdout.readline()) or "stopping" in seen[-1], proc, 10)
+        assert seen[-1].startswith(f"{sig.name}: stopping")
+        time.sleep(0.5)
+        assert proc.poll() is None  # the stuck workers hold the first stop up
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        try:
+            _out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:  # without the fix the second signal is lost in the wait
+            err = "still running 10 s after the second signal"
+        assert time.monotonic() - t0 < 3 and proc.returncode == 130, err
+        assert f"second {sig.name}: stopped at once" in err and "--resume" in err and "Traceback" not in err, err
+        time.sleep(0.2)
+        assert len(workers) == 2 and not any(_alive(p) for p in workers)
+    finally:  # no stray process left behind when a check fails
         for p in [proc.pid, *workers]:
-            os.kill(p, signal.SIGKILL)
-        _out, err = proc.communicate()
-    time.sleep(0.2)
-    alive = [p for p in workers if _alive(p)]
-    for p in alive:
-        os.kill(p, signal.SIGKILL)
-    assert time.time() - t0 < 3 and proc.returncode == 130, err
-    assert "second SIGTERM: stopped at once" in err and "--resume" in err and "Traceback" not in err, err
-    assert len(workers) == 2 and not alive
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
 
 
 def test_workers_exit_when_their_parent_is_killed(tmp_path):
