@@ -1,14 +1,14 @@
 """Worker processes shared by the runners: how many train at once, jobs in spawned workers, steps counted across
 them, and Ctrl-C that stops.
 
-Ctrl-C reaches only this (the parent) process: the workers start with SIGINT blocked, then ignored, so a terminal's Ctrl-C,
-which goes to the whole process group, cannot kill a worker mid-import or mid-write. The first Ctrl-C cancels
-every queued job and asks each busy worker to stop (SIGUSR1, raised there as KeyboardInterrupt, which the
+Ctrl-C reaches only this (the parent) process: the workers start with SIGINT blocked, then ignored, so a terminal's
+Ctrl-C, which goes to the whole process group, cannot kill a worker mid-import or mid-write. The first Ctrl-C
+cancels every queued job and asks each busy worker to stop (SIGUSR1, raised there as KeyboardInterrupt, which the
 trainer turns into a statement of what it kept); the parent waits for them, prints one line per run and the
 `--resume` command, and raises `Interrupted`. A second Ctrl-C kills the workers and exits at once. SIGTERM and
-SIGHUP (`kill`, a closed terminal) stop the parent as a Ctrl-C does, the first and the second; a worker whose
-parent is gone (SIGKILL) exits within seconds instead of training on unwatched; a worker the OS kills (out of
-memory) ends the pool with one line.
+SIGHUP (`kill`, a closed terminal) stop the parent as a Ctrl-C does, the first and the second; a worker whose parent
+is gone (SIGKILL) exits within seconds instead of training on unwatched; a worker the OS kills (out of memory) ends
+the pool with one line.
 """
 from __future__ import annotations
 
