@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -210,6 +211,34 @@ def test_a_second_sigterm_or_sighup_exits_at_once_as_a_second_ctrl_c_does(tmp_pa
         for p in [proc.pid, *workers]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
+
+
+def test_the_cancelled_future_race_is_quiet_and_other_thread_errors_are_not(monkeypatch):
+    """CPython 3.11's executor thread raises InvalidStateError on a cancelled future when the workers die after a
+    stop (gh-107219): the pool's thread hook drops that one and hands any other thread error on."""
+    from concurrent.futures import Future, InvalidStateError
+
+    from replicate.runners import pool
+
+    def raised(fn):
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001
+            return threading.ExceptHookArgs((type(exc), exc, exc.__traceback__, None))
+        raise AssertionError("did not raise")
+
+    def cancelled_race():
+        fut = Future()
+        fut.cancel()
+        fut.set_exception(RuntimeError("broken pool"))
+
+    passed_on = []
+    monkeypatch.setattr(pool, "_PREVIOUS_EXCEPTHOOK", passed_on.append)
+    race, other = raised(cancelled_race), raised(lambda: 1 / 0)
+    assert race.exc_type is InvalidStateError
+    pool._quiet_cancelled_future_race(race)
+    pool._quiet_cancelled_future_race(other)
+    assert passed_on == [other]
 
 
 def test_workers_exit_when_their_parent_is_killed(tmp_path):

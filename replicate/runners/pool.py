@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, InvalidStateError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Callable
@@ -141,6 +141,19 @@ def run_jobs(jobs: list[Job], workers: int, on_result: Callable, steps: int = 0,
         if bar is not None:
             bar.close()
     pool.shutdown(wait=True)
+
+
+def _quiet_cancelled_future_race(args) -> None:
+    """threading.excepthook that drops CPython 3.11's InvalidStateError from the executor's manager thread: when the
+    workers die (`kill -- -PGID`) after the stop cancelled the queued jobs, it sets an exception on a cancelled
+    future (gh-107219, fixed in 3.12). Any other thread exception goes to the previous hook."""
+    if args.exc_type is InvalidStateError and "CANCELLED" in str(args.exc_value):
+        return
+    _PREVIOUS_EXCEPTHOOK(args)
+
+
+_PREVIOUS_EXCEPTHOOK = threading.excepthook
+threading.excepthook = _quiet_cancelled_future_race
 
 
 def _terminate_as_ctrl_c() -> dict:
