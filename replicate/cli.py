@@ -162,8 +162,9 @@ def cmd_eval(args):
 def cmd_bench(args):
     from replicate import bench
     if args.what not in bench.BENCHES:
-        from replicate.errors import UserError
         raise UserError(f"unknown benchmark {args.what!r}; choose one of {', '.join(bench.BENCHES)}")
+    if args.against and args.what != "small-step":
+        raise UserError(f"--against times whole commands of the small-step bench only; drop it for {args.what!r}")
     bench.run(args.what, args)
 
 
