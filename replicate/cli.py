@@ -111,7 +111,9 @@ def cmd_reproduce(spec, args):
                     overrides=overrides, pilot=args.pilot)
     if res["analysis"] is None:  # a process other than 0 of `accelerate launch`: process 0 reports
         return
-    print((res["out"] / "claims.md").read_text())
+    text = (res["out"] / "claims.md").read_text()
+    claims, _, numbers = text.partition("\n```json")  # the analysis' numbers stay in the file, not the terminal
+    print(claims.rstrip() + ("\n\n(the analysis' numbers: the JSON block at the end of claims.md)\n" if numbers else "\n"))
     print(f"wrote {res['out']}/{spec.id}.png, .pdf, claims.json, claims.md")
 
 
@@ -162,8 +164,9 @@ def cmd_eval(args):
 def cmd_bench(args):
     from replicate import bench
     if args.what not in bench.BENCHES:
-        from replicate.errors import UserError
         raise UserError(f"unknown benchmark {args.what!r}; choose one of {', '.join(bench.BENCHES)}")
+    if args.against and args.what != "small-step":
+        raise UserError(f"--against times whole commands of the small-step bench only; drop it for {args.what!r}")
     bench.run(args.what, args)
 
 
@@ -201,6 +204,8 @@ def main(argv=None) -> int:
                          help="auto: CPU, and the GPU where CUDA is present")
     p_bench.add_argument("--out", type=Path, help="where the JSON goes (default results/bench/; figures/bench/ holds the committed timings)")
     p_bench.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p_bench.add_argument("--against", metavar="REV", help="small-step: the preset's step at git revision REV (e.g. "
+                         "479b383, main when issue 22 was filed) against the code here, whole commands alternating")
     p_pow = sub.add_parser("power", help="seeds each claim needs for a decisive verdict, from a result or pilot")
     p_pow.add_argument("spec")
     p_pow.add_argument("--scale", help="the result's scale (default: the spec's default)")
@@ -247,6 +252,11 @@ def main(argv=None) -> int:
 
 def _dispatch(parser, args) -> int:
     """Run the chosen command; stdout is flushed here so a closed pipe surfaces inside main()."""
+    out = getattr(args, "out", None)
+    if out is not None and args.command in ("report", "bench", "check", "compare", "data"):
+        from replicate.paths import ensure_writable  # refused in one line before any work, not after it
+        names_a_file = args.command == "report" or (args.command == "check" and args.export and not out.is_dir())
+        ensure_writable(out.parent if names_a_file else out, f"--out {out}: its folder" if names_a_file else "--out")
     if args.command == "list":
         cmd_list(args)
     elif args.command == "run":

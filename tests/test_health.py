@@ -73,20 +73,22 @@ def test_run_health_counts_per_arm():
 
 
 def test_claims_md_shows_stability_and_sensitivity(tiny_spec_file, tmp_path, monkeypatch):
-    """End to end on the tiny test spec: healthy runs give a 2 / 2 row; a run made to trip (seed 1) gives 1 / 2,
-    a sensitivity line judged without it, and the pre-registered verdict still over both seeds."""
+    """End to end on the tiny test spec: runs judged healthy give a 2 / 2 row; a run made to trip (seed 1) gives
+    1 / 2, a sensitivity line judged without it, and the pre-registered verdict still over both seeds. The verdicts
+    are set here: whether the test spec's runs trip a rule on their own depends on the CPU kind's rounding (seed 0
+    loses its validation accuracy on an AMD EPYC), and the rules themselves are tested above on known rows."""
     import json
     from replicate.runners.rl import health
     from replicate.experiment import reproduce
     from replicate.specs import load_spec
     spec = load_spec(tiny_spec_file)
     store = tmp_path / "store"  # its own: warm_store/tinytest must hold only the runs other tests expect there
+    monkeypatch.setattr(health, "first_break", lambda rows, cap: None)
     res = reproduce(spec, out=tmp_path / "a", store=store, log=lambda *_: None)
     md = (tmp_path / "a" / "claims.md").read_text()
     assert "| main | 2 / 2 | - |" in md and "Sensitivity" not in md and "after Holm" in md
-    real = health.first_break
     monkeypatch.setattr(health, "first_break", lambda rows, cap: (3, "test break") if rows is res["runs"]["main"][1]
-                        or rows == res["runs"]["main"][1] else real(rows, cap))
+                        or rows == res["runs"]["main"][1] else None)
     reproduce(spec, out=tmp_path / "b", store=store, log=lambda *_: None)
     md = (tmp_path / "b" / "claims.md").read_text()
     data = json.loads((tmp_path / "b" / "claims.json").read_text())

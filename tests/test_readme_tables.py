@@ -1,6 +1,7 @@
 """The README's two-scale table quotes the committed references: each row's verdict, number and interval equal
 figures/<spec>/claims.json (tiny) and figures/<spec>/small/claims.json (small), and every claim of a listed spec
 has one row, so a regenerated reference that moves a verdict cannot leave the README behind."""
+import functools
 import json
 import re
 from pathlib import Path
@@ -35,6 +36,7 @@ def parse_cell(cell: str) -> dict:
     return {"verdict": m.group(1), **{k: float(v) for k, v in m.groupdict().items() if v is not None}}
 
 
+@functools.cache
 def claims(spec: str, scale: str) -> dict:
     path = ROOT / "figures" / spec / ("" if scale == "tiny" else scale) / "claims.json"
     return {c["id"]: c for c in json.loads(path.read_text())["claims"]}
@@ -57,7 +59,8 @@ def test_each_row_quotes_its_reference(scale):
         every = claim.get("over") in ("every", "all")
         assert ("worst" in cell) == every, f"{where}: a claim over {claim.get('over')} is quoted as " + (
             "its worst run" if every else "mean [interval]")
-        quoted = {"worst": claim["worst"]} if every else dict(zip(("mean", "lo", "hi"), [claim["mean"], *claim["ci95"]]))
+        quoted = ({"worst": claim["worst"]} if every
+                  else dict(zip(("mean", "lo", "hi"), [claim["mean"], *claim["ci95"]])))
         for key, value in quoted.items():
             assert f"{cell[key]:.3g}" == f"{value:.3g}", f"{where}: quotes {key} {cell[key]}, the reference {value:.3g}"
 

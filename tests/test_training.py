@@ -225,6 +225,9 @@ def test_fig1_smoke(tmp_path, fig_store):
     claims = json.loads((tmp_path / "out" / "claims.json").read_text())
     assert {c["id"] for c in claims["claims"]} >= {"entropy_collapse", "entropy_drop_early", "law_fit_tight"}
     assert (tmp_path / "out" / "fig1.png").exists() and (tmp_path / "out" / "fig1.pdf").exists()
+    # the terminal gets the claims table; the analysis' numbers stay in claims.md
+    assert "entropy_collapse" in res.stdout
+    assert "```json" not in res.stdout and "```json" in (tmp_path / "out" / "claims.md").read_text()
 
 
 @pytest.mark.parametrize("loss", ["kl_cov", "clip_cov"])
@@ -270,11 +273,10 @@ def test_cov_scope_batch_selects_over_the_mini_batch_whatever_the_micro_batching
 def test_probe_leaves_training_unchanged(tiny_spec_file, warm_store, tmp_path):
     """The entropy-change probe samples with its own generator and only reads the policy, so a run without it
     trains bit for bit as the run with it (fig11's small arms drop it: half a small step, read by fig8 only)."""
-    cfg = _config(tiny_spec_file)
-    probed = train(Run(tmp_path / "p"), _config(tiny_spec_file, train={**cfg.train.model_dump(), "probe_prompts": 4}),
-                   0, warm_store, log=lambda *_: None)
-    plain = train(Run(tmp_path / "n"), _config(tiny_spec_file, train={**cfg.train.model_dump(), "probe_prompts": 0}),
-                  0, warm_store, log=lambda *_: None)
+    probed = train(Run(tmp_path / "p"), _config(tiny_spec_file, train={"probe_prompts": 4}), 0, warm_store,
+                   log=lambda *_: None)
+    plain = train(Run(tmp_path / "n"), _config(tiny_spec_file, train={"probe_prompts": 0}), 0, warm_store,
+                  log=lambda *_: None)
     extra = {k for r in probed for k in r} - {k for r in plain for k in r}
     assert {"probe_delta_entropy", "delta_entropy"} <= extra
     assert _strip([{k: v for k, v in r.items() if k not in extra} for r in probed]) == _strip(plain)

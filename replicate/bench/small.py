@@ -108,7 +108,41 @@ def update_times(shape: str, B: int, P: int, T: int, reps: int, arms: dict = UPD
     return interleave({name: arm(*a) for name, a in arms.items()}, reps)
 
 
+def bench_against(args) -> dict:
+    """The preset's clean RL step at revision --against against the code here (bench/revisions.py)."""
+    from replicate.bench.revisions import HERE, here_state, resolve, step_times
+    quick, rev = getattr(args, "quick", False), args.against
+    commit = resolve(rev)
+    scale, reps, threads = ("tiny" if quick else "small"), max(1, getattr(args, "reps", None) or 3), args.threads or 1
+    steps = step_times(commit, "fig1", scale, reps, threads)
+    base = med([s["step_s"] for s in steps[commit]])
+    speedup = base / med([s["step_s"] for s in steps[HERE]])
+    payload = {"against": rev, "against_commit": commit, "here": here_state(), "scale": scale, "threads": threads,
+               "steps": {rev: steps[commit], HERE: steps[HERE]}, "speedup": speedup,
+               "note": "whole `fig1` commands on the CPU, revisions alternating; clean steps (no validation or "
+                       "checkpoint) from each run's wall_time; medians"}
+    info = machine("cpu")
+    path = write_json(f"small-step-vs-{rev.replace('/', '_')}", "cpu", payload, getattr(args, "out", None))
+    rows = [summary_row(name, s, base) for name, s in payload["steps"].items()]
+    print(table(f"small-step --against {rev} ({commit[:12]}) on cpu ({info['cpu']}, {threads} thread(s), load "
+                f"{os.getloadavg()[0]:.1f}): fig1 {scale} preset, {reps} command(s) per revision",
+                ["code", "steps", "s/step", "rollout s", "update s", "resp len", f"over {rev}"], rows)
+          + f"\n  -> {path}")
+    return payload
+
+
+def summary_row(name: str, steps: list[dict], base: float) -> list:
+    """One revision's row: its clean steps' count, median seconds (step, rollout, update), mean response length
+    and speed over `base` (the other revision's median step)."""
+    step = med([x["step_s"] for x in steps])
+    return [name, len(steps), round(step, 2), round(med([x["time_rollout"] for x in steps]), 2),
+            round(med([x["time_update"] for x in steps]), 2),
+            round(sum(x["response_length"] for x in steps) / len(steps), 1), round(base / step, 2)]
+
+
 def bench_small_step(args) -> dict:
+    if getattr(args, "against", None):
+        return bench_against(args)
     quick = getattr(args, "quick", False)
     reps = max(2, getattr(args, "reps", None) or (2 if quick else 4))
     shape, B, P, T = ("tiny", 4, 8, 4) if quick else ("smollm2-135m", 16, 44, 10)
