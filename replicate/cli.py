@@ -111,7 +111,9 @@ def cmd_reproduce(spec, args):
                     overrides=overrides, pilot=args.pilot)
     if res["analysis"] is None:  # a process other than 0 of `accelerate launch`: process 0 reports
         return
-    print((res["out"] / "claims.md").read_text())
+    text = (res["out"] / "claims.md").read_text()
+    claims, _, numbers = text.partition("\n```json")  # the analysis' numbers stay in the file, not the terminal
+    print(claims.rstrip() + ("\n\n(the analysis' numbers: the JSON block at the end of claims.md)\n" if numbers else "\n"))
     print(f"wrote {res['out']}/{spec.id}.png, .pdf, claims.json, claims.md")
 
 
@@ -250,6 +252,11 @@ def main(argv=None) -> int:
 
 def _dispatch(parser, args) -> int:
     """Run the chosen command; stdout is flushed here so a closed pipe surfaces inside main()."""
+    out = getattr(args, "out", None)
+    if out is not None and args.command in ("report", "bench", "check", "compare", "data"):
+        from replicate.paths import ensure_writable  # refused in one line before any work, not after it
+        names_a_file = args.command == "report" or (args.command == "check" and args.export and not out.is_dir())
+        ensure_writable(out.parent if names_a_file else out, f"--out {out}: its folder" if names_a_file else "--out")
     if args.command == "list":
         cmd_list(args)
     elif args.command == "run":

@@ -1,6 +1,7 @@
 """Reproduce one spec: train (or reuse) every run, then analyse, draw and judge the claims."""
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from contextlib import contextmanager
@@ -78,8 +79,9 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
     else:
         name = smoke_name(scale, requested, digest(requested, n=8))
     out = Path(out or results_root() / spec.id / name)
-    with output_dir(out, what):
-        root = store_root(store)
+    refuse_shared_out(out, spec.id, what)
+    root = store_root(store)
+    with output_dir(out, what), output_dir(root, "--store" if store else "the run store"):
         t0 = time.time()
         runner = runner or RUNNERS[spec.runner]
         spec = spec.at_scale(scale)  # runner_params as the runner reads them here (their `scales:` entry merged)
@@ -203,6 +205,23 @@ def analyse(spec: Spec, runs: dict, units: dict | None = None) -> dict:
         for variant, vals in res["pooled"].items():
             analysis["pooled"].setdefault(variant, {}).update(vals)
     return analysis
+
+
+def refuse_shared_out(out: Path, spec_id: str, what: str) -> None:
+    """Refuse, in one line, an output folder that would mix results: results/ or the references' folder (or one
+    above them), or a folder holding another spec's result, which this one would overwrite."""
+    resolved = out.resolve()
+    for root in (results_root(), reference_dir()):
+        if resolved == root.resolve() or resolved in root.resolve().parents:
+            raise UserError(f"{what} {out} holds every spec's results ({root}); give {spec_id} a folder of its own, "
+                            f"e.g. --out {out / spec_id}")
+    try:
+        other = json.loads((out / "claims.json").read_text()).get("spec")
+    except (OSError, ValueError, AttributeError):
+        return
+    if other and other != spec_id:
+        raise UserError(f"{what} {out} holds {other}'s result, which {spec_id}'s would overwrite; choose another "
+                        "folder (or remove that one)")
 
 
 @contextmanager

@@ -154,3 +154,16 @@ def test_bench_against_head_times_both_revisions(tmp_path, capsys):
     assert set(data["steps"]) == {"HEAD", "here"} and 1 / 3 < data["speedup"] < 3
     assert len(data["against_commit"]) == 40 and data["here"]["commit"] == data["against_commit"]
     assert all(len(s) == 2 and min(x["step_s"] for x in s) > 0 for s in data["steps"].values())
+
+
+def test_bench_all_without_trl_skips_rl_step_in_one_line_and_runs_the_rest(monkeypatch, capsys):
+    import sys
+
+    import replicate.bench as bench
+    ran = []
+    monkeypatch.setitem(sys.modules, "trl", None)  # as if the `bench` extra were not installed
+    monkeypatch.setattr(bench, "load", lambda name: lambda args: ran.append(name))
+    bench.bench_all(None)
+    out = capsys.readouterr().out
+    assert ran == ["rollout", "update", "entropy"]
+    assert "bench rl-step: skipped: `bench rl-step` times our step against TRL's" in out and "[bench]" in out

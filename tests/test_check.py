@@ -219,3 +219,24 @@ def test_omni_math_task_and_gold_answers(tmp_path):
     names = write_tasks(tmp_path / "tasks", ["omni_math"], tmp_path, k=1)
     cfg = yaml.safe_load((tmp_path / "tasks" / f"{names[0]}.yaml").read_text().replace("!function ", ""))
     assert cfg["dataset_kwargs"]["data_files"]["test"].endswith("omni_math.jsonl")
+
+
+def test_a_check_of_a_committed_reference_writes_under_results_not_into_figures(tmp_path, monkeypatch, capsys):
+    """figures/table2 holds the small-scale table2 reference: checking it leaves the git tree as it was."""
+    from replicate.paths import reference_dir
+    monkeypatch.setenv("REPLICATE_HOME", str(tmp_path))
+    ref = reference_dir() / "table2"
+    before = sorted(p.name for p in ref.iterdir())
+    code = main(["check", str(ref), "--against", T2])
+    assert sorted(p.name for p in ref.iterdir()) == before
+    res = json.loads((tmp_path / "results" / "check" / "table2" / "check.json").read_text())
+    # its rows are the tiny-scale arms, none of the paper's cells; the two orderings among them hold
+    assert code == 0 and not any(c["within"] is not None for c in res["cells"])
+    assert "PASS: no cell of the table measured; 2 claims measured and hold" in capsys.readouterr().out
+
+
+def test_an_unknown_table_lists_only_tables(capsys):
+    """The artifact and recipe lists under experiments/reported/ are not tables to check against."""
+    assert main(["check", "x.csv", "--against", "entropy-mechanism/nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "entropy-mechanism/table2" in err and "artifacts" not in err and "recipes" not in err

@@ -78,6 +78,14 @@ ROWS = [
     ("run {spec} --seeds -1", None, "--seeds must be at least 1"),
     ("run {spec} --out {tmp}/afile/out", None, "cannot write --out"),
     ("run {spec} --out /proc/replicate-out", None, "cannot write --out"),
+    ("run {spec} --store {tmp}/afile/store", None, "cannot write --store"),
+    ("run {spec} --out {tmp}", None, "holds every spec's results"),
+    ("report --out {tmp}/afile/REPORT.md", None, "cannot write --out"),
+    ("compare {tmp} {tmp} --out {tmp}/afile/c", None, "cannot write --out"),
+    ("check --export entropy-mechanism/table2 --out {tmp}/afile/t.csv", None, "cannot write --out"),
+    ("check {tmp}/t.csv --against entropy-mechanism/table2 --out {tmp}/afile/c", None, "cannot write --out"),
+    ("bench entropy --quick --out {tmp}/afile/b", None, "cannot write --out"),
+    ("fgi1", None, "did you mean fig1"),
     ("run {spec} --set nosuch.key=1", None, "unknown key 'nosuch'"),
     ("run {spec} --set rollout.group_size=abc", None, "--set rollout.group_size"),
     ("eval --model {run} --tasks tiny_addition --k 0", None, "--k must be at least 1"),
@@ -191,6 +199,19 @@ def test_extension_equals_an_uninterrupted_run(finished, warm_store, tmp_path):
     assert sorted(len(r.metrics()) for r in runs) == [4, 6]
 
 
+def test_a_worker_process_says_when_it_extends_a_run(finished, warm_store, tmp_path):
+    """In a pool's job (the path of 2+ runs) the extension is one of the lines the job reports (it was silent)."""
+    from replicate.runners.rl import _train_group
+    spec = load_spec(finished[0])
+    shutil.copytree(warm_store / "_warmup", tmp_path / "_warmup")
+    run_rl(spec, "tiny", plan(spec, "tiny", 1, 3)[0], [0], tmp_path, **QUIET)
+    c5 = plan(spec, "tiny", 1, 5)[0]["main"]
+    path = Run.for_config(tmp_path, spec.id, "main", c5, 0, "tiny").path
+    lines = _train_group([("main", c5.model_dump(), 0, str(path))], str(tmp_path), True)
+    assert lines[0].startswith("extending ") and "(3 steps) to 5 steps in " + path.name in lines[0]
+    assert lines[1].startswith(f"finished {path.name}: 5 steps")
+
+
 def test_extension_needs_resume(finished, warm_store, tmp_path, monkeypatch):
     """Without --resume a longer request trains from scratch, beside the shorter finished run."""
     import replicate.runners.rl as runners
@@ -247,3 +268,38 @@ def test_null_deletes_an_inherited_key(tmp_path, finished):
 def test_figure_title_counts_seeds_in_words():
     from replicate.report.figures import seeds_label
     assert seeds_label(1) == "1 seed" and seeds_label(2) == "2 seeds"
+
+
+def test_an_out_holding_another_specs_result_is_refused(finished, tmp_path):
+    """fig8's result in --out would be overwritten by this spec's: refused before anything trains."""
+    spec_file, _ = finished
+    (tmp_path / "other").mkdir()
+    theirs = json.dumps({"spec": "fig8", "scale": "tiny", "claims": []})
+    (tmp_path / "other" / "claims.json").write_text(theirs)
+    res = _cli("run", str(spec_file), "--out", str(tmp_path / "other"), cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.strip() == (f"error: --out {tmp_path / 'other'} holds fig8's result, which "
+                                                          "tinytest's would overwrite; choose another folder (or remove "
+                                                          "that one)")
+    assert (tmp_path / "other" / "claims.json").read_text() == theirs and not (tmp_path / "runs").exists()
+
+
+def test_a_result_folder_listed_for_one_spec_never_shows_another_specs_result(tmp_path, monkeypatch):
+    """results/fig1/elsewhere.txt points at a folder where fig8's claims.json now lies (written there later):
+    fig1's results leave it out, so `list` and the report never show fig8's verdicts as fig1's."""
+    from replicate.report.results import remember, results_of
+    monkeypatch.setenv("REPLICATE_HOME", str(tmp_path))
+    shared = tmp_path / "elsewhere"
+    (shared / "a").mkdir(parents=True)
+    (shared / "a" / "claims.json").write_text(json.dumps({"spec": "fig1", "scale": "tiny", "claims": []}))
+    (shared / "claims.json").write_text(json.dumps({"spec": "fig8", "scale": "tiny", "claims": []}))
+    remember("fig1", shared)
+    found = [r for r in results_of("fig1") if r["origin"] == "result"]
+    assert [(r["spec"], r["dir"]) for r in found] == [("fig1", shared / "a")]
+
+
+def test_a_result_without_claims_is_described_as_a_figure_only():
+    from replicate.report.results import describe
+    line = describe({"claims": [], "origin": "reference", "provenance": {}})
+    assert line == "no claims (a figure only) (reference)"
+    two = [{"verdict": "replicated"}, {"verdict": "inconclusive", "verdict_holm": "inconclusive"}]
+    assert describe({"claims": two, "origin": "reference"}).startswith("1/2 replicated, 1 after Holm (reference)")

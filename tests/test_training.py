@@ -212,7 +212,7 @@ def test_interrupted_run_needs_resume_or_force(tiny_spec_file, warm_store, tmp_p
     run = Run(tmp_path / "r")
     run.path.mkdir()
     run.append_metrics({"step": 0})
-    with pytest.raises(UserError, match="--resume to continue it or --force"):
+    with pytest.raises(UserError, match="stopped after 1 steps; pass --resume to continue it or --force"):
         check_resumable(run, resume=False, force=False)
     check_resumable(run, resume=False, force=True)
     assert not run.started
@@ -225,6 +225,9 @@ def test_fig1_smoke(tmp_path, fig_store):
     claims = json.loads((tmp_path / "out" / "claims.json").read_text())
     assert {c["id"] for c in claims["claims"]} >= {"entropy_collapse", "entropy_drop_early", "law_fit_tight"}
     assert (tmp_path / "out" / "fig1.png").exists() and (tmp_path / "out" / "fig1.pdf").exists()
+    # the terminal gets the claims table; the analysis' numbers stay in claims.md
+    assert "entropy_collapse" in res.stdout
+    assert "```json" not in res.stdout and "```json" in (tmp_path / "out" / "claims.md").read_text()
 
 
 @pytest.mark.parametrize("loss", ["kl_cov", "clip_cov"])

@@ -34,9 +34,26 @@ def run(name: str, args):
 
 
 def bench_all(args):
-    """The training-core arms one after the other (not `evaluators`, which times processes, not kernels)."""
+    """The training-core arms one after the other (not `evaluators`, which times processes, not kernels); an arm
+    whose extra is missing (rl-step without TRL) is skipped with its reason and the others still run."""
     t0 = time.perf_counter()
     for name in ("rollout", "update", "entropy", "rl-step"):
+        if reason := missing_extra(name):
+            print(f"bench {name}: skipped: {reason}\n")
+            continue
         load(name)(args)
         print()
     print(f"bench all: {time.perf_counter() - t0:.0f} s")
+
+
+def missing_extra(name: str) -> str | None:
+    """Why arm `name` cannot run here (a missing optional extra), or None."""
+    if name != "rl-step":
+        return None
+    from replicate.bench.rl import need_trl
+    from replicate.errors import UserError
+    try:
+        need_trl()
+    except UserError as exc:
+        return str(exc)
+    return None

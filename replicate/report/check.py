@@ -43,12 +43,21 @@ def _key(name: str) -> str:
 
 # ---- the reported table ------------------------------------------------------------------------------
 
+def reported_tables() -> list[str]:
+    """The reported files with model x method cells (tables; not the artifact and recipe lists beside them)."""
+    found = []
+    for path in sorted(REPORTED_DIR.glob("*/*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        if isinstance(data, dict) and isinstance(data.get("cells"), dict):
+            found.append(str(path.relative_to(REPORTED_DIR).with_suffix("")))
+    return found
+
+
 def load_reported(name: str) -> dict:
     """experiments/reported/<name>.yaml as {models, methods, benchmarks, cells{(model, method, bench): value}}."""
     path = REPORTED_DIR / f"{name}.yaml"
     if "/" not in name or not path.is_file():
-        known = ", ".join(sorted(str(p.relative_to(REPORTED_DIR).with_suffix("")) for p in REPORTED_DIR.glob("*/*.yaml")))
-        raise UserError(f"unknown reported table {name!r}; choose one of {known}")
+        raise UserError(f"unknown reported table {name!r}; choose one of {', '.join(reported_tables())}")
     data = yaml.safe_load(path.read_text())
     if not isinstance(data.get("cells"), dict):
         raise UserError(f"{name} has no model x method cells to check against; use a results table such as entropy-mechanism/table2")
@@ -350,16 +359,28 @@ def run_check(results: Path, against: str, tolerances: list[str] | None = None, 
                    "the rows given are not measured (listed); nothing is judged replicated until they are")
     else:
         status = "pass"
-        verdict = f"PASS: all {n_meas} cells asked about within tolerance; {n_claims} claims measured and hold"
+        cells_text = f"all {n_meas} cells asked about within tolerance" if n_meas else "no cell of the table measured"
+        verdict = f"PASS: {cells_text}; {n_claims} claims measured and hold"
     result = {"against": against, "results": str(path), "tolerance": reported["tolerance"], "overrides": overrides,
               "cells": cells, "claims": claims, "failures": fails, "missing": missing, "status": status,
               "passed": status == "pass", "verdict": verdict}
-    out = Path(out) if out else path.parent
+    out = Path(out) if out else default_out(path)
     out.mkdir(parents=True, exist_ok=True)
     (out / "check.json").write_text(json.dumps(finite(result), indent=1, allow_nan=False))
     (out / "check.md").write_text(render_md(result))
     result["out"] = out
     return result
+
+
+def default_out(path: Path) -> Path:
+    """Where check.json/.md go without --out: beside the results, unless they are a committed reference
+    (figures/<id>/...), which a check must not change: results/check/<id>/... then."""
+    from replicate.paths import reference_dir, results_root
+    folder = path.parent.resolve()
+    try:
+        return results_root() / "check" / folder.relative_to(reference_dir().resolve())
+    except ValueError:
+        return path.parent
 
 
 def cli_check(args) -> int:
@@ -377,7 +398,7 @@ def cli_check(args) -> int:
         print(f"wrote {target}")
         return 0
     if args.results is None or args.against is None:
-        raise UserError("give RESULTS and --against TABLE, e.g. `check runs/x/table.csv --against entropy-mechanism/table2`")
+        raise UserError("give RESULTS and --against TABLE, e.g. `check results/table2/tiny/table.csv --against entropy-mechanism/table2`")
     res = run_check(args.results, args.against, args.tolerance, args.out)
     for line in res["failures"] + res["missing"]:
         print(line)

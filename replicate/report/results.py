@@ -35,7 +35,8 @@ def results_of(spec_id: str) -> list[dict]:
                 data = json.loads(f.read_text())
             except (OSError, ValueError):
                 continue
-            found.append({**data, "dir": f.parent, "origin": origin, "mtime": f.stat().st_mtime})
+            if isinstance(data, dict) and data.get("spec", spec_id) == spec_id:  # --out may hold others' results
+                found.append({**data, "dir": f.parent, "origin": origin, "mtime": f.stat().st_mtime})
     return found
 
 
@@ -65,7 +66,8 @@ def describe(result: dict) -> str:
         req = result.get("requested", {})
         label = f"smoke run ({overrides_text(req)}) in {result['dir']}"
     stale = result.get("provenance", {}).get("code_fingerprint") not in (None, code_fingerprint())
-    return f"{n_ok}/{len(claims)} replicated, {n_holm} after Holm ({label}){', made by other code' if stale else ''}"
+    verdicts = f"{n_ok}/{len(claims)} replicated, {n_holm} after Holm" if claims else "no claims (a figure only)"
+    return f"{verdicts} ({label}){', made by other code' if stale else ''}"
 
 
 def last_result(spec_id: str, scale: str | None = None) -> str:

@@ -5,6 +5,7 @@ Errors name the file, the line, the field and the fix, in one line (raised as Us
 """
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -313,7 +314,7 @@ def load_spec(path: str | Path) -> Spec:
     path = Path(path)
     data, root = _read_yaml(path)
     if not isinstance(data, dict):
-        raise UserError(f"{path}:1: a spec must be a YAML mapping with id, paper, body, ...; see experiments/fig1.yaml")
+        raise UserError(f"{path}:1: a spec must be a YAML mapping with id, paper, body, ...; see experiments/entropy-mechanism/fig1.yaml")
     sources: list = []
     data = _with_bases(data, path, root, [(str(data.get("id", path.stem)), path)], sources)
     try:
@@ -441,6 +442,8 @@ def find_spec(name: str) -> Spec:
         return load_spec(name)
     specs = all_specs()
     if name not in specs:
+        close = difflib.get_close_matches(name, specs, n=3)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
         known = ", ".join(sorted(specs)) or "none"
-        raise UserError(f"unknown spec {name!r}; known ids and aliases: {known} (or pass a path to a .yaml file)")
+        raise UserError(f"unknown spec {name!r}; {hint}known ids and aliases: {known} (or pass a path to a .yaml file)")
     return load_spec(specs[name])
