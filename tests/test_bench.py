@@ -167,3 +167,17 @@ def test_bench_all_without_trl_skips_rl_step_in_one_line_and_runs_the_rest(monke
     out = capsys.readouterr().out
     assert ran == ["rollout", "update", "entropy"]
     assert "bench rl-step: skipped: `bench rl-step` times our step against TRL's" in out and "[bench]" in out
+
+
+def test_bench_evaluators_writes_its_ratios(tmp_path, capsys):
+    """A short run of both comparisons: the JSON holds positive rates, their ratios, and full verdict agreement."""
+    pytest.importorskip("math_verify")
+    if shutil.which("bwrap") is None:
+        pytest.skip("the code sandbox needs bubblewrap")
+    assert main(["bench", "evaluators", "--seconds", "0.2", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "evaluators-cpu.json").read_text())
+    m, c = data["math"], data["code"]
+    assert m["agree"] == 1.0 and m["pool_over_single"] == pytest.approx(m["pool"] / m["single"])
+    assert min(c["plain"], c["sandbox"], c["cold"]) > 0 and c["programs"] == 20
+    assert c["sandbox_over_plain"] == pytest.approx(c["sandbox"] / c["plain"])
+    assert "evaluators-cpu.json" in capsys.readouterr().out

@@ -47,13 +47,13 @@ def _math_workload(batch=0, n_golds=64, per_gold=8):
     return responses, refs
 
 
-def bench_evaluators(args):
+def math_rates(secs: float) -> dict:
+    """Verifications per second: Math-Verify in this process against evaluators.math's pool, and their agreement."""
     import logging
     from math_verify import parse, verify
-    from evaluators.code import evaluate_code
     from evaluators.math import VerifierPool
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    secs = args.seconds
+
     def make(i):
         responses, golds = _math_workload(i)
         return list(zip(responses, golds))
@@ -67,17 +67,16 @@ def bench_evaluators(args):
         def pooled(items):
             return pool.score([r for r, _ in items], [g for _, g in items])
         agree = sum(a == b for a, b in zip(single(pairs), pooled(pairs))) / len(pairs)
-        single_rate = _rate(single, make, secs)
-        pool_rate = _rate(pooled, make, secs)
+        return {"pairs": len(pairs), "single": _rate(single, make, secs), "pool": _rate(pooled, make, secs),
+                "agree": agree}
     finally:
         pool.close()
-    print(f"math: {len(pairs)} (response, gold) pairs, 8 per problem, on {os.cpu_count()} cores")
-    print(f"  single-process Math-Verify  {single_rate:8.1f} verifications/s")
-    print(f"  evaluators.math pool        {pool_rate:8.1f} verifications/s   ratio {pool_rate / single_rate:.2f}x "
-          f"(goal >= 2x); verdicts agree on {agree:.1%}")
-    print("  (the pool: 2 worker processes, each caching parsed gold answers, which 8 responses share, and")
-    print("   skipping the parser when the extracted answer is the gold string; fresh problems every batch)")
 
+
+def code_rates(secs: float) -> dict:
+    """Runs per second of 20 small programs with asserts: a plain subprocess, the sandbox (warm jails), and the
+    sandbox with a new jail per run."""
+    from evaluators.code import close_warm_jails, evaluate_code
     programs = [f"def add(a, b):\n    return a + b + {i % 2}\n" for i in range(20)]
     asserts = "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n"
 
@@ -93,15 +92,31 @@ def bench_evaluators(args):
             evaluate_code(prog, {"asserts": asserts}, timeout_s=10)
 
     def cold(items):  # a new jail for every run (the warm pool emptied after each)
-        from evaluators.code import close_warm_jails
         for prog in items:
             evaluate_code(prog, {"asserts": asserts}, timeout_s=10)
             close_warm_jails()
-    plain_rate = _rate(plain, lambda i: programs, secs)
-    sbx_rate = _rate(sandboxed, lambda i: programs, secs)
-    cold_rate = _rate(cold, lambda i: programs, secs)
-    print(f"code: {len(programs)} programs with asserts, one at a time")
-    print(f"  plain subprocess, no isolation  {plain_rate:7.1f} runs/s")
-    print(f"  evaluators.code sandbox         {sbx_rate:7.1f} runs/s   ratio {sbx_rate / plain_rate:.2f}x (goal >= 1x)")
-    print(f"  sandbox, a new jail per run     {cold_rate:7.1f} runs/s   ratio {cold_rate / plain_rate:.2f}x")
+    return {"programs": len(programs), "plain": _rate(plain, lambda i: programs, secs),
+            "sandbox": _rate(sandboxed, lambda i: programs, secs), "cold": _rate(cold, lambda i: programs, secs)}
+
+
+def bench_evaluators(args):
+    """Both comparisons, printed and written to <out>/evaluators-cpu.json."""
+    from replicate.bench.core import write_json
+    m, c = math_rates(args.seconds), code_rates(args.seconds)
+    print(f"math: {m['pairs']} (response, gold) pairs, 8 per problem, on {os.cpu_count()} cores")
+    print(f"  single-process Math-Verify  {m['single']:8.1f} verifications/s")
+    print(f"  evaluators.math pool        {m['pool']:8.1f} verifications/s   ratio {m['pool'] / m['single']:.2f}x "
+          f"(goal >= 2x); verdicts agree on {m['agree']:.1%}")
+    print("  (the pool: 2 worker processes, each caching parsed gold answers, which 8 responses share, and")
+    print("   skipping the parser when the extracted answer is the gold string; fresh problems every batch)")
+    print(f"code: {c['programs']} programs with asserts, one at a time")
+    print(f"  plain subprocess, no isolation  {c['plain']:7.1f} runs/s")
+    print(f"  evaluators.code sandbox         {c['sandbox']:7.1f} runs/s   ratio {c['sandbox'] / c['plain']:.2f}x "
+          "(goal >= 1x)")
+    print(f"  sandbox, a new jail per run     {c['cold']:7.1f} runs/s   ratio {c['cold'] / c['plain']:.2f}x")
     print("  (every sandboxed run is a fresh process and dir forked in a jail; the first arm reuses warm jails)")
+    payload = {"math": {**m, "pool_over_single": m["pool"] / m["single"]},
+               "code": {**c, "sandbox_over_plain": c["sandbox"] / c["plain"], "cold_over_plain": c["cold"] / c["plain"]}}
+    path = write_json("evaluators", "cpu", payload, getattr(args, "out", None))
+    print(f"  -> {path}")
+    return payload
