@@ -181,3 +181,19 @@ def test_bench_evaluators_writes_its_ratios(tmp_path, capsys):
     assert min(c["plain"], c["sandbox"], c["cold"]) > 0 and c["programs"] == 20
     assert c["sandbox_over_plain"] == pytest.approx(c["sandbox"] / c["plain"])
     assert "evaluators-cpu.json" in capsys.readouterr().out
+
+
+def test_the_memory_profile_hides_kinetos_lines_but_not_what_fn_writes(capfd):
+    import os
+
+    import torch
+
+    from replicate.bench.core import peak_extra_bytes
+
+    def fn():
+        os.write(2, b"from fn\n")
+        return torch.ones(1000) * 2
+
+    assert peak_extra_bytes(fn, "cpu") >= 4000  # the 1000-float result, at least
+    err = capfd.readouterr().err
+    assert "from fn" in err and "USDT" not in err and "profiler_start" not in err

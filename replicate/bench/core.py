@@ -13,7 +13,9 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -110,6 +112,22 @@ def build_model(shape: str, device: str, seed: int = 0):
     return model.eval(), cfg["vocab_size"]
 
 
+@contextmanager
+def profiler_lines_hidden():
+    """Kineto writes 'USDT: ... profiler_start/stop' lines to the process's stderr from C++; this points file
+    descriptor 2 at /dev/null around a profile's start and stop only (peak_extra_bytes: not while its fn runs), so
+    a bench's table is not interleaved with them."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def peak_extra_bytes(fn, device: str) -> int:
     """Peak bytes allocated by fn above what was allocated when it started (CUDA: the allocator's peak;
     CPU: the allocations and frees torch.profiler records, replayed in order)."""
@@ -121,8 +139,14 @@ def peak_extra_bytes(fn, device: str) -> int:
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before
     from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with profiler_lines_hidden():
+        prof.start()
+    try:
         fn()
+    finally:
+        with profiler_lines_hidden():
+            prof.stop()
     events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
                     key=lambda e: e.start_ns())
     cur = peak = 0
