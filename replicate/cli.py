@@ -149,9 +149,6 @@ def cmd_report(args):
 
 def cmd_eval(args):
     _check_positive(k=args.k, limit=args.limit, max_gen_toks=args.max_gen_toks, batch_size=args.batch_size)
-    if args.out is not None:
-        from replicate.paths import ensure_writable
-        ensure_writable(args.out, "--out")
     from replicate.benchmarks import run_eval
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     res = run_eval(args.model, tasks, k=args.k,
@@ -253,7 +250,7 @@ def main(argv=None) -> int:
 def _dispatch(parser, args) -> int:
     """Run the chosen command; stdout is flushed here so a closed pipe surfaces inside main()."""
     out = getattr(args, "out", None)
-    if out is not None and args.command in ("report", "bench", "check", "compare", "data"):
+    if out is not None and args.command in ("report", "eval", "bench", "check", "compare", "data"):
         from replicate.paths import ensure_writable  # refused in one line before any work, not after it
         names_a_file = args.command == "report" or (args.command == "check" and args.export and not out.is_dir())
         ensure_writable(out.parent if names_a_file else out, f"--out {out}: its folder" if names_a_file else "--out")

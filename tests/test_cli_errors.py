@@ -85,6 +85,7 @@ ROWS = [
     ("check --export entropy-mechanism/table2 --out {tmp}/afile/t.csv", None, "cannot write --out"),
     ("check {tmp}/t.csv --against entropy-mechanism/table2 --out {tmp}/afile/c", None, "cannot write --out"),
     ("bench entropy --quick --out {tmp}/afile/b", None, "cannot write --out"),
+    ("eval --model {run} --tasks tiny_addition --out {tmp}/afile/e", None, "cannot write --out"),
     ("fgi1", None, "did you mean fig1"),
     ("run {spec} --set nosuch.key=1", None, "unknown key 'nosuch'"),
     ("run {spec} --set rollout.group_size=abc", None, "--set rollout.group_size"),
