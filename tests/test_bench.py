@@ -197,3 +197,69 @@ def test_the_memory_profile_hides_kinetos_lines_but_not_what_fn_writes(capfd):
     assert peak_extra_bytes(fn, "cpu") >= 4000  # the 1000-float result, at least
     err = capfd.readouterr().err
     assert "from fn" in err and "USDT" not in err and "profiler_start" not in err
+
+
+def test_rollout_static_cache_arms_sample_every_token_and_table_them():
+    """The GPU rollout's static-cache arms (transformers compiles its decode on CUDA only, so hf_static runs eager
+    here; ours_static_compiled is left to the GPU run: inductor on a CPU takes minutes): every arm samples T tokens
+    for each row, and the table shows each static arm's rate and first call."""
+    import torch
+
+    from replicate.bench.core import build_model, first_call_seconds, interleave, rollout_arms, rollout_table
+    model, vocab = build_model("tiny", "cpu")
+    ids = torch.randint(10, vocab, (3, 5), generator=torch.Generator().manual_seed(1))
+    seen = {}
+    arms = rollout_arms(model, ids, torch.ones_like(ids), 4, torch.Generator().manual_seed(0), seen, static=True)
+    assert list(arms) == ["ours", "hf_generate", "hf_static", "ours_static", "ours_static_compiled"]
+    arms.pop("ours_static_compiled")
+    first = first_call_seconds(arms, "cpu")
+    times = interleave(arms, 2, warm=False)
+    assert seen == {name: (3, 4) for name in arms} and min(first.values()) > 0
+    assert all(len(ts) == 2 and min(ts) > 0 for ts in times.values())
+    row = {"shape": "tiny", "B": 3, "P": 5, "T": 4, "ours_tok_s": 10.0, "hf_generate_tok_s": 5.0, "ours_over_hf": 2.0,
+           "hf_static_tok_s": 40.0, "ours_static_tok_s": 12.0, "ours_static_compiled_tok_s": 50.0,
+           "first_call_s": {"hf_static": 31.0, "ours_static": 0.2, "ours_static_compiled": 20.0}}
+    header, line = rollout_table([row], "cpu").splitlines()[1:]
+    assert [c for c in header.split("  ") if c.strip()] == [
+        "shape", "B", "P", "T", "ours", "HF generate", "ours/HF", "HF static+compiled", "1st call s", "ours static",
+        "1st call s", "ours static+compiled", "1st call s"]
+    assert line.split() == ["tiny", "3", "5", "4", "10", "5", "2", "40", "31", "12", "0.2", "50", "20"]
+
+
+def test_static_decode_draws_the_same_tokens_as_our_sampler():
+    """bench/static_decode.py's loop over a static cache (left padding included) samples the very tokens our
+    KV-cached sampler does from the same generator state, at temperatures 1 and 0.7: the prototype the GPU bench
+    times computes the same rollout."""
+    import torch
+
+    from replicate.bench.core import build_model
+    from replicate.bench.static_decode import decode_step, static_cache, static_generate
+    from replicate.runners.rl.rollout import generate
+    model, vocab = build_model("tiny", "cpu")
+    ids = torch.randint(10, vocab, (4, 6), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(ids)
+    mask[0, :3] = mask[2, :1] = 0
+    cache = static_cache(model, 6 + 7)  # one cache for both calls: reset between them
+    for temperature in (1.0, 0.7):
+        ours = generate(model, ids, mask, 7, temperature, [-1], 0, torch.Generator().manual_seed(5))[0]
+        static = static_generate(model, ids, mask, 7, temperature, torch.Generator().manual_seed(5),
+                                 decode_step(model, False), cache)
+        assert torch.equal(ours, static), temperature
+
+
+def test_device_check_script_stops_at_once_without_a_gpu(tmp_path):
+    """scripts/device_check.sh (issue 25's GPU checks in one device call) says why and exits 2 on a machine with no
+    CUDA GPU, with its log under $OUT; and it parses as bash (a syntax error would waste a lease)."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: the script would run its checks")
+    script = REPO / "scripts" / "device_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    done = subprocess.run(["bash", str(script)], env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "no CUDA GPU here" in done.stdout
+    assert "no CUDA GPU here" in (tmp_path / "log.txt").read_text()
