@@ -91,25 +91,3 @@ def test_rows_share_a_prompt_pass_only_where_ids_and_mask_both_match():
     mask = torch.tensor([[0, 1, 1], [0, 1, 1], [1, 1, 1], [1, 1, 1], [1, 1, 1]])  # row 2: a real token 0 (pad = EOS)
     first, inverse = shared_prompts(ids, mask)
     assert first.tolist() == [0, 2, 3] and inverse.tolist() == [0, 0, 1, 2, 2]
-
-
-def test_one_autocast_region_over_validation_rollout_and_scoring_changes_no_number(tiny_spec_file, warm_store, tmp_path,
-                                                                                     monkeypatch):
-    """sample_and_score's one autocast region (each weight cast to bf16 once for validation, rollout and the no-grad
-    scoring pass) against no shared region: a bf16 autocast run gives the same metrics, step for step."""
-    import contextlib
-    cfg = load_spec(tiny_spec_file).resolve("tiny")
-    over = {"model": {"autocast": "bf16"}, "train": {"steps": 3, "ppo_mini_batches": 2}, "eval": {"every": 1}}
-    cfg = RunConfig.model_validate(deep_merge(cfg.model_dump(), over))
-    regions = []
-    scope = trainer.autocast_scope
-
-    def counted(model):
-        regions.append(getattr(model, "autocast_device", None))
-        return scope(model)
-    monkeypatch.setattr(trainer, "autocast_scope", counted)
-    shared = trainer.train(Run(tmp_path / "shared"), cfg, 0, warm_store, log=lambda *_: None)
-    assert regions == ["cpu"] * 3  # one region a step, around an autocast policy
-    monkeypatch.setattr(trainer, "autocast_scope", lambda model: contextlib.nullcontext())
-    apart = trainer.train(Run(tmp_path / "apart"), cfg, 0, warm_store, log=lambda *_: None)
-    assert _strip(shared) == _strip(apart) and len(shared) == 3 and all("val_acc" in r for r in shared)

@@ -22,7 +22,7 @@ from replicate.algorithms import (ADVANTAGES, POLICY_LOSSES, agg_loss, covarianc
 from replicate.errors import Interrupted
 from replicate.errors import UserError
 from replicate.runners.rl.health import Watch
-from replicate.runners.rl.models import ChatPrompts, Critic, autocast_forward, autocast_scope, non_embedding_params
+from replicate.runners.rl.models import ChatPrompts, Critic, autocast_forward, non_embedding_params
 from replicate.runners.rl.stops import ends
 from replicate.seeds import derive_seed
 from replicate.runners.rl.sharpening import base_temperature_metrics
@@ -189,10 +189,24 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
             metrics["params_nonembed"] = non_embedding_params(learner.accelerator.unwrap_model(learner.policy))
         learner.policy.eval()
         gathered = open_full_parameters(learner.model)  # FSDP: sample and score with full parameters (sharding.py)
-        batch, old_log_prob, entropy, ref_log_prob, old_values = sample_and_score(learner, config, seed, step, shard,
-                                                                                  val_problems, metrics)
-        mask, reuse = batch.response_mask, reuses_update_forward(learner, config)
+        # -- validation of the policy about to be updated (so val_acc pairs with this step's entropy)
+        if step % ev.every == 0 or step == tr.steps - 1:
+            metrics.update(validate(learner, config, val_problems, seed, step))
+        # -- rollout: group_size samples of each prompt, scored by the verifier
+        t_rollout = time.time()
+        batch = rollout(learner.policy, learner.tok, learner.task, ro, shard, learner.py_rng, learner.gen)
+        metrics["time_rollout"] = time.time() - t_rollout
+        mask = batch.response_mask
         rewards = token_rewards(batch.scores, mask)
+        # -- log-probs under the rollout policy (or left for the update's first forward: reuses_update_forward)
+        reuse = reuses_update_forward(learner, config)
+        t_logprobs = time.time()
+        with torch.no_grad():
+            old_log_prob, entropy = ((torch.zeros_like(mask), torch.zeros_like(mask)) if reuse
+                                     else batch.logprobs(learner.policy, with_entropy=True))
+            ref_log_prob = batch.logprobs(learner.ref_model)[0] if learner.ref_model is not None else None
+            old_values = learner.critic(batch.prompt_ids, batch.prompt_mask, batch.responses) * mask if learner.critic else None
+        metrics["time_logprobs"] = time.time() - t_logprobs
         if alg.kl_in_reward_coef:
             rewards = rewards - alg.kl_in_reward_coef * kl_penalty(old_log_prob, ref_log_prob, alg.kl_in_reward_type) * mask
         # -- advantages (GAE bootstraps from the critic's values; PRIME first updates its PRM on this batch)
@@ -232,30 +246,6 @@ def train_steps(learner: Learner, run: Run, config, seed: int, start: int, progr
             learner.accelerator.wait_for_everyone()
         if progress is not None:
             progress(step, metrics)
-
-
-def sample_and_score(learner: Learner, config, seed: int, step: int, shard, val_problems, metrics: dict):
-    """Validation (at its cadence), the rollout and the no-grad scoring pass of one step, all of the policy about to
-    be updated (so val_acc pairs with this step's entropy). One autocast region spans the policy's part: no optimizer
-    step falls inside, so an autocast policy casts each weight to bf16 once for all three (the same casts, the same
-    numbers: tests/test_speed.py). The reference model and the critic score outside it, as before.
-    Returns the batch, its log-probs and entropy under the rollout policy (zeros where the update's first forward
-    gives them: reuses_update_forward), the reference model's log-probs and the critic's values (None without)."""
-    ro, ev, tr = config.rollout, config.eval, config.train
-    with autocast_scope(learner.accelerator.unwrap_model(learner.policy)), torch.no_grad():
-        if step % ev.every == 0 or step == tr.steps - 1:
-            metrics.update(validate(learner, config, val_problems, seed, step))
-        t_rollout = time.time()  # -- rollout: group_size samples of each prompt, scored by the verifier
-        batch = rollout(learner.policy, learner.tok, learner.task, ro, shard, learner.py_rng, learner.gen)
-        metrics["time_rollout"] = time.time() - t_rollout
-        mask, t_logprobs = batch.response_mask, time.time()
-        old_log_prob, entropy = ((torch.zeros_like(mask), torch.zeros_like(mask)) if reuses_update_forward(learner,
-                                 config) else batch.logprobs(learner.policy, with_entropy=True))
-    with torch.no_grad():
-        ref_log_prob = batch.logprobs(learner.ref_model)[0] if learner.ref_model is not None else None
-        old_values = learner.critic(batch.prompt_ids, batch.prompt_mask, batch.responses) * mask if learner.critic else None
-    metrics["time_logprobs"] = time.time() - t_logprobs
-    return batch, old_log_prob, entropy, ref_log_prob, old_values
 
 
 def validate(learner: Learner, config, val_problems, seed: int, step: int) -> dict:
