@@ -228,8 +228,9 @@ def test_rollout_static_cache_arms_sample_every_token_and_table_them():
 
 def test_static_decode_draws_the_same_tokens_as_our_sampler():
     """bench/static_decode.py's loop over a static cache (left padding included) samples the very tokens our
-    KV-cached sampler does from the same generator state, at temperatures 1 and 0.7: the prototype the GPU bench
-    times computes the same rollout."""
+    KV-cached sampler does from the same generator state, at temperatures 1 and 0.7, and each decode step's logits
+    are one forward's over the whole sequence (positions counted past the padding): the prototype the GPU bench
+    times computes the same rollout. (A random tiny model's flat softmax alone would hide wrong positions.)"""
     import torch
 
     from replicate.bench.core import build_model
@@ -239,27 +240,62 @@ def test_static_decode_draws_the_same_tokens_as_our_sampler():
     ids = torch.randint(10, vocab, (4, 6), generator=torch.Generator().manual_seed(2))
     mask = torch.ones_like(ids)
     mask[0, :3] = mask[2, :1] = 0
-    cache = static_cache(model, 6 + 7)  # one cache for both calls: reset between them
+    cache = static_cache(model, 6 + 7)  # one cache for every call: reset between them
     for temperature in (1.0, 0.7):
         ours = generate(model, ids, mask, 7, temperature, [-1], 0, torch.Generator().manual_seed(5))[0]
         static = static_generate(model, ids, mask, 7, temperature, torch.Generator().manual_seed(5),
                                  decode_step(model, False), cache)
         assert torch.equal(ours, static), temperature
+    step_logits = []
+
+    def recorded(**kw):
+        out = model(**kw)
+        step_logits.append(out.logits[:, -1].clone())
+        return out
+    tokens = static_generate(model, ids, mask, 7, 1.0, torch.Generator().manual_seed(6), recorded, cache)
+    seq, full_mask = torch.cat([ids, tokens], 1), torch.cat([mask, torch.ones_like(tokens)], 1)
+    with torch.no_grad():
+        whole = model(input_ids=seq, attention_mask=full_mask, position_ids=(full_mask.cumsum(-1) - 1).clamp(min=0)).logits
+    assert len(step_logits) == 6
+    for t, logits in enumerate(step_logits):  # step t has read token t; it predicts token t + 1
+        torch.testing.assert_close(logits, whole[:, 6 + t], atol=1e-5, rtol=1e-5)
 
 
-def test_device_check_script_stops_at_once_without_a_gpu(tmp_path):
-    """scripts/device_check.sh (issue 25's GPU checks in one device call) says why and exits 2 on a machine with no
-    CUDA GPU, with its log under $OUT; and it parses as bash (a syntax error would waste a lease)."""
+def test_static_arms_compile_only_the_compiled_one(monkeypatch):
+    """ours_static runs its decode step eager and ours_static_compiled compiled (the flags are not swapped)."""
+    import torch
+
+    from replicate.bench import static_decode
+    from replicate.bench.core import build_model, rollout_arms
+    asked = []
+    monkeypatch.setattr(static_decode, "decode_step", lambda model, compiled: asked.append(compiled) or model.forward)
+    model, vocab = build_model("tiny", "cpu")
+    ids = torch.randint(10, vocab, (2, 3), generator=torch.Generator().manual_seed(1))
+    arms = rollout_arms(model, ids, torch.ones_like(ids), 2, torch.Generator().manual_seed(0), {}, static=True)
+    assert asked == [False, True] and list(arms)[-2:] == ["ours_static", "ours_static_compiled"]
+
+
+def test_device_check_script_flow_on_a_cpu(tmp_path):
+    """scripts/device_check.sh (issue 25's GPU checks in one device call): without a GPU it says why and exits 2;
+    DEVICE=cpu runs its flow here (preflight import, a phase under its limit, the log under $OUT, exit 0); an unknown
+    phase exits 2. A broken script would waste a GPU lease, so its flow is tried where no GPU is needed."""
     import os
     import subprocess
     import sys
 
     import torch
-    if torch.cuda.is_available():
-        pytest.skip("a CUDA GPU is present: the script would run its checks")
     script = REPO / "scripts" / "device_check.sh"
-    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    done = subprocess.run(["bash", str(script)], env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable},
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "no CUDA GPU here" in done.stdout
-    assert "no CUDA GPU here" in (tmp_path / "log.txt").read_text()
+
+    def run(*phases, **env):
+        out = tmp_path / "-".join(phases or ("all",)) / env.get("DEVICE", "cuda")
+        return out, subprocess.run(["bash", str(script), *phases], capture_output=True, text=True, timeout=300,
+                                   env={**os.environ, "OUT": str(out), "PYTHON": sys.executable, **env})
+    if not torch.cuda.is_available():
+        out, done = run()
+        assert done.returncode == 2 and "no CUDA GPU here" in done.stdout
+        assert "no CUDA GPU here" in (out / "log.txt").read_text()
+    out, done = run("tests", DEVICE="cpu")
+    assert done.returncode == 0, done.stdout[-2000:]
+    log = (out / "log.txt").read_text()
+    assert "== tests: exit 0" in log and "every phase passed" in log and "| transformers" in log
+    assert run("nosuch", DEVICE="cpu")[1].returncode == 2

@@ -250,6 +250,11 @@ def bench_rollout(args) -> list[dict]:
             arms = rollout_arms(model, ids, torch.ones_like(ids), T, torch.Generator(device=device).manual_seed(0),
                                 seen, static=device == "cuda")
             first = first_call_seconds(arms, device)
+            print(f"  rollout {shape} on {device}, first calls: " + ", ".join(f"{k} {v:.1f} s" for k, v in first.items()),
+                  file=sys.stderr, flush=True)
+            write_json("rollout", device, {"rows": rows + [{"shape": shape, "B": B, "P": P, "T": T,
+                                                            "first_call_s": first}], "note": ROLLOUT_NOTE},
+                       getattr(args, "out", None))  # a run cut off in the timed calls keeps the compiles' seconds
             times = interleave(arms, _reps(args), device, warm=False)
             assert set(seen.values()) == {(B, T)}, seen
             tok_s = {name: B * T / med(ts) for name, ts in times.items()}
@@ -285,6 +290,12 @@ def rollout_table(rows: list[dict], device: str) -> str:
 
 
 # -- update: one PPO update (forward + backward + AdamW) through the trainer's functions, and its MFU ------------
+
+UPDATE_NOTE = ("one PPO update = response_logprobs + vanilla PPO loss (token-mean) + backward per micro-batch, one "
+               "AdamW step; FLOPs = 6 * B * (body params * (P+T) + head params * T), the LM head scoring only the "
+               "response (attention not counted); peak = a {} matmul timed interleaved with the update; the JSON is "
+               "rewritten after each shape")
+
 
 def bench_update(args) -> list[dict]:
     from replicate.algorithms import POLICY_LOSSES
@@ -335,11 +346,8 @@ def bench_update(args) -> list[dict]:
                          "reps": len(times["update"]), "update_s": dt, "tok_s": toks / dt, "flop_s": flops,
                          "peak_matmul_flop_s": peak, "mfu": flops / peak, "seconds": times})
             del model, opt
-        path = write_json("update", device, {"rows": rows, "note": "one PPO update = response_logprobs + vanilla "
-                                             "PPO loss (token-mean) + backward per micro-batch, one AdamW step; "
-                                             "FLOPs = 6 * B * (body params * (P+T) + head params * T), the LM head scoring only the response (attention not counted); peak = a "
-                                             f"{'1024^3 float32' if device == 'cpu' else '8192^3 bf16'} matmul "
-                                             "timed interleaved with the update"}, getattr(args, "out", None))
+            path = write_json("update", device, {"rows": rows, "note": UPDATE_NOTE.format(
+                "1024^3 float32" if device == "cpu" else "8192^3 bf16")}, getattr(args, "out", None))
         print(table(f"update on {device}: tokens/s of fwd+bwd+AdamW and MFU against the measured matmul peak",
                     ["shape", "params", "B", "P+T", "s/update", "tokens/s", "GFLOP/s", "peak GFLOP/s", "MFU"],
                     [[r["shape"], f"{r['params'] / 1e6:.1f}M", r["B"], r["P"] + r["T"], round(r["update_s"], 3),

@@ -25,7 +25,9 @@ def static_cache(model, max_len: int):
 def static_generate(model, ids, mask, T: int, temperature: float, gen, step, cache) -> torch.Tensor:
     """[B, T] sampled tokens: the prompt prefilled eagerly into `cache` (static_cache of P + T positions, reset
     first), then T - 1 calls of `step` (decode_step) whose inputs keep one shape: the whole [B, P + T] attention
-    mask (causality hides the positions not written yet), one token, its position and its cache slot."""
+    mask (causality hides the positions not written yet), one token and its position. (transformers' static layers
+    write at their own counter, which reset() zeroes in place; cache_position is passed so that the model computes
+    none of its own.)"""
     from replicate.runners.rl.models import cache_kwarg
     key = cache_kwarg(model)  # `cache` or `past_key_values`, as this transformers names it
     B, P = ids.shape
