@@ -176,8 +176,9 @@ def check_resumable(run: Run, resume: bool, force: bool, config=None, seed: int 
             raise UserError(f"run {run.path} is marked finished but has no metrics; pass --force to retrain it")
     elif run.started and not resume:
         rows = run.metrics(torn_ok=True)
-        last = rows[-1]["step"] if rows else -1
-        raise UserError(f"run {run.path} stopped after step {last}; pass --resume to continue it or --force to restart it")
+        done = rows[-1]["step"] + 1 if rows else 0  # counted as the interrupt's summary counts them (steps logged)
+        raise UserError(f"run {run.path} stopped after {done} steps; pass --resume to continue it or --force to "
+                        "restart it")
 
 
 def finished_sibling(run: Run, config, seed: int) -> Run | None:

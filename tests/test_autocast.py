@@ -123,3 +123,25 @@ def test_sampling_an_autocast_model_is_reproducible_and_float32_scored():
         b = generate(bf16, prompt, mask, 5, 1.0, [2], 0, make_generator(3, "cpu"), repeats=2)
     assert torch.equal(a[0], b[0]) and a[0].shape == (16, 5)
     assert not torch.is_autocast_enabled("cpu")  # the sampling scope is closed again
+
+
+
+def _casts_of_up_and_gate(model, batch, grad: bool):
+    from torch.profiler import ProfilerActivity, profile
+    with torch.set_grad_enabled(grad), profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        out = response_logprobs(model, *batch, temperature=0.7, with_entropy=True)
+    n = sum(e.name == "aten::_to_copy" and e.input_shapes[:1] == [[256, 64]] for e in prof.events())
+    return n, out
+
+
+def test_a_no_grad_scoring_pass_casts_each_weight_once_and_changes_no_number():
+    """Without autograd the prompt pass and the response pass share one autocast region: one bf16 cast of each
+    weight, and the same log-probs and entropy bit for bit as one region per forward (autograd's passes)."""
+    _, bf16 = _pair()
+    prompt, mask, resp = _batch()
+    batch = (prompt[:2].repeat_interleave(4, 0), mask[:2].repeat_interleave(4, 0), resp)  # two groups of 4
+    layers = CONFIG["num_hidden_layers"]
+    shared, (lp, ent) = _casts_of_up_and_gate(bf16, batch, grad=False)
+    own, (lp_grad, ent_grad) = _casts_of_up_and_gate(bf16, batch, grad=True)
+    assert shared == 2 * layers and own == 4 * layers  # gate_proj and up_proj: once each, or once per forward
+    assert torch.equal(lp, lp_grad.detach()) and torch.equal(ent, ent_grad.detach())

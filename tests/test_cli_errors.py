@@ -203,6 +203,19 @@ def test_extension_equals_an_uninterrupted_run(finished, warm_store, tmp_path):
     assert sorted(len(r.metrics()) for r in runs) == [4, 6]
 
 
+def test_a_worker_process_says_when_it_extends_a_run(finished, warm_store, tmp_path):
+    """In a pool's job (the path of 2+ runs) the extension is one of the lines the job reports (it was silent)."""
+    from replicate.runners.rl import _train_group
+    spec = load_spec(finished[0])
+    shutil.copytree(warm_store / "_warmup", tmp_path / "_warmup")
+    run_rl(spec, "tiny", plan(spec, "tiny", 1, 3)[0], [0], tmp_path, **QUIET)
+    c5 = plan(spec, "tiny", 1, 5)[0]["main"]
+    path = Run.for_config(tmp_path, spec.id, "main", c5, 0, "tiny").path
+    lines = _train_group([("main", c5.model_dump(), 0, str(path))], str(tmp_path), True)
+    assert lines[0].startswith("extending ") and "(3 steps) to 5 steps in " + path.name in lines[0]
+    assert lines[1].startswith(f"finished {path.name}: 5 steps")
+
+
 def test_extension_needs_resume(finished, warm_store, tmp_path, monkeypatch):
     """Without --resume a longer request trains from scratch, beside the shorter finished run."""
     import replicate.runners.rl as runners

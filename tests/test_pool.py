@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -182,6 +183,63 @@ def test_sigterm_to_the_parent_stops_the_pool_as_ctrl_c_does(tmp_path):
     assert proc.returncode == 130 and "continue with:" in err and "Traceback" not in err, err
     assert "run2: not started" in out
     assert len(workers) == 2 and not alive
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_second_sigterm_or_sighup_exits_at_once_as_a_second_ctrl_c_does(tmp_path, sig):
+    (tmp_path / "stubborn.py").write_text(STUBBORN)
+    proc = _start([sys.executable, "stubborn.py", "3"], tmp_path)
+    seen = []
+    _wait_for(lambda: seen.append(proc.stdout.readline()) or sum("started" in s for s in seen) == 2, proc, 60)
+    workers = [p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+    try:
+        proc.send_signal(sig)
+        _wait_for(lambda: seen.append(proc.stdout.readline()) or "stopping" in seen[-1], proc, 10)
+        assert seen[-1].startswith(f"{sig.name}: stopping")
+        time.sleep(0.5)
+        assert proc.poll() is None  # the stuck workers hold the first stop up
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        try:
+            _out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:  # without the fix the second signal is lost in the wait
+            err = "still running 10 s after the second signal"
+        assert time.monotonic() - t0 < 3 and proc.returncode == 130, err
+        assert f"second {sig.name}: stopped at once" in err and "--resume" in err and "Traceback" not in err, err
+        time.sleep(0.2)
+        assert len(workers) == 2 and not any(_alive(p) for p in workers)
+    finally:  # no stray process left behind when a check fails
+        for p in [proc.pid, *workers]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+
+
+def test_the_cancelled_future_race_is_quiet_and_other_thread_errors_are_not(monkeypatch):
+    """CPython 3.11's executor thread raises InvalidStateError on a cancelled future when the workers die after a
+    stop (gh-107219): the pool's thread hook drops that one and hands any other thread error on."""
+    from concurrent.futures import Future, InvalidStateError
+
+    from replicate.runners import pool
+
+    def raised(fn):
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001
+            return threading.ExceptHookArgs((type(exc), exc, exc.__traceback__, None))
+        raise AssertionError("did not raise")
+
+    def cancelled_race():
+        fut = Future()
+        fut.cancel()
+        fut.set_exception(RuntimeError("broken pool"))
+
+    passed_on = []
+    monkeypatch.setattr(pool, "_PREVIOUS_EXCEPTHOOK", passed_on.append)
+    race, other = raised(cancelled_race), raised(lambda: 1 / 0)
+    assert race.exc_type is InvalidStateError
+    pool._quiet_cancelled_future_race(race)
+    pool._quiet_cancelled_future_race(other)
+    assert passed_on == [other]
 
 
 def test_workers_exit_when_their_parent_is_killed(tmp_path):

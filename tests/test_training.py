@@ -212,7 +212,7 @@ def test_interrupted_run_needs_resume_or_force(tiny_spec_file, warm_store, tmp_p
     run = Run(tmp_path / "r")
     run.path.mkdir()
     run.append_metrics({"step": 0})
-    with pytest.raises(UserError, match="--resume to continue it or --force"):
+    with pytest.raises(UserError, match="stopped after 1 steps; pass --resume to continue it or --force"):
         check_resumable(run, resume=False, force=False)
     check_resumable(run, resume=False, force=True)
     assert not run.started

@@ -1,13 +1,14 @@
 """Worker processes shared by the runners: how many train at once, jobs in spawned workers, steps counted across
 them, and Ctrl-C that stops.
 
-Ctrl-C reaches only this (the parent) process: the workers start with SIGINT blocked, then ignored, so a terminal's Ctrl-C,
-which goes to the whole process group, cannot kill a worker mid-import or mid-write. The first Ctrl-C cancels
-every queued job and asks each busy worker to stop (SIGUSR1, raised there as KeyboardInterrupt, which the
+Ctrl-C reaches only this (the parent) process: the workers start with SIGINT blocked, then ignored, so a terminal's
+Ctrl-C, which goes to the whole process group, cannot kill a worker mid-import or mid-write. The first Ctrl-C
+cancels every queued job and asks each busy worker to stop (SIGUSR1, raised there as KeyboardInterrupt, which the
 trainer turns into a statement of what it kept); the parent waits for them, prints one line per run and the
 `--resume` command, and raises `Interrupted`. A second Ctrl-C kills the workers and exits at once. SIGTERM and
-SIGHUP (`kill`, a closed terminal) stop the parent as a Ctrl-C does; a worker whose parent is gone (SIGKILL) exits
-within seconds instead of training on unwatched; a worker the OS kills (out of memory) ends the pool with one line.
+SIGHUP (`kill`, a closed terminal) stop the parent as a Ctrl-C does, the first and the second; a worker whose parent
+is gone (SIGKILL) exits within seconds instead of training on unwatched; a worker the OS kills (out of memory) ends
+the pool with one line.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, InvalidStateError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Callable
@@ -125,8 +126,8 @@ def run_jobs(jobs: list[Job], workers: int, on_result: Callable, steps: int = 0,
             _drain(queue, busy, bar)
             for fut in done:
                 on_result(futures[fut], fut.result())
-    except KeyboardInterrupt:
-        _stop(pool, futures, pending, stop, queue, busy, on_result, log, bar)
+    except KeyboardInterrupt as exc:
+        _stop(pool, futures, pending, stop, queue, busy, on_result, log, bar, what=str(exc) or "Ctrl-C")
     except BrokenProcessPool:
         _stop(pool, futures, pending, stop, queue, busy, lambda *_: None, lambda *_: None, bar, quiet=True)
         raise UserError(f"a worker process was killed from outside (out of memory? see `dmesg`); finished runs are "
@@ -142,6 +143,19 @@ def run_jobs(jobs: list[Job], workers: int, on_result: Callable, steps: int = 0,
     pool.shutdown(wait=True)
 
 
+def _quiet_cancelled_future_race(args) -> None:
+    """threading.excepthook that drops CPython 3.11's InvalidStateError from the executor's manager thread: when the
+    workers die (`kill -- -PGID`) after the stop cancelled the queued jobs, it sets an exception on a cancelled
+    future (gh-107219, fixed in 3.12). Any other thread exception goes to the previous hook."""
+    if args.exc_type is InvalidStateError and "CANCELLED" in str(args.exc_value):
+        return
+    _PREVIOUS_EXCEPTHOOK(args)
+
+
+_PREVIOUS_EXCEPTHOOK = threading.excepthook
+threading.excepthook = _quiet_cancelled_future_race
+
+
 def _terminate_as_ctrl_c() -> dict:
     """SIGTERM and SIGHUP raise KeyboardInterrupt here, so `kill` or a closed terminal stops the workers and keeps
     their runs as a Ctrl-C does. Returns the handlers it replaced (none off the main thread)."""
@@ -149,7 +163,7 @@ def _terminate_as_ctrl_c() -> dict:
         return {}
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt(signal.Signals(signum).name)
     return {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
 
 
@@ -168,23 +182,28 @@ def _drain(queue, busy: set, bar) -> None:
             bar.update(msg[2])
 
 
-def _stop(pool, futures, pending, stop, queue, busy, on_result, log, bar, quiet=False):
-    """The first Ctrl-C: cancel the queued jobs, interrupt the running ones, say per run what was kept."""
+def _stop(pool, futures, pending, stop, queue, busy, on_result, log, bar, quiet=False, what="Ctrl-C"):
+    """The first stop (`what`: Ctrl-C, SIGTERM or SIGHUP): cancel the queued jobs, interrupt the running ones, say
+    per run what was kept. Meanwhile any of the three again exits at once."""
     stop.set()
     main = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
-    previous = signal.signal(signal.SIGINT, lambda *_: _exit_now(pool)) if main else None
-    cancelled = {fut for fut in pending if fut.cancel()}
-    if bar is not None:
-        bar.close()
-    if not quiet:
-        log("Ctrl-C: stopping the running runs and cancelling the queued ones (Ctrl-C again exits at once)")
-    running = _wait_stopped(pool, futures, pending - cancelled, queue, busy, on_result, log)
-    for fut in sorted(cancelled | running, key=list(futures).index):
-        for name in futures[fut].runs:
-            log(f"{name}: not started (it was queued); nothing to keep")
-    pool.shutdown(wait=True)
-    if main:
-        signal.signal(signal.SIGINT, previous)
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, lambda signum, _: _exit_now(pool, signum, second=not quiet))
+                for sig in stops} if main else {}
+    try:
+        cancelled = {fut for fut in pending if fut.cancel()}
+        if bar is not None:
+            bar.close()
+        if not quiet:
+            log(f"{what}: stopping the running runs and cancelling the queued ones (Ctrl-C again exits at once)")
+        running = _wait_stopped(pool, futures, pending - cancelled, queue, busy, on_result, log)
+        for fut in sorted(cancelled | running, key=list(futures).index):
+            for name in futures[fut].runs:
+                log(f"{name}: not started (it was queued); nothing to keep")
+        pool.shutdown(wait=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if not quiet:
         raise Interrupted(f"interrupted; continue with: {resume_command()}")
 
@@ -237,10 +256,12 @@ def _kill_workers(pool):
         _kill(pid, signal.SIGKILL)
 
 
-def _exit_now(pool):
-    """The second Ctrl-C: kill the workers and exit, no waiting (a run keeps its steps up to its checkpoint)."""
+def _exit_now(pool, signum: int = signal.SIGINT, second: bool = True):
+    """The second stop (Ctrl-C, SIGTERM or SIGHUP while the first waits for the workers), or a stop while the pool
+    winds down after an error: kill the workers and exit, no waiting (a run keeps its steps up to its checkpoint)."""
     _kill_workers(pool)
-    os.write(2, ("\nsecond Ctrl-C: stopped at once; each run keeps its steps up to its last checkpoint; continue "
+    what = ("second " if second else "") + ("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
+    os.write(2, (f"\n{what}: stopped at once; each run keeps its steps up to its last checkpoint; continue "
                  f"with: {resume_command()}\n").encode())
     os._exit(130)
 

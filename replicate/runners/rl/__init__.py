@@ -92,7 +92,7 @@ def _train_group(group, root, resume, threads: int = 1) -> list[str]:
         run, config = Run(Path(path)), RunConfig.model_validate(config)
         try:
             if resume and not run.started:
-                extend(run, config, seed, log=lambda *_: None)
+                extend(run, config, seed, log=lines.append)  # said with the job's other lines
             rows = train(run, config, seed, root, resume=resume, log=lambda *_: None,
                          progress=lambda *_: steps_done(), on_start=lambda start: steps_done(start))
         except KeyboardInterrupt:  # Interrupted from the trainer, or a Ctrl-C during the extension's copy

@@ -2,8 +2,8 @@
 
 A run is flagged at the first step where (over its metric rows, in order):
 - no EOS: over the last WINDOW steps, under 1 - NO_EOS_SHARE of the rollout's responses end in EOS or a stop
-  token of rollout.stop (the trainer's eos_share); for rows logged before eos_share existed, the mean response length is at least
-  NO_EOS_SHARE of rollout.max_new_tokens (almost every response runs to the cap);
+  token of rollout.stop (the trainer's eos_share); for rows logged before eos_share existed, the mean response
+  length is at least NO_EOS_SHARE of rollout.max_new_tokens (almost every response runs to the cap);
 - accuracy 0: a validation accuracy (val_acc) after the first is 0 while the first was above 0;
 - entropy blow-up: the mean entropy over the last WINDOW steps exceeds BLOWUP x the mean of the first WINDOW.
 """

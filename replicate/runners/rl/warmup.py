@@ -10,8 +10,8 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from replicate.paths import code_fingerprint, digest
 from replicate.runners.rl.models import char_tokenizer, load_pretrained, tiny_model
-from replicate.runners.rl.stops import set_stops
 from replicate.runners.rl.optim import adamw
+from replicate.runners.rl.stops import set_stops
 from replicate.seeds import derive_seed
 from replicate.tasks import make_task
 
