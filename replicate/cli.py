@@ -167,8 +167,11 @@ def cmd_bench(args):
     bench.run(args.what, args)
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+COMMANDS = ("list", "run", "report", "eval", "bench", "check", "compare", "data", "power")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The commands' parser (a figure id such as `fig1` gets its own, in main)."""
     parser = argparse.ArgumentParser(prog="python -m replicate",
                                      description="Reproduce figures and claims of RL-for-reasoning papers.")
     sub = parser.add_subparsers(dest="command", metavar="{list,run,report,eval,bench,check,compare,data,power,<figure id>}")
@@ -179,6 +182,13 @@ def main(argv=None) -> int:
     p_rep = sub.add_parser("report", help="REPORT.md and a static index.html of every figure and claims table")
     p_rep.add_argument("--out", type=Path, help="where to write REPORT.md (default results/REPORT.md; index.html "
                                                   "goes beside it)")
+    _add_eval(sub)
+    _add_bench(sub)
+    _add_result_commands(sub)
+    return parser
+
+
+def _add_eval(sub):
     p_eval = sub.add_parser("eval", help="score a model or a run on lm-eval tasks")
     p_eval.add_argument("--model", required=True, help="a run directory of the store, a model dir/.gguf, or a hub id")
     from evaluators.lmeval import BENCHMARKS, SYNTHETIC
@@ -192,6 +202,9 @@ def main(argv=None) -> int:
                                                          "else 2048; never past the model's positions)")
     p_eval.add_argument("--batch-size", type=int, default=16)
     p_eval.add_argument("--out", type=Path)
+
+
+def _add_bench(sub):
     p_bench = sub.add_parser("bench", help="side-by-side speed ratios: evaluators, rollout, update, entropy, rl-step, rl-rows, small-step, all")
     p_bench.add_argument("what")
     p_bench.add_argument("--seconds", type=float, default=8.0, help="time budget per measured arm (evaluators)")
@@ -203,6 +216,10 @@ def main(argv=None) -> int:
     p_bench.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p_bench.add_argument("--against", metavar="REV", help="small-step: the preset's step at git revision REV (e.g. "
                          "479b383, main when issue 22 was filed) against the code here, whole commands alternating")
+
+
+def _add_result_commands(sub):
+    """power, check, compare and data: commands that read results or write a backend's data."""
     p_pow = sub.add_parser("power", help="seeds each claim needs for a decisive verdict, from a result or pilot")
     p_pow.add_argument("spec")
     p_pow.add_argument("--scale", help="the result's scale (default: the spec's default)")
@@ -223,8 +240,12 @@ def main(argv=None) -> int:
     p_data.add_argument("--scale", default="paper", help="the scale whose sets to write (default paper)")
     p_data.add_argument("--from", dest="from_dir", type=Path, help="local <set>.jsonl/.json/.parquet files (else the hub)")
     p_data.add_argument("--out", type=Path, help="where the parquet files go (default $VERL_DATA_DIR or data/verl)")
-    if argv and argv[0] not in ("list", "run", "report", "eval", "bench", "check", "compare", "data", "power",
-                                "-h", "--help"):
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if argv and argv[0] not in (*COMMANDS, "-h", "--help"):
         p_fig = argparse.ArgumentParser(prog=f"python -m replicate {argv[0]}",
                                         description=f"Reproduce the figure and claims of spec {argv[0]!r}.")
         _add_run_options(p_fig)

@@ -72,25 +72,14 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
         raise UserError("--update-reference takes a full run only (the spec's seeds and steps, no --set, no "
                         "--pilot); drop --seeds/--steps/--set/--pilot")
     what = "--out" if out else "results to"
-    if full:
-        name = scale
-    elif pilot and not (steps or overrides):
-        name = f"{scale}-pilot"
-    else:
-        name = smoke_name(scale, requested, digest(requested, n=8))
-    out = Path(out or results_root() / spec.id / name)
+    out = Path(out or results_root() / spec.id / result_name(scale, requested, full, pilot))
     refuse_shared_out(out, spec.id, what)
     root = store_root(store)
     with output_dir(out, what), output_dir(root, "--store" if store else "the run store"):
         t0 = time.time()
         runner = runner or RUNNERS[spec.runner]
         spec = spec.at_scale(scale)  # runner_params as the runner reads them here (their `scales:` entry merged)
-        if runner.trains:
-            configs, chosen = plan(spec, scale, seeds, steps, overrides)
-        else:
-            if overrides:
-                raise UserError(f"{spec.id} trains nothing (runner {spec.runner}); --set applies to training configs only")
-            configs, chosen = {}, choose_seeds(spec.runner_params.get("seeds", [0, 1, 2]), seeds)
+        configs, chosen = runs_planned(spec, runner, scale, seeds, steps, overrides)
         chosen = list(spec.tuning_seeds) if pilot else chosen
         seeds_warning(spec, chosen, log)
         store_runs = runner.fn(spec, scale, configs, chosen, root, force=force, resume=resume, log=log)
@@ -110,13 +99,39 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
             write_table(out, analysis["table"], len(chosen), table_model(configs))
         remember(spec.id, out)
         if update_reference:
-            ref = reference_dir() / spec.id / ("" if scale == spec.default_scale else scale)
-            ref.mkdir(parents=True, exist_ok=True)
             tables = [out / "table.csv", out / "table.md"] if analysis.get("table") else []
-            for f in [*paths, out / "claims.json", out / "claims.md", *tables]:
-                shutil.copy2(f, ref / f.name)
-            log(f"reference result updated in {ref}")
+            copy_to_reference(spec, scale, [*paths, out / "claims.json", out / "claims.md", *tables], log)
         return {"out": out, "claims": rows, "analysis": analysis, "runs": runs}
+
+
+def result_name(scale: str, requested: dict, full: bool, pilot: bool) -> str:
+    """The result's folder under results/<id>/: the scale for a full run, <scale>-pilot for a pilot of the spec's
+    steps, else <scale>-<what was asked>-<digest> (a smoke run: never confused with a full result)."""
+    if full:
+        return scale
+    if pilot and not (requested["steps"] or requested["overrides"]):
+        return f"{scale}-pilot"
+    return smoke_name(scale, requested, digest(requested, n=8))
+
+
+def runs_planned(spec: Spec, runner, scale: str, seeds, steps, overrides) -> tuple[dict, list[int]]:
+    """The training configs and the seeds to run: plan() for a runner that trains; none for one that does not (its
+    seeds from runner_params), where --set is refused."""
+    if runner.trains:
+        return plan(spec, scale, seeds, steps, overrides)
+    if overrides:
+        raise UserError(f"{spec.id} trains nothing (runner {spec.runner}); --set applies to training configs only")
+    return {}, choose_seeds(spec.runner_params.get("seeds", [0, 1, 2]), seeds)
+
+
+def copy_to_reference(spec: Spec, scale: str, files: list[Path], log=print) -> None:
+    """--update-reference: the result's figures, claims and table into figures/<id>/ (figures/<id>/<scale>/ for a
+    scale other than the spec's default)."""
+    ref = reference_dir() / spec.id / ("" if scale == spec.default_scale else scale)
+    ref.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        shutil.copy2(f, ref / f.name)
+    log(f"reference result updated in {ref}")
 
 
 def check_pilot(spec: Spec, seeds: int | None) -> None:

@@ -6,9 +6,14 @@
 #   bash scripts/regenerate.sh [SPEC ...]              (default: every tiny reference)
 #   SCALE=small bash scripts/regenerate.sh [SPEC ...]  (default: every small reference, ~2.5 h of 2 cores: fig1 ~30 min,
 #                                                    fig3's Gemma ~55, lemma-lm ~15, fig11 ~55)
+#   SCALE=all bash scripts/regenerate.sh               (tiny, then small: what a change of the code fingerprint needs)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scale=${SCALE:-tiny}
+if [ "$scale" = all ]; then
+  SCALE=tiny bash "$0" "$@" && SCALE=small exec bash "$0" "$@"
+  exit $?
+fi
 specs=("$@")
 if [ ${#specs[@]} -eq 0 ] && [ "$scale" = small ]; then
   specs=(fig1 fig8 fig3 lemma-lm fig11 table2)  # fig8 and fig3's SmolLM2 arm read fig1's runs; table2 fig11's

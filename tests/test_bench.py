@@ -197,3 +197,105 @@ def test_the_memory_profile_hides_kinetos_lines_but_not_what_fn_writes(capfd):
     assert peak_extra_bytes(fn, "cpu") >= 4000  # the 1000-float result, at least
     err = capfd.readouterr().err
     assert "from fn" in err and "USDT" not in err and "profiler_start" not in err
+
+
+def test_rollout_static_cache_arms_sample_every_token_and_table_them():
+    """The GPU rollout's static-cache arms (transformers compiles its decode on CUDA only, so hf_static runs eager
+    here; ours_static_compiled is left to the GPU run: inductor on a CPU takes minutes): every arm samples T tokens
+    for each row, and the table shows each static arm's rate and first call."""
+    import torch
+
+    from replicate.bench.core import build_model, first_call_seconds, interleave, rollout_arms, rollout_table
+    model, vocab = build_model("tiny", "cpu")
+    ids = torch.randint(10, vocab, (3, 5), generator=torch.Generator().manual_seed(1))
+    seen = {}
+    arms = rollout_arms(model, ids, torch.ones_like(ids), 4, torch.Generator().manual_seed(0), seen, static=True)
+    assert list(arms) == ["ours", "hf_generate", "hf_static", "ours_static", "ours_static_compiled"]
+    arms.pop("ours_static_compiled")
+    first = first_call_seconds(arms, "cpu")
+    times = interleave(arms, 2, warm=False)
+    assert seen == {name: (3, 4) for name in arms} and min(first.values()) > 0
+    assert all(len(ts) == 2 and min(ts) > 0 for ts in times.values())
+    row = {"shape": "tiny", "B": 3, "P": 5, "T": 4, "ours_tok_s": 10.0, "hf_generate_tok_s": 5.0, "ours_over_hf": 2.0,
+           "hf_static_tok_s": 40.0, "ours_static_tok_s": 12.0, "ours_static_compiled_tok_s": 50.0,
+           "first_call_s": {"hf_static": 31.0, "ours_static": 0.2, "ours_static_compiled": 20.0}}
+    header, line = rollout_table([row], "cpu").splitlines()[1:]
+    assert [c for c in header.split("  ") if c.strip()] == [
+        "shape", "B", "P", "T", "ours", "HF generate", "ours/HF", "HF static+compiled", "1st call s", "ours static",
+        "1st call s", "ours static+compiled", "1st call s"]
+    assert line.split() == ["tiny", "3", "5", "4", "10", "5", "2", "40", "31", "12", "0.2", "50", "20"]
+
+
+def test_static_decode_draws_the_same_tokens_as_our_sampler():
+    """bench/static_decode.py's loop over a static cache (left padding included) samples the very tokens our
+    KV-cached sampler does from the same generator state, at temperatures 1 and 0.7, and each decode step's logits
+    are one forward's over the whole sequence (positions counted past the padding): the prototype the GPU bench
+    times computes the same rollout. (A random tiny model's flat softmax alone would hide wrong positions.)"""
+    import torch
+
+    from replicate.bench.core import build_model
+    from replicate.bench.static_decode import decode_step, static_cache, static_generate
+    from replicate.runners.rl.rollout import generate
+    model, vocab = build_model("tiny", "cpu")
+    ids = torch.randint(10, vocab, (4, 6), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(ids)
+    mask[0, :3] = mask[2, :1] = 0
+    cache = static_cache(model, 6 + 7)  # one cache for every call: reset between them
+    for temperature in (1.0, 0.7):
+        ours = generate(model, ids, mask, 7, temperature, [-1], 0, torch.Generator().manual_seed(5))[0]
+        static = static_generate(model, ids, mask, 7, temperature, torch.Generator().manual_seed(5),
+                                 decode_step(model, False), cache)
+        assert torch.equal(ours, static), temperature
+    step_logits = []
+
+    def recorded(**kw):
+        out = model(**kw)
+        step_logits.append(out.logits[:, -1].clone())
+        return out
+    tokens = static_generate(model, ids, mask, 7, 1.0, torch.Generator().manual_seed(6), recorded, cache)
+    seq, full_mask = torch.cat([ids, tokens], 1), torch.cat([mask, torch.ones_like(tokens)], 1)
+    with torch.no_grad():
+        whole = model(input_ids=seq, attention_mask=full_mask, position_ids=(full_mask.cumsum(-1) - 1).clamp(min=0)).logits
+    assert len(step_logits) == 6
+    for t, logits in enumerate(step_logits):  # step t has read token t; it predicts token t + 1
+        torch.testing.assert_close(logits, whole[:, 6 + t], atol=1e-5, rtol=1e-5)
+
+
+def test_static_arms_compile_only_the_compiled_one(monkeypatch):
+    """ours_static runs its decode step eager and ours_static_compiled compiled (the flags are not swapped)."""
+    import torch
+
+    from replicate.bench import static_decode
+    from replicate.bench.core import build_model, rollout_arms
+    asked = []
+    monkeypatch.setattr(static_decode, "decode_step", lambda model, compiled: asked.append(compiled) or model.forward)
+    model, vocab = build_model("tiny", "cpu")
+    ids = torch.randint(10, vocab, (2, 3), generator=torch.Generator().manual_seed(1))
+    arms = rollout_arms(model, ids, torch.ones_like(ids), 2, torch.Generator().manual_seed(0), {}, static=True)
+    assert asked == [False, True] and list(arms)[-2:] == ["ours_static", "ours_static_compiled"]
+
+
+def test_device_check_script_flow_on_a_cpu(tmp_path):
+    """scripts/device_check.sh (issue 25's GPU checks in one device call): without a GPU it says why and exits 2;
+    DEVICE=cpu runs its flow here (preflight import, a phase under its limit, the log under $OUT, exit 0); an unknown
+    phase exits 2. A broken script would waste a GPU lease, so its flow is tried where no GPU is needed."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+    script = REPO / "scripts" / "device_check.sh"
+
+    def run(*phases, **env):
+        out = tmp_path / "-".join(phases or ("all",)) / env.get("DEVICE", "cuda")
+        return out, subprocess.run(["bash", str(script), *phases], capture_output=True, text=True, timeout=300,
+                                   env={**os.environ, "OUT": str(out), "PYTHON": sys.executable, **env})
+    if not torch.cuda.is_available():
+        out, done = run()
+        assert done.returncode == 2 and "no CUDA GPU here" in done.stdout
+        assert "no CUDA GPU here" in (out / "log.txt").read_text()
+    out, done = run("tests", DEVICE="cpu")
+    assert done.returncode == 0, done.stdout[-2000:]
+    log = (out / "log.txt").read_text()
+    assert "== tests: exit 0" in log and "every phase passed" in log and "| transformers" in log
+    assert run("nosuch", DEVICE="cpu")[1].returncode == 2

@@ -40,7 +40,7 @@ SHAPES = {
 # (shape, batch B, prompt length P, new tokens T); quick: the test's budget
 CASES = {
     ("rollout", "cpu"): [("tiny", 16, 16, 32), ("smollm2-135m-4L", 8, 32, 32)],
-    ("rollout", "cuda"): [("smollm2-135m", 64, 128, 256), ("qwen2.5-0.5b", 64, 128, 256)],
+    ("rollout", "cuda"): [("qwen2.5-0.5b", 64, 128, 256), ("smollm2-135m", 64, 128, 256)],  # the paper's first
     ("update", "cpu"): [("tiny", 16, 16, 32), ("smollm2-135m-4L", 8, 32, 32)],
     ("update", "cuda"): [("smollm2-135m", 64, 128, 256), ("qwen2.5-0.5b", 64, 128, 256)],
     ("entropy", "cpu"): [("smollm2-135m", 4, 0, 256)],     # logits [4, 256, 49152] float32: 201 MB
@@ -56,9 +56,10 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def interleave(arms: dict, reps: int, device: str = "cpu") -> dict[str, list[float]]:
-    """Seconds of each arm per repetition, after one untimed call of each; the order alternates every repetition."""
-    for fn in arms.values():
+def interleave(arms: dict, reps: int, device: str = "cpu", warm: bool = True) -> dict[str, list[float]]:
+    """Seconds of each arm per repetition, after one untimed call of each (unless the caller `warm`ed them already);
+    the order alternates every repetition."""
+    for fn in arms.values() if warm else ():
         fn()
     times = {name: [] for name in arms}
     order = list(arms)
@@ -188,45 +189,113 @@ def _reps(args, default=5):
 
 # -- rollout: our KV-cached sampler vs transformers' generate() ---------------------------------------------------
 
-def bench_rollout(args) -> list[dict]:
+def rollout_arms(model, ids, mask, T: int, gen, seen: dict, static: bool) -> dict:
+    """The rollout arms on one batch, each sampling T new tokens per row at temperature 1 (stop id -1 never fires).
+    With `static`, issue 25's GPU levers too, measured apart: transformers' generate() with a static KV cache (it
+    compiles the decode step itself on CUDA: `hf_static`), and our loop over a static cache (bench/static_decode.py)
+    eager (`ours_static`) and with its decode step compiled to CUDA graphs (`ours_static_compiled`)."""
+    from replicate.bench.static_decode import decode_step, static_cache, static_generate
     from replicate.runners.rl.rollout import generate
+
+    def ours():
+        seen["ours"] = generate(model, ids, mask, T, 1.0, [-1], 0, gen)[0].shape
+
+    def hf(name, **extra):
+        def arm():
+            with torch.no_grad():
+                out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, top_k=0,
+                                     top_p=1.0, max_new_tokens=T, min_new_tokens=T, pad_token_id=0, **extra)
+            seen[name] = out[:, ids.shape[1]:].shape
+        return arm
+
+    def ours_static(name, compiled):
+        step, cache = decode_step(model, compiled), static_cache(model, ids.shape[1] + T)
+
+        def arm():
+            seen[name] = static_generate(model, ids, mask, T, 1.0, gen, step, cache).shape
+        return arm
+    arms = {"ours": ours, "hf_generate": hf("hf_generate")}
+    if static:
+        arms.update(hf_static=hf("hf_static", cache_implementation="static"),
+                    ours_static=ours_static("ours_static", False),
+                    ours_static_compiled=ours_static("ours_static_compiled", True))
+    return arms
+
+
+def first_call_seconds(arms: dict, device: str) -> dict[str, float]:
+    """Each arm's first call, timed: a compiled arm pays its compilation here (interleave() then times it warm)."""
+    out = {}
+    for name, fn in arms.items():
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        out[name] = time.perf_counter() - t0
+    return out
+
+
+ROLLOUT_NOTE = ("sampling at temperature 1, no top-k/top-p, no EOS: every row generates T new tokens; tokens/s = "
+                "B*T / median s; first_call_s: each arm's untimed first call (a compile lands there); the JSON is "
+                "rewritten after each shape, so a run stopped at a time limit keeps the shapes it finished")
+
+
+def bench_rollout(args) -> list[dict]:
     results = []
     for device in devices(args):
         rows = []
         for shape, B, P, T in _cases("rollout", device, args):
             model, vocab = build_model(shape, device)
             ids = torch.randint(10, vocab, (B, P), device=device, generator=torch.Generator(device).manual_seed(1))
-            mask = torch.ones_like(ids)
-            gen = torch.Generator(device=device).manual_seed(0)
-            shapes_seen = {}
-
-            def ours():  # stop id -1 never fires: every row generates T tokens
-                shapes_seen["ours"] = generate(model, ids, mask, T, 1.0, [-1], 0, gen)[0].shape
-
-            def hf():
-                with torch.no_grad():
-                    out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, top_k=0,
-                                         top_p=1.0, max_new_tokens=T, min_new_tokens=T, pad_token_id=0)
-                shapes_seen["hf"] = out[:, P:].shape
-            times = interleave({"ours": ours, "hf_generate": hf}, _reps(args), device)
-            assert shapes_seen["ours"] == shapes_seen["hf"] == (B, T), shapes_seen
-            o, h = B * T / med(times["ours"]), B * T / med(times["hf_generate"])
+            seen = {}
+            arms = rollout_arms(model, ids, torch.ones_like(ids), T, torch.Generator(device=device).manual_seed(0),
+                                seen, static=device == "cuda")
+            first = first_call_seconds(arms, device)
+            print(f"  rollout {shape} on {device}, first calls: " + ", ".join(f"{k} {v:.1f} s" for k, v in first.items()),
+                  file=sys.stderr, flush=True)
+            write_json("rollout", device, {"rows": rows + [{"shape": shape, "B": B, "P": P, "T": T,
+                                                            "first_call_s": first}], "note": ROLLOUT_NOTE},
+                       getattr(args, "out", None))  # a run cut off in the timed calls keeps the compiles' seconds
+            times = interleave(arms, _reps(args), device, warm=False)
+            assert set(seen.values()) == {(B, T)}, seen
+            tok_s = {name: B * T / med(ts) for name, ts in times.items()}
             rows.append({"shape": shape, "B": B, "P": P, "T": T, "reps": len(times["ours"]),
-                         "ours_tok_s": o, "hf_generate_tok_s": h, "ours_over_hf": o / h,
-                         "seconds": {k: v for k, v in times.items()}})
+                         "ours_tok_s": tok_s["ours"], "hf_generate_tok_s": tok_s["hf_generate"],
+                         "ours_over_hf": tok_s["ours"] / tok_s["hf_generate"],
+                         **{f"{name}_tok_s": v for name, v in tok_s.items() if "static" in name},
+                         "first_call_s": first, "seconds": times})
             del model
-        path = write_json("rollout", device, {"rows": rows, "note": "sampling at temperature 1, no top-k/top-p, "
-                                              "no EOS: every row generates T new tokens; tokens/s = B*T / median s"},
-                          getattr(args, "out", None))
-        print(table(f"rollout on {device} ({machine(device)['torch_threads']} threads): new tokens/s, medians",
-                    ["shape", "B", "P", "T", "ours", "HF generate", "ours/HF"],
-                    [[r["shape"], r["B"], r["P"], r["T"], round(r["ours_tok_s"]), round(r["hf_generate_tok_s"]),
-                      round(r["ours_over_hf"], 2)] for r in rows]) + f"\n  -> {path}")
+            path = write_json("rollout", device, {"rows": rows, "note": ROLLOUT_NOTE}, getattr(args, "out", None))
+            print(f"  rollout {shape} on {device}: " + ", ".join(f"{k} {v:.0f} tok/s" for k, v in tok_s.items()),
+                  file=sys.stderr, flush=True)
+        print(rollout_table(rows, device) + f"\n  -> {path}")
         results += rows
     return results
 
 
+STATIC_ARMS = {"hf_static": "HF static+compiled", "ours_static": "ours static", "ours_static_compiled":
+               "ours static+compiled"}
+
+
+def rollout_table(rows: list[dict], device: str) -> str:
+    """New tokens/s of each arm; the static-cache arms (CUDA) with their first call's seconds (the compile)."""
+    static = [name for name in STATIC_ARMS if rows and f"{name}_tok_s" in rows[0]]
+    header = ["shape", "B", "P", "T", "ours", "HF generate", "ours/HF"]
+    header += [h for name in static for h in (STATIC_ARMS[name], "1st call s")]
+    body = [[r["shape"], r["B"], r["P"], r["T"], round(r["ours_tok_s"]), round(r["hf_generate_tok_s"]),
+             round(r["ours_over_hf"], 2)] + [c for name in static for c in
+                                             (round(r[f"{name}_tok_s"]), round(r["first_call_s"][name], 1))]
+            for r in rows]
+    return table(f"rollout on {device} ({machine(device)['torch_threads']} threads): new tokens/s, medians", header,
+                 body)
+
+
 # -- update: one PPO update (forward + backward + AdamW) through the trainer's functions, and its MFU ------------
+
+UPDATE_NOTE = ("one PPO update = response_logprobs + vanilla PPO loss (token-mean) + backward per micro-batch, one "
+               "AdamW step; FLOPs = 6 * B * (body params * (P+T) + head params * T), the LM head scoring only the "
+               "response (attention not counted); peak = a {} matmul timed interleaved with the update; the JSON is "
+               "rewritten after each shape")
+
 
 def bench_update(args) -> list[dict]:
     from replicate.algorithms import POLICY_LOSSES
@@ -277,11 +346,8 @@ def bench_update(args) -> list[dict]:
                          "reps": len(times["update"]), "update_s": dt, "tok_s": toks / dt, "flop_s": flops,
                          "peak_matmul_flop_s": peak, "mfu": flops / peak, "seconds": times})
             del model, opt
-        path = write_json("update", device, {"rows": rows, "note": "one PPO update = response_logprobs + vanilla "
-                                             "PPO loss (token-mean) + backward per micro-batch, one AdamW step; "
-                                             "FLOPs = 6 * B * (body params * (P+T) + head params * T), the LM head scoring only the response (attention not counted); peak = a "
-                                             f"{'1024^3 float32' if device == 'cpu' else '8192^3 bf16'} matmul "
-                                             "timed interleaved with the update"}, getattr(args, "out", None))
+            path = write_json("update", device, {"rows": rows, "note": UPDATE_NOTE.format(
+                "1024^3 float32" if device == "cpu" else "8192^3 bf16")}, getattr(args, "out", None))
         print(table(f"update on {device}: tokens/s of fwd+bwd+AdamW and MFU against the measured matmul peak",
                     ["shape", "params", "B", "P+T", "s/update", "tokens/s", "GFLOP/s", "peak GFLOP/s", "MFU"],
                     [[r["shape"], f"{r['params'] / 1e6:.1f}M", r["B"], r["P"] + r["T"], round(r["update_s"], 3),
