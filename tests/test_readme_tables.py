@@ -71,3 +71,23 @@ def test_parse_cell_reads_both_forms_and_refuses_others():
         "verdict": "inconclusive", "mean": -0.00931, "lo": -0.0941, "hi": 0.0755}
     with pytest.raises(AssertionError):
         parse_cell("replicated (0.999)")
+
+
+def test_cross_cpu_counts_in_the_docs_are_the_committed_comparisons():
+    """docs/cross-cpu.md and the README quote the verdicts and per-seed values that the committed cross-CPU record
+    (figures/cross-cpu/) holds: counted here from its per-claim rows, not copied."""
+    import json
+    record = json.loads((ROOT / "figures" / "cross-cpu" / "tiny-amd-epyc-vs-intel-xeon.json").read_text())
+    claims = [c for rows in record["specs"].values() for c in rows]
+    same = sum(c["a"]["verdict"] == c["b"]["verdict"] for c in claims)
+    values = sum(len(c["a"]["values"]) for c in claims)
+    equal = sum(sum(x == y for x, y in zip(c["a"]["values"], c["b"]["values"])) for c in claims)
+    assert all(c["values_equal"] == sum(x == y for x, y in zip(c["a"]["values"], c["b"]["values"])) for c in claims)
+    doc = (ROOT / "docs" / "cross-cpu.md").read_text()
+    assert f"**{same} of {len(claims)} verdicts are the same; {equal} of {values} per-seed values" in doc
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"{same} of {len(claims)} verdicts the same, {equal} of {values:,} per-seed values" in readme
+    for spec, rows in record["specs"].items():
+        for c in rows:
+            if c["a"]["verdict"] != c["b"]["verdict"]:
+                assert f"| {spec} `{c['id']}` |" in doc
