@@ -73,6 +73,25 @@ def test_parse_cell_reads_both_forms_and_refuses_others():
         parse_cell("replicated (0.999)")
 
 
+def _cross_cpu(tier: str):
+    import json
+    record = json.loads((ROOT / "figures" / "cross-cpu" / f"{tier}-amd-epyc-vs-intel-xeon.json").read_text())
+    claims = [c for rows in record["specs"].values() for c in rows]
+    return record, claims, sum(c["a"]["verdict"] == c["b"]["verdict"] for c in claims)
+
+
+def test_cross_cpu_small_counts_in_the_docs_are_the_committed_comparisons():
+    record, claims, same = _cross_cpu("small")
+    values = sum(len(c["a"]["values"]) for c in claims)
+    equal = sum(c["values_equal"] for c in claims)
+    doc = (ROOT / "docs" / "cross-cpu.md").read_text()
+    assert f"**{same} of {len(claims)} verdicts are the same; {equal} of {values} per-seed values" in doc
+    assert f"{same} of {len(claims)} the same" in " ".join((ROOT / "README.md").read_text().split())
+    moved = [(spec, c["id"]) for spec, rows in record["specs"].items() for c in rows
+             if c["a"]["verdict"] != c["b"]["verdict"]]
+    assert moved and all(f"| {spec} small `{cid}` |" in doc for spec, cid in moved)
+
+
 def test_cross_cpu_counts_in_the_docs_are_the_committed_comparisons():
     """docs/cross-cpu.md and the README quote the verdicts and per-seed values that the committed cross-CPU record
     (figures/cross-cpu/) holds: counted here from its per-claim rows, not copied."""
