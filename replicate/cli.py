@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The commands' parser (a figure id such as `fig1` gets its own, in main)."""
     parser = argparse.ArgumentParser(prog="python -m replicate",
                                      description="Reproduce figures and claims of RL-for-reasoning papers.")
-    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,eval,bench,check,compare,data,power,<figure id>}")
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + ",<figure id>}")
     sub.add_parser("list", help="every spec, its figure, scales and last result")
     p_run = sub.add_parser("run", help="reproduce a spec file anywhere")
     p_run.add_argument("spec", type=Path)

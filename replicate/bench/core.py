@@ -65,12 +65,17 @@ def interleave(arms: dict, reps: int, device: str = "cpu", warm: bool = True) ->
     order = list(arms)
     for r in range(reps):
         for name in (order if r % 2 == 0 else order[::-1]):
-            _sync(device)
-            t0 = time.perf_counter()
-            arms[name]()
-            _sync(device)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(timed_call(arms[name], device))
     return times
+
+
+def timed_call(fn, device: str) -> float:
+    """Seconds of one call of fn, the device synchronised before and after."""
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t0
 
 
 def med(xs):
@@ -224,14 +229,7 @@ def rollout_arms(model, ids, mask, T: int, gen, seen: dict, static: bool) -> dic
 
 def first_call_seconds(arms: dict, device: str) -> dict[str, float]:
     """Each arm's first call, timed: a compiled arm pays its compilation here (interleave() then times it warm)."""
-    out = {}
-    for name, fn in arms.items():
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        out[name] = time.perf_counter() - t0
-    return out
+    return {name: timed_call(fn, device) for name, fn in arms.items()}
 
 
 ROLLOUT_NOTE = ("sampling at temperature 1, no top-k/top-p, no EOS: every row generates T new tokens; tokens/s = "
@@ -261,7 +259,7 @@ def bench_rollout(args) -> list[dict]:
             rows.append({"shape": shape, "B": B, "P": P, "T": T, "reps": len(times["ours"]),
                          "ours_tok_s": tok_s["ours"], "hf_generate_tok_s": tok_s["hf_generate"],
                          "ours_over_hf": tok_s["ours"] / tok_s["hf_generate"],
-                         **{f"{name}_tok_s": v for name, v in tok_s.items() if "static" in name},
+                         **{f"{name}_tok_s": v for name, v in tok_s.items() if name in STATIC_ARMS},
                          "first_call_s": first, "seconds": times})
             del model
             path = write_json("rollout", device, {"rows": rows, "note": ROLLOUT_NOTE}, getattr(args, "out", None))
