@@ -1,4 +1,5 @@
 """The small tier's task (plain-language sums and differences) and the chat-template view of a task."""
+import dataclasses
 import random
 import re
 
@@ -33,6 +34,22 @@ def test_rewards_through_math_verify():
     wrong = str(int(p.answer) + 1)
     assert task.reward_batch([p.answer, f"The answer is {p.answer}.", wrong, "no idea"], [p] * 4, [True] * 4) == \
         [1.0, 1.0, 0.0, 0.0]
+
+
+def test_the_answer_must_be_worked_out():
+    """Math-Verify evaluates what it extracts, so the question's operands copied ("The answer is 4 + 5.") earned
+    the reward on every held-out problem before this rule; an equation ending in the number still counts."""
+    task = make_task("word_arithmetic", holdout=64)
+    honest, copied = [], []
+    for p in task.validation:
+        a, op, b = _operands(p.prompt)
+        honest += [f"{a} {op} {b} = {p.answer}", f"\\boxed{{{p.answer}}}", f"The answer is {p.answer}."]
+        copied += [f"The answer is {a} {op} {b}.", f"\\boxed{{{a} {op} {b}}}"]
+    n = len(task.validation)
+    assert task.reward_batch(honest, [p for p in task.validation for _ in range(3)], [True] * 3 * n) == [1.0] * 3 * n
+    assert task.reward_batch(copied, [p for p in task.validation for _ in range(2)], [True] * 2 * n) == [0.0] * 2 * n
+    seventeen = dataclasses.replace(task.validation[0], prompt="What is 8 + 9? Answer with only the number.", answer="17")
+    assert task.reward_batch(["The answer is 8 9", "17"], [seventeen] * 2, [True] * 2) == [0.0, 1.0]
 
 
 @pytest.mark.parametrize("params", [{"ops": "*"}, {"digits": 0}, {"digits": [4]}, {"holdout": 80},

@@ -3,16 +3,31 @@
 The small tier's task. SmolLM2-135M-Instruct, prompted through its chat template, answers one-digit sums and
 differences correctly about a fifth of the time at temperature 0.6-1.0 (measured: docs/testbed/small.md): a base
 accuracy inside the range where RL has something to sharpen and something to gain. Rewarded by evaluators.math
-(Math-Verify, with the last number of the response as the fallback answer). The level is the number of digits of
-the first operand; the second operand has one digit, and a difference is never negative.
+(Math-Verify, with the last number of the response as the fallback answer) when the final answer is written as a
+number: Math-Verify evaluates what it extracts, so "The answer is 4 + 5." would otherwise earn the reward without
+the sum (a reward-hacking audit found it). The level is the number of digits of the first operand; the second
+operand has one digit, and a difference is never negative.
 """
 from __future__ import annotations
 
 import random
+import re
 
 from .base import GeneratedTask, Problem
 
 QUESTION = "What is {a} {op} {b}? Answer with only the number."
+_LITERAL = re.compile(r"[-+]?\d+(?:\.\d+)?")
+
+
+def worked_out(response: str) -> bool:
+    """Whether the response's final answer (evaluators.math.extract_answer) is a number as written, or an equation
+    whose last side is one ("4 + 5 = 9"): not an expression left for the grader to evaluate ("4 + 5", "8 9")."""
+    from evaluators.math import extract_answer
+    answer = extract_answer(response)
+    if answer is None:
+        return False
+    last = answer.rsplit("=", 1)[-1].replace("*", "").strip().strip("$").strip()
+    return _LITERAL.fullmatch(re.sub(r"\.$", "", last)) is not None
 
 
 class WordArithmeticTask(GeneratedTask):
@@ -50,4 +65,5 @@ class WordArithmeticTask(GeneratedTask):
     @staticmethod
     def reward_batch(responses: list[str], problems: list[Problem], finished: list[bool]) -> list[float]:
         from evaluators.math import score_batch
-        return score_batch(responses, [p.answer for p in problems])
+        scores = score_batch(responses, [p.answer for p in problems])
+        return [s if s and worked_out(r) else 0.0 for s, r in zip(scores, responses)]
