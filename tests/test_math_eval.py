@@ -52,7 +52,8 @@ EQUIVALENT = [  # (response, gold)
     ("\\boxed{3.14}", "3.14"),
     # surface forms Math-Verify misses on its own (issue 26, class 10), normalised before it parses
     ("\\boxed{１２}", "12"), ("\\boxed{45°}", "45"), ("\\boxed{1\\,000\\,000}", "1000000"), ("\\boxed{1.5e3}", "1500"),
-    ("\\boxed{x>2}", "(2,\\infty)"), ("\\boxed{2 < x}", "(2, \\infty)"), ("\\boxed{x=2 \\text{ or } x=3}", "2, 3"), ("\\boxed{-1}", "e^{i\\pi}"), ("\\boxed{e^{\\pi i}}", "-1"), ("\\boxed{２x+１}", "2x+1"),
+    ("\\boxed{x>2}", "(2,\\infty)"), ("\\boxed{2 < x}", "(2, \\infty)"), ("\\boxed{x=2 \\text{ or } x=3}", "2, 3"),
+    ("\\boxed{-1}", "e^{i\\pi}"), ("\\boxed{e^{\\pi i}}", "-1"), ("\\boxed{２x+１}", "2x+1"),
     ("\\boxed{x\\geq 2}", "[2,\\infty)"), ("\\boxed{1 < x < 3}", "(1,3)"), ("\\boxed{3+4i}", "4i+3"),
 ]
 NEAR_MISSES = [

@@ -48,7 +48,8 @@ def test_the_answer_must_be_worked_out():
     n = len(task.validation)
     assert task.reward_batch(honest, [p for p in task.validation for _ in range(3)], [True] * 3 * n) == [1.0] * 3 * n
     assert task.reward_batch(copied, [p for p in task.validation for _ in range(2)], [True] * 2 * n) == [0.0] * 2 * n
-    seventeen = dataclasses.replace(task.validation[0], prompt="What is 8 + 9? Answer with only the number.", answer="17")
+    seventeen = dataclasses.replace(task.validation[0], prompt="What is 8 + 9? Answer with only the number.",
+                                    answer="17")
     assert task.reward_batch(["The answer is 8 9", "17"], [seventeen] * 2, [True] * 2) == [0.0, 1.0]
 
 
