@@ -91,6 +91,9 @@ def choose_tracker(track: str | None) -> None:
 def cmd_reproduce(spec, args):
     from replicate.specs import parse_overrides
     _check_positive(steps=args.steps, seeds=args.seeds)
+    if args.resume and args.force:
+        raise UserError("--resume and --force contradict each other: --resume continues the stored runs, --force "
+                        "retrains them from scratch; pick one")
     choose_tracker(args.track)
     overrides = parse_overrides(args.overrides)
     if args.backend == "verl":

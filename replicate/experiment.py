@@ -61,6 +61,7 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
     of its judged seeds (for `power` and for tuning choices), into results/<id>/<scale>-pilot/: never a reference.
     """
     scale = scale or spec.default_scale
+    spec.check_scale(scale)  # before --out is made: `lemma --scale huge` wrote a result under a scale it lacks
     if not spec.panels:  # the figure needs one; known before anything trains
         raise UserError(f"{spec.path}: panels: none given; add at least one, e.g. `panels: [{{kind: curves}}]`")
     requested = {"seeds": seeds, "steps": steps, "overrides": overrides or {}}

@@ -133,6 +133,7 @@ def test_claims_md_counts_controls_apart():
             {"verdict": "not replicated", "verdict_holm": "inconclusive", "control_of": "a"}]
     line = count_line(rows)
     assert line.startswith("1 of 2 claims replicated (1 after a Holm correction")
+    assert "0 not replicated (0 after Holm); 1 inconclusive (1 after Holm)." in line  # all three counted
     assert "Controls (a null judged by a claim's own rule; each must come out not replicated): 1 of 1 not " \
            "replicated (0 after Holm)" in line
 

@@ -56,6 +56,17 @@ def test_custom_reward_agrees_with_evaluators_math_on_tricky_answers():
     assert sum(theirs[len(EQUIVALENT):]) == 0 and sum(theirs) >= len(EQUIVALENT) - 1
 
 
+def test_threads_calling_the_reward_get_their_own_verdicts():
+    """verl's reward loop calls the function from a thread pool: each thread's verdicts must be its own (sharing
+    evaluators.math's pool unguarded, wrong answers read right answers' 1.0s, or a connection was reset)."""
+    from concurrent.futures import ThreadPoolExecutor
+    fn = load_as_verl(reward_overrides("ours"))
+    cases = [("\\boxed{4}", "5"), ("\\boxed{5}", "5")] * 60
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda c: call_as_manager(fn, *c), cases))
+    assert got == [0.0, 1.0] * 60
+
+
 @pytest.mark.skipif(not SHARED.exists(), reason="needs ../shared/data/math")
 @pytest.mark.parametrize("name", ["aime24", "aime25", "amc23", "math500", "minerva_math", "olympiadbench"])
 def test_custom_reward_agrees_on_each_shared_set(name):

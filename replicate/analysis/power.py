@@ -66,8 +66,9 @@ def power_text(spec_id: str, source: str, table: list[dict]) -> str:
     """The table `python -m replicate power` prints."""
     fmt = lambda x: "n/a" if x is None or not math.isfinite(x) else f"{x:.3g}"
     lines = [f"Seeds for a decisive verdict, {spec_id} (from {source}): smallest n with "
-             "t_{0.975,n-1}·sd/√n < |mean - threshold|, if mean and sd stayed as measured", "",
-             f"{'claim':38} {'seeds':>5} {'sd':>9} {'effect':>9} {'needed':>8}"]
+             "t_{0.975,n-1}·sd/√n < |mean - threshold|, if mean and sd stayed as measured. n counts the claim's "
+             "values: one per seed, or one per run where the claim pools arms or runs (then `needed` is runs).", "",
+             f"{'claim':38} {'n':>5} {'sd':>9} {'effect':>9} {'needed':>8}"]
     for r in table:
         needed = ("-" if r["over"] == "every" else str(r["needed"]) if r["needed"] is not None else
                   "?" if r["n"] < 2 else "never" if r["effect"] == 0 else f">{MAX_SEEDS}")

@@ -113,6 +113,18 @@ def _fmt(x) -> str:
     return str(x)
 
 
+def measured_cell(r: dict) -> str:
+    """What a claim's verdict reads: the worst run for a claim over every run, else the mean and its 95% interval."""
+    if r.get("over") == "every":
+        return f"worst {_fmt(r.get('worst', r.get('min')))}"
+    lo, hi = r.get("ci95") or [None, None]
+    return f"{_fmt(r.get('mean'))} [{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def threshold_cell(r: dict) -> str:
+    return f"{r['metric']} {r['op']} {_fmt(r['threshold'])}{' in every run' if r.get('over') == 'every' else ''}"
+
+
 def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | None = None,
                     health: dict | None = None) -> str:
     lines = [f"# Claims of {spec_id} ({scale} scale)", "",
@@ -120,12 +132,10 @@ def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | No
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         per = ", ".join(_fmt(v) for v in r["values"])
-        measured = (f"worst {_fmt(r.get('worst', r['min']))}" if r["over"] == "every" else
-                    f"{_fmt(r['mean'])} [{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}]")
         name = f"**{r['id']}**" + (f" (control of {r['control_of']}: must not replicate)" if r.get("control_of") else "")
-        lines.append(f"| {name}: {r['statement']} | {_fmt(r['paper_value'])} | {measured} ({per}) | "
-                     f"{r['metric']} {r['op']} {_fmt(r['threshold'])}{' in every run' if r['over'] == 'every' else ''} | "
-                     f"{r['beats'] or '-'} | {r['verdict']} | {r.get('verdict_holm', r['verdict'])} |")
+        lines.append(f"| {name}: {r['statement']} | {_fmt(r['paper_value'])} | {measured_cell(r)} ({per}) | "
+                     f"{threshold_cell(r)} | {r['beats'] or '-'} | {r['verdict']} | "
+                     f"{r.get('verdict_holm', r['verdict'])} |")
     lines += ["", count_line(rows)]
     if health:
         lines += health_lines(health)
@@ -161,7 +171,8 @@ def smoke_name(scale: str, req: dict, key: str) -> str:
 
 
 def count_line(rows: list[dict]) -> str:
-    """'k of n replicated (k' after a Holm correction; j not replicated, j' after Holm)', claims and controls apart."""
+    """'k of n replicated (k' after a Holm correction); j not replicated (j' after Holm); i inconclusive (i' after
+    Holm)', claims and controls apart."""
     claims = [r for r in rows if not r.get("control_of")]
     controls = [r for r in rows if r.get("control_of")]
 
@@ -170,7 +181,8 @@ def count_line(rows: list[dict]) -> str:
     line = (f"{n(claims, 'verdict', 'replicated')} of {len(claims)} claims replicated "
             f"({n(claims, 'verdict_holm', 'replicated')} after a Holm correction over this spec's claims, alpha 0.05); "
             f"{n(claims, 'verdict', 'not replicated')} not replicated ({n(claims, 'verdict_holm', 'not replicated')} "
-            "after Holm).")
+            f"after Holm); {n(claims, 'verdict', 'inconclusive')} inconclusive "
+            f"({n(claims, 'verdict_holm', 'inconclusive')} after Holm).")
     if controls:
         line += (f" Controls (a null judged by a claim's own rule; each must come out not replicated): "
                  f"{n(controls, 'verdict', 'not replicated')} of {len(controls)} not replicated "

@@ -20,6 +20,17 @@ from replicate.report.claims import _fmt
 from replicate.errors import UserError
 
 
+def _did_you_mean(where: str) -> str:
+    """'did you mean fig1? ' for a near-miss of a committed reference's spec id, else ''."""
+    import difflib
+    from replicate.paths import reference_dir
+    if "/" in where:
+        return ""
+    ids = [p.name for p in reference_dir().iterdir() if (p / "claims.json").is_file()]
+    close = difflib.get_close_matches(where, ids, n=3)
+    return f"did you mean {' or '.join(close)}? " if close else ""
+
+
 def load_result(where: str | Path) -> tuple[Path, dict]:
     """(folder, claims.json payload) of a result folder or a spec id's committed reference."""
     path = Path(where)
@@ -27,8 +38,8 @@ def load_result(where: str | Path) -> tuple[Path, dict]:
         from replicate.paths import reference_dir
         path = reference_dir() / str(where)
     if not (path / "claims.json").is_file():
-        raise UserError(f"{where} has no claims.json; pass a result folder (results/<id>/<scale>/, figures/<id>/) "
-                        "or a spec id with a committed reference")
+        raise UserError(f"{where} has no claims.json; {_did_you_mean(str(where))}pass a result folder "
+                        "(results/<id>/<scale>/, figures/<id>/) or a spec id with a committed reference")
     try:
         return path, json.loads((path / "claims.json").read_text())
     except json.JSONDecodeError as exc:

@@ -8,6 +8,7 @@ import os
 import re
 from pathlib import Path
 
+from replicate.report.claims import _fmt as fmt, measured_cell, threshold_cell
 from replicate.report.results import best_result
 from replicate.paths import code_fingerprint, results_root
 
@@ -74,18 +75,22 @@ def scoreboard(entries: list[tuple], out: Path) -> list[str]:
     return rows + ["</table>"]
 
 
+def _verdict_cell(verdict: str) -> str:
+    cls = {"replicated": "replicated", "not replicated": "not"}.get(verdict, "inconclusive")
+    return f"<td class={cls}>{_e(verdict)}</td>"
+
+
 def claims_table(result: dict) -> list[str]:
-    rows = ["<table><tr><th>claim</th><th>paper</th><th>measured mean [95%]</th><th>per seed</th><th>threshold</th>"
-            "<th>null it beats</th><th>verdict</th></tr>"]
+    """The claims as claims.md has them: the same measured and threshold cells, the verdict and after Holm."""
+    rows = ["<table><tr><th>claim</th><th>paper</th><th>measured: mean [95%], or the worst run</th><th>per seed</th>"
+            "<th>threshold</th><th>null it beats</th><th>verdict</th><th>after Holm</th></tr>"]
     for c in result["claims"]:
-        fmt = lambda x: "n/a" if x is None else f"{x:.3g}"  # noqa: E731
-        lo, hi = c.get("ci95") or [None, None]
-        cls = {"replicated": "replicated", "not replicated": "not"}.get(c["verdict"], "inconclusive")
-        rows.append(f"<tr><td><b>{_e(c['id'])}</b>: {_e(c['statement'])}</td><td>{_e(c.get('paper_value'))}</td>"
-                    f"<td>{fmt(c.get('mean'))} [{fmt(lo)}, {fmt(hi)}]</td>"
-                    f"<td>{', '.join(fmt(v) for v in c['values'])}</td>"
-                    f"<td>{_e(c['metric'])} {_e(c['op'])} {_e(c['threshold'])}</td><td>{_e(c.get('beats') or '-')}</td>"
-                    f"<td class={cls}>{_e(c['verdict'])}</td></tr>")
+        control = f" (control of {_e(c['control_of'])}: must not replicate)" if c.get("control_of") else ""
+        rows.append(f"<tr><td><b>{_e(c['id'])}</b>{control}: {_e(c['statement'])}</td>"
+                    f"<td>{_e(fmt(c.get('paper_value')))}</td><td>{_e(measured_cell(c))}</td>"
+                    f"<td>{', '.join(fmt(v) for v in c['values'])}</td><td>{_e(threshold_cell(c))}</td>"
+                    f"<td>{_e(c.get('beats') or '-')}</td>{_verdict_cell(c['verdict'])}"
+                    f"{_verdict_cell(c.get('verdict_holm', c['verdict']))}</tr>")
     return rows + ["</table>"]
 
 
@@ -119,8 +124,10 @@ def write_index(specs: list, out: Path | None = None) -> Path:
             f"<style>{STYLE}</style></head><body><h1>replicate: results</h1>",
             f"<p>{len(entries)} spec x scale results: {total['replicated']} claims replicated, "
             f"{total['not replicated']} not replicated, {total['inconclusive']} inconclusive. A claim is replicated "
-            "when the 95% t-interval of its seeds' mean lies wholly on its side of the threshold (no multiple-"
-            "comparison correction is applied across claims).</p>", *scoreboard(entries, out),
+            "when the 95% t-interval of its seeds' mean lies wholly on its side of the threshold (a claim over "
+            "every run: when its worst run does); the counts are before a multiple-comparison correction, and "
+            "each claim's verdict after a Holm correction over its spec's claims is beside it.</p>",
+            *scoreboard(entries, out),
             f"<p id='other-code' class=prov>{OTHER_CODE.format(now=_e(code_fingerprint()))}</p>"]
     for i, (spec, scale, result) in enumerate(entries):
         page += section(spec, scale, result, out, first=i == 0 or entries[i - 1][0].id != spec.id)

@@ -168,10 +168,15 @@ class Spec(Strict):
             known(name, SCALES, "scale")
         return v
 
-    def resolve(self, scale: str | None = None) -> RunConfig:
-        scale = scale or self.default_scale
+    def check_scale(self, scale: str) -> None:
+        """A scale the spec has: its default, or one of its `scales` presets (a spec without presets, such as the
+        exact lemma, has its default only)."""
         if scale not in self.scales and scale != self.default_scale:
             raise UserError(f"{self.id} has no scale {scale!r}; it has {', '.join(self.scales) or self.default_scale}")
+
+    def resolve(self, scale: str | None = None) -> RunConfig:
+        scale = scale or self.default_scale
+        self.check_scale(scale)
         return RunConfig.model_validate(merge_scale(self.body, self.scales.get(scale, {})))
 
     def at_scale(self, scale: str | None = None) -> "Spec":

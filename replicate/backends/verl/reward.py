@@ -7,15 +7,24 @@ other key is logged per data source, so `acc` becomes verl's `val-core/<data_sou
 logs.py reads back as validation accuracy.
 
 Only absolute imports here: loaded by path, this file is a module without a package.
+
+verl's reward loop calls a plain function from a thread pool, and evaluators.math's worker pool answers by item
+index, so two threads sharing it read each other's verdicts (a reward-hacking audit: 83 of 200 wrong answers
+paid). One call verifies at a time here.
 """
 from __future__ import annotations
+
+import threading
+
+_ONE_AT_A_TIME = threading.Lock()
 
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, **_) -> dict:
     """evaluators.math's verdict (the last \\boxed{} answer, Math-Verify equivalence, in a killable worker):
     score 1.0 / 0.0, the same number our own trainer's math task rewards; `acc` the same."""
     from evaluators.math import score
-    verdict = float(score(solution_str, str(ground_truth)))
+    with _ONE_AT_A_TIME:
+        verdict = float(score(solution_str, str(ground_truth)))
     return {"score": verdict, "acc": verdict}
 
 
