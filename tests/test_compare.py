@@ -71,3 +71,11 @@ def test_fresh_fig1_smoke_gated_against_itself(tmp_path, fig_store):
     assert f"{c['id']}: mean" in bad.stdout and "outside the reference's 95% interval" in bad.stdout
     assert f"{other['id']}: verdict {other['verdict']} -> " in bad.stdout
     assert f"**{other['id']}** (changed)" in bad.stdout  # verdict changes are highlighted in the table
+
+
+def test_a_near_miss_of_a_spec_id_is_named_and_a_missing_reference_folder_is_not_an_error(tmp_path, monkeypatch):
+    import replicate.paths
+    from replicate.report.compare import _did_you_mean
+    assert _did_you_mean("fgi1").startswith("did you mean fig1") and _did_you_mean("results/fgi1") == ""
+    monkeypatch.setattr(replicate.paths, "reference_dir", lambda: tmp_path / "none")  # an install without figures/
+    assert _did_you_mean("fgi1") == ""

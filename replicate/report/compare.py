@@ -24,7 +24,7 @@ def _did_you_mean(where: str) -> str:
     """'did you mean fig1? ' for a near-miss of a committed reference's spec id, else ''."""
     import difflib
     from replicate.paths import reference_dir
-    if "/" in where:
+    if "/" in where or not reference_dir().is_dir():
         return ""
     ids = [p.name for p in reference_dir().iterdir() if (p / "claims.json").is_file()]
     close = difflib.get_close_matches(where, ids, n=3)
