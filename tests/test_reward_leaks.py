@@ -67,3 +67,13 @@ def test_the_base_numbers_quoted_are_the_committed_record():
     written = rewarded - base["rewarded_not_answering_gold"] + base["answering_gold_unrewarded"]
     assert f"accuracy {rewarded / base['n']:.3f} under the old rule, {written / base['n']:.3f} answered as written" \
         in text
+
+
+def test_the_rule_diff_quoted_is_the_committed_record():
+    diff = json.loads((RECORD.parent / "rule-diff-base-amd-epyc.json").read_text())
+    paid = sum(d["old_reward"] == 1.0 for d in diff["differ"])
+    text = " ".join((ROOT / "docs" / "reward-leaks.md").read_text().split())
+    assert f"{diff['samples']:,} samples of the base model" in text
+    assert f"it disagrees with the old reward on {len(diff['differ'])}. The old reward paid {paid} that it " \
+           "refuses" in text
+    assert f"It pays {len(diff['differ']) - paid} that the old reward refused" in text
