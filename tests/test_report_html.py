@@ -17,15 +17,17 @@ REPO = Path(__file__).resolve().parent.parent
 class Page(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.rows, self.imgs, self.links, self.ids, self._row, self._cell, self._table = [], [], [], set(), None, None, 0
+        self.tables, self.imgs, self.links, self.ids, self._row, self._cell = [], [], [], set(), None, None
+
+    rows = property(lambda self: self.tables[0])  # the first table: the scoreboard
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if "id" in a:
             self.ids.add(a["id"])
         if tag == "table":
-            self._table += 1
-        elif tag == "tr" and self._table == 1:
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
             self._row = []
         elif tag in ("td", "th") and self._row is not None:
             self._cell = ""
@@ -39,7 +41,7 @@ class Page(HTMLParser):
             self._row.append(self._cell.strip())
             self._cell = None
         elif tag == "tr" and self._row is not None:
-            self.rows.append(self._row)
+            self.tables[-1].append(self._row)
             self._row = None
 
     def handle_data(self, data):
@@ -77,46 +79,20 @@ def test_index_scoreboard_counts_figures_and_links(index):
     assert "made by other code</b>: the result's code fingerprint" in text and "id='other-code'" in text
 
 
-class Claims(HTMLParser):
-    """The rows of every table but the first (each spec x scale's claims table), cell texts."""
-    def __init__(self):
-        super().__init__()
-        self.tables, self.rows, self._row, self._cell = 0, [], None, None
-
-    def handle_starttag(self, tag, attrs):
-        self.tables += tag == "table"
-        if tag == "tr" and self.tables > 1:
-            self._row = []
-        elif tag in ("td", "th") and self._row is not None:
-            self._cell = ""
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None:
-            self._row.append(self._cell.strip())
-            self._cell = None
-        elif tag == "tr" and self._row is not None:
-            self.rows.append(self._row)
-            self._row = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell += data
-
-
 def test_index_claims_cells_are_claims_md_cells(index):
     """The page the README opens first reads each claim as claims.md does: a claim over every run by its worst run
     ("worst 0.424", threshold "... in every run"), not by a mean it is not judged on, and the verdict after Holm."""
     from replicate.report.claims import measured_cell, threshold_cell
-    page = Claims()
+    page = Page()
     page.feed(index.read_text())
-    head = page.rows[0]
+    head, *rows = [row for table in page.tables[1:] for row in table]  # each spec x scale's claims table
     assert head[2].startswith("measured") and head[-2:] == ["verdict", "after Holm"]
     fig1 = json.loads((REPO / "figures" / "fig1" / "claims.json").read_text())["claims"]
     md = (REPO / "figures" / "fig1" / "claims.md").read_text()
     every = [c for c in fig1 if c["over"] == "every"]
     assert every, "fig1's reference has a claim over every run"
     for c in fig1:
-        row = next(r for r in page.rows if r[0].startswith(c["id"] + ":") or r[0].startswith(c["id"] + " ("))
+        row = next(r for r in rows if r[0].startswith(c["id"] + ":") or r[0].startswith(c["id"] + " ("))
         assert [row[2], row[4], row[6], row[7]] == [measured_cell(c), threshold_cell(c), c["verdict"], c["verdict_holm"]]
         assert f"| {measured_cell(c)} (" in md and threshold_cell(c) in md  # the same cells in claims.md
     assert all(measured_cell(c).startswith("worst ") for c in every)
