@@ -181,7 +181,7 @@ def _child(src, mode, fds, lim, calls=None):
         sys.stderr = open(2, "w", closefd=False)
         ns = {"__name__": "__main__" if mode == "stdio" else "__candidate__", "__builtins__": builtins}
         try:
-            exec(compile(src, "program.py", "exec"), ns)
+            exec(compile(src, "program.py", "exec", optimize=0), ns)
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from functools import lru_cache
@@ -135,18 +136,29 @@ def normalise(answer: str) -> str:
     return answer
 
 
+def _solved_form(item) -> bool:
+    """x > 2, 2 <= x, x = 3, and and/or of such: the variable alone on one side, a constant on the other. Only
+    these read as a solution set; 'x^2-5x+6=0' is the problem, not its solution (copying it must not pay)."""
+    import sympy
+    if isinstance(item, (sympy.And, sympy.Or)):
+        return all(_solved_form(a) for a in item.args)
+    if isinstance(item, sympy.core.relational.Relational):
+        return any(side.is_Symbol and not other.free_symbols
+                   for side, other in ((item.lhs, item.rhs), (item.rhs, item.lhs)))
+    return False
+
+
 def _as_math(parsed, other):
     """Parsed items read as mathematics where Math-Verify reads them as symbols: the symbol i as the imaginary
-    unit (e^{i\\pi} = -1), and a one-variable inequality as its solution set when the other side is a set
-    (x>2 = (2,\\infty)); a hedged answer (x>2 or x<-2) becomes a union and still differs."""
+    unit (e^{i\\pi} = -1), and a one-variable inequality in solved form as its solution set when the other side
+    is a set (x>2 = (2,\\infty)); a hedged answer (x>2 or x<-2) becomes a union and still differs."""
     import sympy
     wants_set = any(isinstance(o, sympy.Set) for o in other)
     out = []
     for item in parsed:
         if isinstance(item, sympy.Basic) and not isinstance(item, sympy.Set):
             item = item.subs({s: sympy.I for s in item.free_symbols if isinstance(s, sympy.Symbol) and s.name == "i"})
-        if wants_set and isinstance(item, (sympy.core.relational.Relational, sympy.And, sympy.Or)) \
-                and len(item.free_symbols) == 1:
+        if wants_set and _solved_form(item) and len(item.free_symbols) == 1:
             try:
                 item = item.as_set()
             except (NotImplementedError, TypeError, ValueError):
@@ -198,11 +210,14 @@ def _worker(conn, memory_mb: int):
 
 
 class VerifierPool:
-    """Worker processes verifying (response, gold) pairs with a hard per-item timeout."""
+    """Worker processes verifying (response, gold) pairs with a hard per-item timeout. One call scores at a time:
+    the workers answer by item index, so two threads sharing them would read each other's scores (verl's reward
+    loop calls a reward function from a thread pool)."""
 
     def __init__(self, workers: int | None = None, memory_mb: int = 2048):
         self.n = workers or max(1, os.cpu_count() or 1)
         self.memory_mb = memory_mb
+        self.lock = threading.Lock()
         self.workers = [self._start() for _ in range(self.n)]
         for proc, conn in self.workers:
             conn.recv()  # 'ready'
@@ -229,6 +244,10 @@ class VerifierPool:
     def score(self, responses, golds, timeout_s: float = 5.0, fallback: str = "last_number", chunk: int = 16):
         if len(responses) != len(golds):
             raise ValueError(f"{len(responses)} responses but {len(golds)} golds")
+        with self.lock:
+            return self._score(responses, golds, timeout_s, fallback, chunk)
+
+    def _score(self, responses, golds, timeout_s, fallback, chunk):
         todo = deque((i, str(r), str(g), fallback) for i, (r, g) in enumerate(zip(responses, golds)))
         scores = [0.0] * len(todo)
         queue: dict[int, deque] = {}   # worker -> items sent, not yet answered
@@ -272,13 +291,15 @@ class VerifierPool:
 
 
 _POOL: VerifierPool | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def _pool() -> VerifierPool:
     global _POOL
-    if _POOL is None:
-        _POOL = VerifierPool()
-        atexit.register(_POOL.close)
+    with _POOL_LOCK:  # two threads' first calls start one pool
+        if _POOL is None:
+            _POOL = VerifierPool()
+            atexit.register(_POOL.close)
     return _POOL
 
 

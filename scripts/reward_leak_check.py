@@ -4,7 +4,7 @@ A reward-hacking audit (docs/reward-leaks.md) found that word_arithmetic's rewar
 evaluates what it extracts: "The answer is 4 + 5." earns 1.0 without the sum. This decodes each finished run's
 final policy on its task's held-out problems (greedy, and k samples at the spec's eval temperature, as validation
 does) and counts the rewarded responses that do not write the gold number as such, and those whose answer as
-written (answer_as_written) is not the gold: the question echoed ("8 - 4 is 8 - 4 = ", paid through Math-Verify's
+written (word_arithmetic's final_number, the rule its reward reads) is not the gold: the question echoed ("8 - 4 is 8 - 4 = ", paid through Math-Verify's
 last-number fallback) counts there. A count above 0 means the run's accuracy is inflated by a leak. It also counts
 the other way: responses that answer the gold as written and are not rewarded ("5 + 5 is 10, but": a trailing
 comma defeats the fallback).
@@ -25,31 +25,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from evaluators.math import extract_answer, score_batch
+from evaluators.math import score_batch
 from replicate.runners.rl.models import load_pretrained
 from replicate.tasks import make_task
-
-
-_LITERAL = re.compile(r"[-+]?\d+(?:\.\d+)?")
-_CLAUSE_END = re.compile(r"[.,;:!?](?:\s|$)|\n")
-_NUMBER = re.compile(r"(?<![\d.])-?\d+(?:,\d{3})*(?:\.\d+)?(?!\d)")
-_OPERATOR = r"(?:[-+/×÷]|(?<!\*)\*(?!\*)|(?<!\w)(?:plus|minus|times)(?!\w))"
-_BEFORE, _AFTER = re.compile(_OPERATOR + r"\s*$"), re.compile(r"^\s*" + _OPERATOR)
-
-
-def answer_as_written(response: str) -> Decimal | None:
-    """The number a response answers with, as written: the last box, else what follows the last "The answer is"
-    to the end of its clause (a number, or an equation ending in one), else the last number that is not an
-    operand. None for an expression ("The answer is 4 + 5.") or the question echoed ("8 - 4 is 8 - 4 = "). The
-    rule of branch hack-next's word_arithmetic reward (final_number): import it from there once it lands."""
-    answer = extract_answer(response, fallback="none")
-    if answer is not None:
-        last = _CLAUSE_END.split(answer + " ", maxsplit=1)[0].rsplit("=", 1)[-1].strip().strip("*$\"'` ")
-        return Decimal(last.replace(",", "")) if _LITERAL.fullmatch(last.replace(",", "")) else None
-    for m in reversed(list(_NUMBER.finditer(response))):
-        if not _BEFORE.search(response[:m.start()]) and not _AFTER.match(response[m.end():]):
-            return Decimal(m.group().replace(",", ""))
-    return None
+from replicate.tasks.word_arithmetic import final_number as answer_as_written
 
 
 def writes_gold(response: str, gold: str) -> bool:

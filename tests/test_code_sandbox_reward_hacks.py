@@ -341,3 +341,17 @@ def test_code_expr_refuses_loudly_when_the_sandbox_cannot_run(monkeypatch):
     monkeypatch.setattr(_jail, "bwrap_available", lambda: False)
     with pytest.raises(UserError, match="apt-get install bubblewrap"):
         run_expressions([("x+y", ((1, 2),))])
+
+
+@pytest.mark.parametrize("flag", ["-O", "-OO"])
+def test_asserts_hold_under_an_optimising_host(flag):
+    """The tests' asserts are compiled on the host: under python -O they were stripped and a wrong program passed
+    (a reward-hacking audit). They compile at optimisation level 0 whatever the host's, as do the program's own."""
+    import subprocess
+    code = ("from evaluators.code import evaluate_code\n"
+            "print(evaluate_code('def add(a, b):\\n    return 0\\n', {'asserts': 'assert add(1, 2) == 3'}).status,\n"
+            "      evaluate_code('def add(a, b):\\n    assert a < 0\\n    return a + b\\n',"
+            " {'asserts': 'assert add(1, 2) == 3'}).status)\n")
+    out = subprocess.run([sys.executable, flag, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.stdout.split() == ["failed", "failed"], out.stderr[-2000:]

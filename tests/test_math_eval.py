@@ -52,7 +52,8 @@ EQUIVALENT = [  # (response, gold)
     ("\\boxed{3.14}", "3.14"),
     # surface forms Math-Verify misses on its own (issue 26, class 10), normalised before it parses
     ("\\boxed{１２}", "12"), ("\\boxed{45°}", "45"), ("\\boxed{1\\,000\\,000}", "1000000"), ("\\boxed{1.5e3}", "1500"),
-    ("\\boxed{x>2}", "(2,\\infty)"), ("\\boxed{-1}", "e^{i\\pi}"), ("\\boxed{e^{\\pi i}}", "-1"), ("\\boxed{２x+１}", "2x+1"),
+    ("\\boxed{x>2}", "(2,\\infty)"), ("\\boxed{2 < x}", "(2, \\infty)"), ("\\boxed{x=2 \\text{ or } x=3}", "2, 3"),
+    ("\\boxed{-1}", "e^{i\\pi}"), ("\\boxed{e^{\\pi i}}", "-1"), ("\\boxed{２x+１}", "2x+1"),
     ("\\boxed{x\\geq 2}", "[2,\\infty)"), ("\\boxed{1 < x < 3}", "(1,3)"), ("\\boxed{3+4i}", "4i+3"),
 ]
 NEAR_MISSES = [
@@ -68,6 +69,10 @@ NEAR_MISSES = [
     ("\\boxed{x \\geq 2}", "(2,\\infty)"), ("\\boxed{x>2, x<5}", "(2,\\infty)"), ("\\boxed{i}", "-1"),
     ("\\boxed{1.5e4}", "1500"), ("\\boxed{46°}", "45"), ("\\boxed{1\\,000}", "1000000"), ("\\boxed{１３}", "12"),
     ("\\boxed{e^{i\\pi}}", "1"),
+    # the problem copied is not its solution (a reward-hacking audit): only a relation in solved form reads as a set
+    ("\\boxed{x^2-5x+6=0}", "2, 3"), ("\\boxed{x^2-5x+6<0}", "(2,3)"), ("\\boxed{x^2+1>0}", "\\mathbb{R}"),
+    ("\\boxed{|x-1| < 2}", "(-1,3)"), ("\\boxed{3x+1 \\le 7}", "(-\\infty, 2]"), ("\\boxed{x^2=9}", "\\pm 3"),
+    ("\\boxed{-4<x^{4}+4x^{2}<21}", "(-\\sqrt{3}, \\sqrt{3})"), ("\\boxed{x=x}", "\\mathbb{R}"),
 ]
 
 
@@ -123,6 +128,19 @@ def test_score_works_off_the_main_thread():
     th.start()
     th.join(60)
     assert out == [1.0]
+
+
+def test_threads_sharing_the_pool_get_their_own_scores():
+    """The workers answer by item index: without the pool's lock, a thread scoring wrong answers read the other
+    thread's 1.0s (83 of 200 in the audit), or a worker's connection was reset."""
+    out, n = {}, 100
+    work = {"wrong": (["\\boxed{4}"] * n, ["5"] * n), "right": (["\\boxed{5}"] * n, ["5"] * n)}
+    threads = [threading.Thread(target=lambda k=k: out.__setitem__(k, score_batch(*work[k]))) for k in work]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert out == {"wrong": [0.0] * n, "right": [1.0] * n}
 
 
 def test_score_batch_checks_lengths():

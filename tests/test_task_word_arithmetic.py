@@ -1,4 +1,5 @@
 """The small tier's task (plain-language sums and differences) and the chat-template view of a task."""
+import dataclasses
 import random
 import re
 
@@ -8,6 +9,7 @@ from replicate.errors import UserError
 from replicate.runners.rl.models import ChatPrompts, char_tokenizer
 from replicate.specs import ModelSpec
 from replicate.tasks import TASKS, WordArithmeticTask, make_task
+from replicate.tasks.word_arithmetic import final_number
 
 
 def _operands(prompt):
@@ -27,12 +29,62 @@ def test_answers_levels_and_holdout():
     assert not held & {p.prompt for p in task.sample(500, random.Random(1))}
 
 
-def test_rewards_through_math_verify():
+def test_rewards_known_answers():
     task = make_task("word_arithmetic", holdout=8)
     p = task.validation[0]
     wrong = str(int(p.answer) + 1)
     assert task.reward_batch([p.answer, f"The answer is {p.answer}.", wrong, "no idea"], [p] * 4, [True] * 4) == \
         [1.0, 1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("response,number", [
+    # the number the response answers with, as written
+    ("9", 9), ("The answer is 9.", 9), ("4 + 5 = 9", 9), ("4 + 5 = 9.", 9), ("\\boxed{9}", 9), ("**9**", 9),
+    ("The answer is **9**.", 9), ("$9$", 9), ("8 - 8 = 0.0.", 0), ("-3", -3), ("The answer is: 12", 12),
+    ("The answer is 9. 4 + 5 is", 9), ("The answer is 2, not 7-5,", 2), ('The answer is "3".', 3),
+    ("5 + 5 is 10, but it's", 10), ("4 minus 4 equals 0, which is not a", 0), ("The answer is 1,008.", 1008),
+    ("The answer is 11. 8 is the", 11), ("4 plus 5 is 9", 9), ("The answer is 9.5", 9.5),
+    # an expression left for the grader, the question echoed, words: no number
+    ("The answer is 4 + 5.", None), ("\\boxed{4 + 5}", None), ("The answer is 8 9", None), ("4 + 5", None),
+    ("To find 6 - 3, we need to subtract", None), ("8 - 4 is 8 - 4 = ", None), ("0 + 8 represents the", None),
+    ("Here is a mathematical answer for you: 9 - ", None), ("The answer is not available. 4 - 0 is", None),
+    ('The answer is "2 + 0".', None), ("4 plus 5", None), ("no idea", None), ("", None)])
+def test_final_number_is_the_answer_as_written(response, number):
+    got = final_number(response)
+    assert (got is None and number is None) or (got is not None and float(got) == number)
+
+
+def test_the_answer_must_be_worked_out():
+    """Math-Verify evaluates what it extracts, so the question's operands copied ("The answer is 4 + 5.") earned
+    the reward on every held-out problem, and its last-number fallback paid the question echoed whenever the
+    second operand is the answer ("8 - 4 is"); an equation ending in the number still counts."""
+    task = make_task("word_arithmetic", holdout=64)
+    honest, copied = [], []
+    for p in task.validation:
+        a, op, b = _operands(p.prompt)
+        honest += [f"{a} {op} {b} = {p.answer}", f"\\boxed{{{p.answer}}}", f"The answer is {p.answer}."]
+        copied += [f"The answer is {a} {op} {b}.", f"\\boxed{{{a} {op} {b}}}", f"To find {a} {op} {b}, we"]
+    n = len(task.validation)
+    assert task.reward_batch(honest, [p for p in task.validation for _ in range(3)], [True] * 3 * n) == [1.0] * 3 * n
+    assert task.reward_batch(copied, [p for p in task.validation for _ in range(3)], [True] * 3 * n) == [0.0] * 3 * n
+    seventeen = dataclasses.replace(task.validation[0], prompt="What is 8 + 9? Answer with only the number.",
+                                    answer="17")
+    assert task.reward_batch(["The answer is 8 9", "17"], [seventeen] * 2, [True] * 2) == [0.0, 1.0]
+
+
+def test_honest_answers_score_as_math_verify_scores_them():
+    """Cross-check with the grader it replaces: on answers written as a number, in any of the forms the base
+    model uses, the reward is Math-Verify's verdict."""
+    from evaluators.math import score_batch
+    task = make_task("word_arithmetic", digits=[1, 2], holdout=64)
+    rng, responses, problems = random.Random(0), [], []
+    for p in task.validation:
+        a, op, b = _operands(p.prompt)
+        for value in (int(p.answer), int(p.answer) + rng.choice([-2, -1, 1, 10])):
+            responses += [str(value), f"{a} {op} {b} = {value}", f"The answer is {value}.", f"\\boxed{{{value}}}"]
+            problems += [p] * 4
+    assert task.reward_batch(responses, problems, [True] * len(problems)) == \
+        score_batch(responses, [p.answer for p in problems])
 
 
 @pytest.mark.parametrize("params", [{"ops": "*"}, {"digits": 0}, {"digits": [4]}, {"holdout": 80},
