@@ -2,7 +2,8 @@
 # Regenerate the committed references of one scale (SCALE, default tiny) in dependency order (a spec whose runs
 # another spec shares comes first), one spec after the other into one run store, logging each spec's wall time
 # and the load. Resumable: finished runs in the store are reused and interrupted ones continue from their last
-# checkpoint (--resume), so a second call picks up where the first stopped.
+# checkpoint (--resume), so a second call picks up where the first stopped, on the same CPU kind only (the
+# store's CPU_KIND file; another kind is refused).
 #   bash scripts/regenerate.sh [SPEC ...]              (default: every tiny reference)
 #   SCALE=small bash scripts/regenerate.sh [SPEC ...]  (default: every small reference, ~2.5 h of 2 cores: fig1 ~30 min,
 #                                                    fig3's Gemma ~55, lemma-lm ~15, fig11 ~55)
@@ -21,10 +22,21 @@ elif [ ${#specs[@]} -eq 0 ]; then
   specs=(fig1 fig8 lemma lemma-lm fig11 table1 table2 fig12 fig9 fig10 scope fig3 fig4 fig6 fig7 fig2 fig5
          dast-levels dast-table1 dast-ablation)
 fi
+# A reference is bit-exact only on the CPU kind that made it, so a store is resumed only on the kind that began it.
+store=${REPLICATE_STORE:-${REPLICATE_HOME:-.}/runs}
+kind=$(lscpu | grep -E '^(Model name|CPU family|Model|Stepping):' | tr -s ' ' | tr '\n' ';')
+mkdir -p "$store"
+if [ -f "$store/CPU_KIND" ] && [ "$(cat "$store/CPU_KIND")" != "$kind" ]; then
+  echo "error: $store was begun on '$(cat "$store/CPU_KIND")', this CPU is '$kind'; point REPLICATE_STORE at a new store" >&2
+  exit 2
+fi
+echo "$kind" > "$store/CPU_KIND"
+logs=${REPLICATE_HOME:-.}/results
+mkdir -p "$logs"
 start=$(date +%s)
 for s in "${specs[@]}"; do
   t0=$(date +%s)
-  if python -m replicate "$s" --scale "$scale" --update-reference --resume > "results/regenerate-$scale-$s.log" 2>&1; then status=ok; else status=FAILED; fi
+  if python -m replicate "$s" --scale "$scale" --update-reference --resume > "$logs/regenerate-$scale-$s.log" 2>&1; then status=ok; else status=FAILED; fi
   echo "$s $status $(( $(date +%s) - t0 ))s load $(cut -d' ' -f1-3 /proc/loadavg)"
 done
 echo "total $(( $(date +%s) - start ))s"

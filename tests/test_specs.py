@@ -103,6 +103,15 @@ def test_missing_model_path_is_a_user_error():
         load_pretrained("/nonexistent/model/dir")
 
 
+def test_an_unreachable_hub_id_names_the_local_copy_fix(monkeypatch):
+    """Offline, a hub id fails at once (HF_HUB_OFFLINE) with the fix a researcher can apply from the command line."""
+    from replicate.runners.rl.models import load_pretrained
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read from the environment at import
+    with pytest.raises(UserError, match=r"could not load model 'no-such-org/no-such-model'.*--set model.path=/local/dir"):
+        load_pretrained("no-such-org/no-such-model")
+
+
 def test_tuning_seeds_are_never_judged_in_any_shipped_spec():
     """Every shipped spec loads, so none judges a seed it was tuned on (load_spec refuses that); the DAST specs
     name seeds 100-102, the ones docs/testbed/dast.md tuned on (third round)."""

@@ -105,7 +105,10 @@ def load_pretrained(path: str, gguf_file: str | None = None, dtype: str = "float
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"could not load model {path!r}: {first}; check {what} (a local dir, .gguf or hub id)") from exc
+        fix = (f"check {what} (a local dir, .gguf or hub id)" if looks_local else
+               "a hub id needs a network or the model in the HF cache (HF_HUB_OFFLINE=1 skips the retries); for a "
+               "downloaded copy pass --set model.path=/local/dir")
+        raise UserError(f"could not load model {path!r}: {first}; {fix}") from exc
     if gguf_file:
         # transformers de-quantizes GGUF weights to float on load: what remains attached is bookkeeping that
         # would refuse save_pretrained. Detach it, leaving an ordinary float model.
