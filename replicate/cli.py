@@ -56,20 +56,23 @@ def cmd_list(args):
         for scale in spec.scales:
             if scale != spec.default_scale and (shown := last_result(spec.id, scale)) != "not run":
                 print(f"    at scale {scale}: {shown}")
-    for paper, item in unbuilt_artifacts(all_specs()):
+    unbuilt = unbuilt_artifacts(all_specs())
+    for paper, item in unbuilt:
         print(f"{item['id']} ({paper}): not built yet: {item['what']}")
+    if not unbuilt:
+        print("every figure and table listed in experiments/reported/*/artifacts.yaml has a spec")
 
 
 def unbuilt_artifacts(specs: dict) -> list[tuple[str, dict]]:
     """(paper, artifact) for every entry of experiments/reported/<paper>/artifacts.yaml that no spec builds (its
-    id, or its `spec:`, is no spec id or alias)."""
+    `spec:`, else its id, is no spec id or alias: ids need not be unique across papers)."""
     import yaml
     from replicate.paths import experiments_dir
     out = []
     for path in sorted((experiments_dir() / "reported").glob("*/artifacts.yaml")):
         data = yaml.safe_load(path.read_text()) or {}
         for item in data.get("artifacts", []):
-            if item["id"] not in specs and item.get("spec") not in specs:
+            if item.get("spec", item["id"]) not in specs:
                 out.append((data.get("paper", path.parent.name), item))
     return out
 
@@ -171,13 +174,26 @@ def cmd_bench(args):
     bench.run(args.what, args)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (what is wrong, a close option name, where the help is), exit 2."""
+
+    def error(self, message):
+        import difflib
+        import re
+        unknown = re.match(r"unrecognized arguments: (--?[\w-]+)", message)
+        known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        close = difflib.get_close_matches(unknown.group(1), known, n=1) if unknown else []
+        hint = f"; did you mean {close[0]}?" if close else ""
+        self.exit(2, f"error: {self.prog}: {message}{hint} (see {self.prog} --help)\n")
+
+
 COMMANDS = ("list", "run", "report", "eval", "bench", "check", "compare", "data", "power")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The commands' parser (a figure id such as `fig1` gets its own, in main)."""
-    parser = argparse.ArgumentParser(prog="python -m replicate",
-                                     description="Reproduce figures and claims of RL-for-reasoning papers.")
+    parser = Parser(prog="python -m replicate",
+                    description="Reproduce figures and claims of RL-for-reasoning papers.")
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + ",<figure id>}")
     sub.add_parser("list", help="every spec, its figure, scales and last result")
     p_run = sub.add_parser("run", help="reproduce a spec file anywhere")
@@ -254,8 +270,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     if argv and argv[0] not in (*COMMANDS, "-h", "--help"):
-        p_fig = argparse.ArgumentParser(prog=f"python -m replicate {argv[0]}",
-                                        description=f"Reproduce the figure and claims of spec {argv[0]!r}.")
+        p_fig = Parser(prog=f"python -m replicate {argv[0]}",
+                       description=f"Reproduce the figure and claims of spec {argv[0]!r}.")
         _add_run_options(p_fig)
         args = p_fig.parse_args(argv[1:])
         args.command, args.spec_id = "figure", argv[0]

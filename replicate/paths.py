@@ -108,5 +108,12 @@ def ensure_writable(out: Path, what: str) -> list[Path]:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise UserError(f"cannot write {what} {out}: {exc.strerror or exc}; choose a writable directory") from None
+        reason = exc.strerror or str(exc)
+        there = next(d for d in [out, *out.parents] if d.exists())
+        name = "it" if there == out else str(there)
+        if not there.is_dir():
+            reason = f"{name} is a file, not a folder"
+        elif isinstance(exc, FileNotFoundError):  # e.g. /proc: it exists, but takes no new files or folders
+            reason = f"{name} takes no new files"
+        raise UserError(f"cannot write {what} {out}: {reason}; choose a writable directory") from None
     return created

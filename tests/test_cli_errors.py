@@ -76,8 +76,9 @@ ROWS = [
     ("run {spec} --steps -5", None, "--steps must be at least 1"),
     ("run {spec} --seeds 0", None, "--seeds must be at least 1"),
     ("run {spec} --seeds -1", None, "--seeds must be at least 1"),
-    ("run {spec} --out {tmp}/afile/out", None, "cannot write --out"),
-    ("run {spec} --out /proc/replicate-out", None, "cannot write --out"),
+    ("run {spec} --out {tmp}/afile/out", None, "afile is a file, not a folder"),
+    ("run {spec} --out /proc/replicate-out", None, "cannot write --out /proc/replicate-out: /proc takes no new files"),
+    ("report --out /proc/REPORT.md", None, "its folder /proc: it takes no new files"),
     ("run {spec} --store {tmp}/afile/store", None, "cannot write --store"),
     ("run {spec} --out {tmp}", None, "holds every spec's results"),
     ("report --out {tmp}/afile/REPORT.md", None, "cannot write --out"),
@@ -307,3 +308,18 @@ def test_a_result_without_claims_is_described_as_a_figure_only():
     assert line == "no claims (a figure only) (reference)"
     two = [{"verdict": "replicated"}, {"verdict": "inconclusive", "verdict_holm": "inconclusive"}]
     assert describe({"claims": two, "origin": "reference"}).startswith("1/2 replicated, 1 after Holm (reference)")
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["fig1", "--seeds", "abc"], "argument --seeds: invalid int value: 'abc'"),
+    (["fig1", "--sed", "3"], "unrecognized arguments: --sed 3; did you mean --seeds?"),
+    (["run"], "the following arguments are required: spec"),
+    (["compare", "results/fig1/tiny"], "the following arguments are required: b"),
+])
+def test_a_malformed_command_line_is_one_line_naming_the_help(argv, needle, capsys):
+    from replicate.cli import main
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert needle in err and f"(see python -m replicate {argv[0]} --help)" in err

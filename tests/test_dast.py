@@ -333,3 +333,19 @@ def test_check_table_matches_the_rows():
     want = {(r["model"], r["method"], names[r["benchmark"]]): float(r["value"]) for r in rows
             if r["metric"] == "accuracy" and r["source"] == "dast_main_secondary"}
     assert load_reported("dast/main")["cells"] == want
+
+
+def test_list_knows_the_dast_results_and_finds_a_missing_spec_by_its_spec_field(capsys):
+    """experiments/reported/dast/artifacts.yaml names each result's spec; an id shared with another paper's spec
+    (table1) never counts as built, and with nothing unbuilt `list` says so in its last line."""
+    from replicate.cli import main, unbuilt_artifacts
+    from replicate.specs import all_specs
+    specs = all_specs()
+    assert unbuilt_artifacts(specs) == []
+    assert main(["list"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("every figure and table listed")
+    without = {name: path for name, path in specs.items() if path != specs["dast-levels"]}
+    assert [(paper, item["id"]) for paper, item in unbuilt_artifacts(without)] == [("dast", "by-level")]
+    without_table1 = {name: path for name, path in specs.items() if path != specs["dast-table1"]}
+    # a spec whose id equals the artifact's id does not build it: only the named spec does
+    assert [item["id"] for _, item in unbuilt_artifacts({**without_table1, "main-results": None})] == ["main-results"]

@@ -280,8 +280,8 @@ def _with_bases(data: dict, path: Path, root, chain: list[tuple[str, Path]], sou
     if "base" not in data:
         return data
     name = str(data.pop("base"))
-    base_file = all_specs(path.parent).get(name) or all_specs().get(name)
     line = _line_of(root, ("base",))
+    base_file = _sibling_spec(name, path, line) or all_specs().get(name)
     if base_file is None:
         raise UserError(f"{path}:{line}: base spec {name!r} not found; name a spec id in experiments/")
     if any(base_file.resolve() == seen.resolve() for _, seen in chain):
@@ -424,6 +424,26 @@ def _has_path(d, loc) -> bool:
     return True
 
 
+def _sibling_spec(name: str, path: Path, line: int) -> Path | None:
+    """The spec file beside `path` (not itself) whose id or alias is `name`; two such files are an error, not a
+    silent pick. None: the shipped spec of that name is the base."""
+    found = [f for f in sorted(path.parent.glob("*.y*ml")) if f.resolve() != path.resolve() and name in _spec_names(f)]
+    if len(found) > 1:
+        raise UserError(f"{path}:{line}: base spec {name!r} is named by {len(found)} files beside it "
+                        f"({', '.join(f.name for f in found)}); give each its own id")
+    return found[0] if found else None
+
+
+def _spec_names(file: Path) -> list[str]:
+    """A spec file's id (its stem when it has none) and aliases; a file that is no YAML mapping has its stem."""
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        data = {}
+    return [str(n) for n in [data.get("id", file.stem), *data.get("aliases", [])]] if isinstance(data, dict) \
+        else [file.stem]
+
+
 def all_specs(directory: Path | None = None) -> dict[str, Path]:
     """Map every spec id and alias to its file, searching sub-folders (not `reported/`, which holds numbers, nor
     `accelerate/`, which holds `accelerate launch --config_file` configs)."""
@@ -432,13 +452,8 @@ def all_specs(directory: Path | None = None) -> dict[str, Path]:
     for file in sorted(directory.rglob("*.yaml")):
         if {"reported", "accelerate"} & set(file.relative_to(directory).parts):
             continue
-        try:
-            data = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError:
-            data = {}
-        names = [data.get("id", file.stem), *data.get("aliases", [])] if isinstance(data, dict) else [file.stem]
-        for name in names:
-            out[str(name)] = file
+        for name in _spec_names(file):
+            out[name] = file
     return out
 
 
