@@ -21,6 +21,8 @@ def _add_run_options(p):
     p.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
     p.add_argument("--resume", action="store_true", help="continue interrupted runs from their last checkpoint")
     p.add_argument("--update-reference", action="store_true", help="also rewrite figures/<id>/ (the committed reference)")
+    p.add_argument("--no-final-state", action="store_true", help="keep no final.pt in finished runs (model, optimizer "
+                   "and RNG state: 1.6 GB a small run); `--steps N --resume` then trains a longer run from step 0")
     p.add_argument("--backend", choices=("ours", "verl"), default="ours", help="trainer: ours (default) or verl")
     p.add_argument("--dry-run", action="store_true", help="with --backend verl: print the launch commands (slurm: write "
                    "the sbatch scripts) without launching")
@@ -98,6 +100,8 @@ def cmd_reproduce(spec, args):
         raise UserError("--resume and --force contradict each other: --resume continues the stored runs, --force "
                         "retrains them from scratch; pick one")
     choose_tracker(args.track)
+    if args.no_final_state:
+        os.environ["REPLICATE_KEEP_FINAL"] = "0"  # read by the store, in this process and every worker
     overrides = parse_overrides(args.overrides)
     if args.backend == "verl":
         if overrides or args.pilot:

@@ -103,7 +103,10 @@ class Run:
         return torch.load(self.checkpoint_file, weights_only=False)
 
     def save_final(self, state: dict):
-        """Keep a finished run's last state (model, optimizer, RNG) so `--steps N --resume` can extend it."""
+        """Keep a finished run's last state (model, optimizer, RNG) so `--steps N --resume` can extend it; not with
+        REPLICATE_KEEP_FINAL=0 (`--no-final-state`: disk over extension, which then starts from step 0)."""
+        if os.environ.get("REPLICATE_KEEP_FINAL") == "0":
+            return
         tmp = self.final_file.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, self.final_file)

@@ -323,3 +323,21 @@ def test_a_malformed_command_line_is_one_line_naming_the_help(argv, needle, caps
     err = capsys.readouterr().err
     assert stop.value.code == 2 and len(err.strip().splitlines()) == 1, err
     assert needle in err and f"(see python -m replicate {argv[0]} --help)" in err
+
+
+def test_no_final_state_keeps_the_run_and_model_but_no_final_pt(finished, warm_store, tmp_path):
+    """--no-final-state: the run is done with its model and metrics, no final.pt; a longer --resume then trains from
+    step 0 (nothing to extend from) and equals a run trained that long from scratch."""
+    spec_file = finished[0]
+    shutil.copytree(warm_store / "_warmup", tmp_path / "store" / "_warmup")
+    common = ("run", str(spec_file), "--store", str(tmp_path / "store"), "--no-final-state")
+    assert _cli(*common, "--steps", "3", "--out", str(tmp_path / "o3"), cwd=tmp_path).returncode == 0
+    [short] = [Run(p) for p in (tmp_path / "store" / "tinytest").iterdir()]
+    assert short.done and (short.path / "model").is_dir() and len(short.metrics()) == 3
+    assert not short.final_file.exists()
+    res = _cli(*common, "--steps", "5", "--resume", "--out", str(tmp_path / "o5"), cwd=tmp_path)
+    assert res.returncode == 0 and "extending" not in res.stdout + res.stderr
+    spec = load_spec(spec_file)
+    scratch = run_rl(spec, "tiny", plan(spec, "tiny", 1, 5)[0], [0], tmp_path / "s5", **QUIET)["main"][0]
+    longer = next(Run(p) for p in (tmp_path / "store" / "tinytest").iterdir() if p != short.path)
+    assert _strip(longer.metrics()) == _strip(scratch.metrics()) and scratch.final_file.exists()
