@@ -123,3 +123,21 @@ def test_the_small_step_ratios_quoted_are_the_committed_bench_runs():
         assert record["here"]["dirty"] is False
         assert f"{record['speedup']:.2f}x" in readme and f"{record['speedup']:.2f}x" in doc
         assert f"{here:.2f} s" in readme
+
+
+def test_the_tiny_code_change_record_is_the_references_against_the_old_code_on_one_cpu():
+    """figures/cross-cpu/tiny-code-change-amd-epyc.json: its side a is the committed tiny references, its side b the
+    AMD re-run of the old code that the cross-CPU record holds (two records agreeing); the docs quote its count."""
+    record = json.loads((ROOT / "figures" / "cross-cpu" / "tiny-code-change-amd-epyc.json").read_text())
+    older, _, _ = _cross_cpu("tiny")
+    for spec, rows in record["specs"].items():
+        ref = claims(spec, "tiny")
+        old = {c["id"]: c["a"] for c in older["specs"][spec]}
+        for c in rows:
+            assert c["a"]["values"] == ref[c["id"]]["values"] and c["a"]["verdict"] == ref[c["id"]]["verdict"]
+            assert c["b"] == old[c["id"]], f"{spec}/{c['id']}: side b is not the cross-CPU record's AMD re-run"
+    rows = [c for r in record["specs"].values() for c in r]
+    equal = sum(sum(x == y for x, y in zip(c["a"]["values"], c["b"]["values"])) for c in rows)
+    values = sum(len(c["a"]["values"]) for c in rows)
+    assert f"bit for bit: {equal:,} of {values:,} per-seed values" in " ".join(
+        (ROOT / "docs" / "cross-cpu.md").read_text().split())
