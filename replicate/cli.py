@@ -199,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m replicate",
                     description="Reproduce figures and claims of RL-for-reasoning papers.")
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + ",<figure id>}")
+    parser.commands = sub.choices  # name -> its parser, for an unknown option's error (see _parse)
     sub.add_parser("list", help="every spec, its figure, scales and last result")
     p_run = sub.add_parser("run", help="reproduce a spec file anywhere")
     p_run.add_argument("spec", type=Path)
@@ -273,16 +274,8 @@ def main(argv=None) -> int:
         keep_freed_memory()
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    if argv and argv[0] not in (*COMMANDS, "-h", "--help"):
-        p_fig = Parser(prog=f"python -m replicate {argv[0]}",
-                       description=f"Reproduce the figure and claims of spec {argv[0]!r}.")
-        _add_run_options(p_fig)
-        args = p_fig.parse_args(argv[1:])
-        args.command, args.spec_id = "figure", argv[0]
-    else:
-        args = parser.parse_args(argv)
     try:
-        return _dispatch(parser, args)
+        return _dispatch(parser, _parse(parser, argv))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -294,6 +287,25 @@ def main(argv=None) -> int:
             "interrupted while no run was training; finished runs are kept in the run store"
         print(msg, file=sys.stderr)
         return 130
+
+
+def _parse(parser, argv: list[str]) -> argparse.Namespace:
+    """The arguments of a command, or of a figure id (its own parser, once the id is known). An unknown option is
+    the subcommand's error, so its did-you-mean and help pointer are the subcommand's."""
+    if argv and argv[0] not in (*COMMANDS, "-h", "--help"):
+        from replicate.specs import all_specs, find_spec
+        if not (argv[0].endswith((".yaml", ".yml")) or "/" in argv[0]) and argv[0] not in all_specs():
+            find_spec(argv[0])  # the unknown-spec error, with its did-you-mean, before any option is read
+        p_fig = Parser(prog=f"python -m replicate {argv[0]}",
+                       description=f"Reproduce the figure and claims of spec {argv[0]!r}.")
+        _add_run_options(p_fig)
+        args = p_fig.parse_args(argv[1:])
+        args.command, args.spec_id = "figure", argv[0]
+        return args
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.commands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _dispatch(parser, args) -> int:

@@ -55,8 +55,8 @@ def reproduce(spec: Spec, scale: str | None = None, seeds: int | None = None, st
     """Run (or reuse) every run of the spec, analyse, draw and judge its claims.
 
     A run with the spec's defaults (seeds, steps, no overrides) is a full result, written to
-    results/<id>/<scale>/; anything else is a smoke run, written to results/<id>/<scale>-<digest>/, so it never
-    replaces a full result, and --update-reference refuses it. `runner` replaces the spec's runner (the verl
+    results/<id>/<scale>/; anything else is a smoke run, written to results/<id>/<scale>-<what was asked>-<digest>/,
+    so it never replaces a full result, and --update-reference refuses it. `runner` replaces the spec's runner (the verl
     backend's launcher: its runs then go through the same analysis). `pilot` runs the spec's tuning_seeds instead
     of its judged seeds (for `power` and for tuning choices), into results/<id>/<scale>-pilot/: never a reference.
     """

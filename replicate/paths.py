@@ -101,7 +101,7 @@ def ensure_writable(out: Path, what: str) -> list[Path]:
     """Create an output directory before any work, or refuse in one line naming `what` (e.g. "--out"); returns
     the directories it created, deepest first, so a caller that fails later can remove them again."""
     from .errors import UserError
-    created = [d for d in [out, *out.parents] if not d.exists()]
+    created = [d for d in [out, *out.parents] if not os.path.lexists(d)]  # lexists: never raises (no permission)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
@@ -109,9 +109,11 @@ def ensure_writable(out: Path, what: str) -> list[Path]:
         probe.unlink()
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        there = next(d for d in [out, *out.parents] if d.exists())
+        there = next(d for d in [out, *out.parents] if os.path.lexists(d))
         name = "it" if there == out else str(there)
-        if not there.is_dir():
+        if os.path.islink(there) and not os.path.exists(there):
+            reason = f"{name} is a broken symlink"
+        elif not os.path.isdir(there):
             reason = f"{name} is a file, not a folder"
         elif isinstance(exc, FileNotFoundError):  # e.g. /proc: it exists, but takes no new files or folders
             reason = f"{name} takes no new files"

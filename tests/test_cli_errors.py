@@ -315,6 +315,8 @@ def test_a_result_without_claims_is_described_as_a_figure_only():
     (["fig1", "--sed", "3"], "unrecognized arguments: --sed 3; did you mean --seeds?"),
     (["run"], "the following arguments are required: spec"),
     (["compare", "results/fig1/tiny"], "the following arguments are required: b"),
+    (["run", "x.yaml", "--stesp", "3"], "unrecognized arguments: --stesp 3; did you mean --steps?"),
+    (["bench", "rl-step", "--repz", "3"], "unrecognized arguments: --repz 3; did you mean --reps?"),
 ])
 def test_a_malformed_command_line_is_one_line_naming_the_help(argv, needle, capsys):
     from replicate.cli import main
@@ -341,3 +343,10 @@ def test_no_final_state_keeps_the_run_and_model_but_no_final_pt(finished, warm_s
     scratch = run_rl(spec, "tiny", plan(spec, "tiny", 1, 5)[0], [0], tmp_path / "s5", **QUIET)["main"][0]
     longer = next(Run(p) for p in (tmp_path / "store" / "tinytest").iterdir() if p != short.path)
     assert _strip(longer.metrics()) == _strip(scratch.metrics()) and scratch.final_file.exists()
+
+
+def test_an_unknown_spec_id_is_named_before_its_options_are_read(capsys):
+    from replicate.cli import main
+    assert main(["fgi1", "--nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown spec 'fgi1'; did you mean fig1") and len(err.strip().splitlines()) == 1

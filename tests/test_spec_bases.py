@@ -115,22 +115,33 @@ def test_runner_params_per_scale_merge_and_fail_at_their_line(tmp_path):
 
 
 def test_two_sibling_files_of_the_base_name_are_refused_not_picked(tmp_path):
-    """A local `base:` resolves among the spec's own folder; two files there claiming the name are a one-line error
+    """A local `base:` resolves in the spec's own folder; two files there claiming the name are a one-line error
     naming both (an audit found one of several broken copies picked silently)."""
     for copy in ("fig1-a.yaml", "fig1-b.yaml"):
-        _write(tmp_path, copy, f"id: fig1\nbase: fig1\n{HEAD}body:\n  train: {{steps: 5}}\npanels: [{{kind: curves}}]\n")
+        _write(tmp_path, copy,
+               f"id: fig1\nbase: fig1\n{HEAD}body:\n  train: {{steps: 5}}\npanels: [{{kind: curves}}]\n")
     mine = _write(tmp_path, "mine.yaml", f"id: mine\nbase: fig1\n{HEAD}panels: [{{kind: curves}}]\n")
     with pytest.raises(UserError) as exc:
         load_spec(mine)
-    assert str(exc.value) == (f"{mine}:2: base spec 'fig1' is named by 2 files beside it (fig1-a.yaml, fig1-b.yaml); "
-                              "give each its own id")
+    assert str(exc.value) == (f"{mine}:2: base spec 'fig1' is named by 2 files in its folder (fig1-a.yaml, "
+                              "fig1-b.yaml); give each its own id")
     (tmp_path / "fig1-b.yaml").unlink()
     assert load_spec(mine).resolve("tiny").train.steps == 5  # the one sibling (itself on the shipped fig1)
 
 
 def test_a_local_copy_that_names_itself_as_base_extends_the_shipped_spec(tmp_path):
     """`id: fig1` with `base: fig1` beside no other fig1: the shipped fig1 is the base, not a cycle with itself."""
-    mine = _write(tmp_path, "fig1.yaml", f"id: fig1\nbase: fig1\n{HEAD}body:\n  train: {{steps: 4}}\n"
-                                         "panels: [{kind: curves}]\n")
+    mine = _write(tmp_path, "fig1.yaml",
+                  f"id: fig1\nbase: fig1\n{HEAD}body:\n  train: {{steps: 4}}\npanels: [{{kind: curves}}]\n")
     mine, shipped = load_spec(mine).resolve("tiny"), find_spec("fig1").resolve("tiny")
     assert mine.train.steps == 4 != shipped.train.steps and mine.task == shipped.task
+
+
+def test_a_base_in_a_sub_folder_is_found_and_a_symlink_to_it_is_the_same_file(tmp_path):
+    """Sub-folders are searched too (as the docs say); two names for one file are one file, not two."""
+    (tmp_path / "sub").mkdir()
+    other = _write(tmp_path / "sub", "other.yaml",
+                   f"id: other\nbase: fig1\naliases:\n{HEAD}body:\n  train: {{steps: 6}}\n")
+    (tmp_path / "link.yaml").symlink_to(other)
+    mine = _write(tmp_path, "mine.yaml", f"id: mine\nbase: other\n{HEAD}panels: [{{kind: curves}}]\n")
+    assert load_spec(mine).resolve("tiny").train.steps == 6

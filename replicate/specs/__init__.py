@@ -425,13 +425,22 @@ def _has_path(d, loc) -> bool:
 
 
 def _sibling_spec(name: str, path: Path, line: int) -> Path | None:
-    """The spec file beside `path` (not itself) whose id or alias is `name`; two such files are an error, not a
-    silent pick. None: the shipped spec of that name is the base."""
-    found = [f for f in sorted(path.parent.glob("*.y*ml")) if f.resolve() != path.resolve() and name in _spec_names(f)]
+    """The spec file in `path`'s folder or its sub-folders (not `path` itself) whose id or alias is `name`; two such
+    files are an error, not a silent pick. None: the shipped spec of that name is the base."""
+    found = {f.resolve(): f for f in _spec_files(path.parent)
+             if f.resolve() != path.resolve() and name in _spec_names(f)}
     if len(found) > 1:
-        raise UserError(f"{path}:{line}: base spec {name!r} is named by {len(found)} files beside it "
-                        f"({', '.join(f.name for f in found)}); give each its own id")
-    return found[0] if found else None
+        where = ", ".join(str(f.relative_to(path.parent)) for f in found.values())
+        raise UserError(f"{path}:{line}: base spec {name!r} is named by {len(found)} files in its folder ({where}); "
+                        "give each its own id")
+    return next(iter(found.values()), None)
+
+
+def _spec_files(directory: Path) -> list[Path]:
+    """Every *.yaml under `directory`, sub-folders included, less `reported/` (numbers) and `accelerate/`
+    (`accelerate launch --config_file` configs)."""
+    return [f for f in sorted(directory.rglob("*.yaml"))
+            if not {"reported", "accelerate"} & set(f.relative_to(directory).parts)]
 
 
 def _spec_names(file: Path) -> list[str]:
@@ -440,18 +449,16 @@ def _spec_names(file: Path) -> list[str]:
         data = yaml.safe_load(file.read_text()) or {}
     except (yaml.YAMLError, OSError, UnicodeDecodeError):
         data = {}
-    return [str(n) for n in [data.get("id", file.stem), *data.get("aliases", [])]] if isinstance(data, dict) \
-        else [file.stem]
+    if not isinstance(data, dict):
+        return [file.stem]
+    aliases = data.get("aliases") or []
+    return [str(n) for n in [data.get("id", file.stem), *(aliases if isinstance(aliases, list) else [])]]
 
 
 def all_specs(directory: Path | None = None) -> dict[str, Path]:
-    """Map every spec id and alias to its file, searching sub-folders (not `reported/`, which holds numbers, nor
-    `accelerate/`, which holds `accelerate launch --config_file` configs)."""
-    directory = directory or experiments_dir()
+    """Map every spec id and alias to its file, searching sub-folders (see _spec_files)."""
     out = {}
-    for file in sorted(directory.rglob("*.yaml")):
-        if {"reported", "accelerate"} & set(file.relative_to(directory).parts):
-            continue
+    for file in _spec_files(directory or experiments_dir()):
         for name in _spec_names(file):
             out[name] = file
     return out
