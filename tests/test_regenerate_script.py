@@ -30,3 +30,14 @@ def test_a_new_store_is_stamped_with_this_cpu_kind(tmp_path):
     assert "Model name:" in kind and "CPU family:" in kind
     assert "no-such-spec FAILED" in done.stdout
     assert _run(tmp_path, "no-such-spec").returncode == 0  # same kind: resumed, not refused
+
+
+def test_the_references_name_the_cpu_kind_that_made_them():
+    """figures/CPU_KIND is scripts/cpu_kind.sh's line on the machine that regenerated the references; .ci/run gates
+    fig1 on it, so its form must be what the script prints (here or on any machine)."""
+    root = SCRIPT.parent.parent
+    kind = (root / "figures" / "CPU_KIND").read_text()
+    here = subprocess.run(["bash", str(root / "scripts" / "cpu_kind.sh")], capture_output=True, text=True).stdout
+    fields = lambda line: [f.split(":")[0] for f in line.strip().split(";") if f]
+    assert fields(kind) == fields(here) == ["Model name", "CPU family", "Model", "Stepping"]
+    assert "figures/CPU_KIND" in (root / ".ci" / "run").read_text()
