@@ -294,13 +294,15 @@ def _parse(parser, argv: list[str]) -> argparse.Namespace:
     the subcommand's error, so its did-you-mean and help pointer are the subcommand's."""
     if argv and argv[0] not in (*COMMANDS, "-h", "--help"):
         from replicate.specs import all_specs, find_spec
-        if not (argv[0].endswith((".yaml", ".yml")) or "/" in argv[0]) and argv[0] not in all_specs():
+        is_path = argv[0].endswith((".yaml", ".yml")) or "/" in argv[0]
+        known = {} if is_path else all_specs()  # read once: the figure is loaded from the file found here
+        if not is_path and argv[0] not in known:
             find_spec(argv[0])  # the unknown-spec error, with its did-you-mean, before any option is read
         p_fig = Parser(prog=f"python -m replicate {argv[0]}",
                        description=f"Reproduce the figure and claims of spec {argv[0]!r}.")
         _add_run_options(p_fig)
         args = p_fig.parse_args(argv[1:])
-        args.command, args.spec_id = "figure", argv[0]
+        args.command, args.spec_file = "figure", known.get(argv[0], argv[0])
         return args
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -340,8 +342,8 @@ def _dispatch(parser, args) -> int:
         from replicate.report.compare import run_compare
         return run_compare(args.a, args.b, args.out, args.gate)
     elif args.command == "figure":
-        from replicate.specs import find_spec
-        rc = cmd_reproduce(find_spec(args.spec_id), args)
+        from replicate.specs import load_spec
+        rc = cmd_reproduce(load_spec(args.spec_file), args)
         if rc:
             return rc
     else:
