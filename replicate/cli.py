@@ -2,12 +2,24 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 
 from replicate.allocator import keep_freed_memory
 from replicate.errors import Interrupted, UserError
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability between 0 and 1 (e.g. 0.8)")
+    return value
 
 
 def _add_run_options(p):
@@ -149,7 +161,20 @@ def cmd_power(args):
         source = f"{result['origin']} {result['dir']}"
     # the spec's current claims, judged on the result's stored per-seed values
     rows = judge_claims(spec.claims, result.get("per_seed", {}))
-    print(power_text(spec.id, f"{source}, seeds {result.get('seeds')}", power_table(rows)))
+    judged, seeds = _judged_seeds(spec, args.scale or spec.default_scale), result.get("seeds")
+    table = power_table(rows, len(judged) if judged else None, len(seeds) if seeds else None, args.sd_ucl)
+    print(power_text(spec.id, f"{source}, seeds {seeds}", table, len(judged) if judged else None, args.sd_ucl))
+
+
+def _judged_seeds(spec, scale: str) -> list | None:
+    """The seeds a full run of `spec` judges at `scale`: its RL configs' seeds, else its runner's `seeds`."""
+    from pydantic import ValidationError
+
+    from replicate.experiment import plan
+    try:
+        return plan(spec, scale, None, None)[1]
+    except ValidationError:  # a study spec has no RL config; its runner_params name the seeds
+        return spec.at_scale(scale).runner_params.get("seeds")
 
 
 def cmd_report(args):
@@ -249,6 +274,8 @@ def _add_result_commands(sub):
     p_pow.add_argument("spec")
     p_pow.add_argument("--scale", help="the result's scale (default: the spec's default)")
     p_pow.add_argument("--pilot", type=Path, help="a result directory (claims.json) to plan from instead")
+    p_pow.add_argument("--sd-ucl", type=_fraction, metavar="P",
+                       help="plan on each SD's one-sided P upper confidence limit (0.8 is usual for a small pilot)")
     p_chk = sub.add_parser("check", help="compare results (CSV or dir with table.csv) with a paper's reported table")
     p_chk.add_argument("results", nargs="?", type=Path, help="CSV model,method,<benchmark>... or a dir holding table.csv")
     p_chk.add_argument("--against", help="reported table, e.g. entropy-mechanism/table2")

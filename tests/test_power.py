@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from scipy import stats
 
-from replicate.analysis.power import claim_power, power_text, seeds_needed
+from replicate.analysis.power import (claim_power, power_at, power_table, power_text, sd_upper,
+                                      seeds_for_power, seeds_needed)
 from replicate.report.claims import holm, holm_reject, mean_ci, p_value, verdict
 from replicate.cli import main
 
@@ -63,8 +64,9 @@ def test_power_cli_on_a_pilot(tmp_path, capsys):
     (tmp_path / "claims.json").write_text(json.dumps({"seeds": [0, 1, 2], "per_seed": per_seed}))
     assert main(["power", "fig11", "--pilot", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert next(l for l in lines if l.startswith("grpo_collapses")).split()[:5] == [
-        "grpo_collapses", "3", "0.0265", "-0.0462", "4"]
+    # effect/sd 1.74: 80% power at 5 seeds, 8 at Holm's 0.05 / 6 (fig11 has six mean claims); 10 seeds: 0.998
+    assert next(l for l in lines if l.startswith("grpo_collapses")).split() == [
+        "grpo_collapses", "3", "0.0265", "-0.0462", "4", "5", "8", "0.998"]
     assert "only 0 measured seed(s)" in next(l for l in lines if l.startswith("kl_cov_holds_entropy"))
     assert main(["power", "fig11"]) == 0  # the committed reference (whatever its values) reads too
 
@@ -142,4 +144,111 @@ def test_power_text_marks_effects_beyond_reach():
     rows = [claim_power({"id": "tiny_effect", "metric": "m", "values": [1e-6, 1.0, -1.0], "threshold": 0.0}),
             claim_power({"id": "one", "metric": "m", "values": [0.4], "threshold": 0.0})]
     text = power_text("x", "test", rows)
-    assert text.splitlines()[3].split()[4] == ">10000" and text.splitlines()[4].split()[4] == "?"
+    row = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith(("tiny_effect", "one "))}
+    assert row["tiny_effect"][4:7] == [">10000"] * 3 and row["one"][4:7] == ["?"] * 3
+
+
+def test_seeds_for_power_known_values():
+    """A one-sample two-sided t-test at 0.05 with power 0.8 (G*Power's table): d 0.5 -> 34, 0.8 -> 15, 1 -> 10."""
+    assert [seeds_for_power(d, 1.0) for d in (0.5, 0.8, 1.0)] == [34, 15, 10]
+    assert seeds_for_power(-1.0, 1.0) == 10  # the side does not matter
+    assert power_at(1.0, 1.0, 10) == pytest.approx(0.8031, abs=1e-4)
+    assert seeds_for_power(0.0, 1.0) is None and seeds_for_power(1e-6, 1.0) is None  # beyond 10,000 seeds
+    assert seeds_for_power(0.5, 0.0) == 2 and power_at(0.5, 0.0, 2) == 1.0
+
+
+@pytest.mark.parametrize("effect,n", [(1.0, 10), (0.5, 7), (2.0, 3)])
+def test_power_at_is_the_rate_verdict_decides(effect, n):
+    """Cross-check: normal per-seed values, judged by claims.verdict 3,000 times, come out replicated at the rate
+    power_at gives (within 4 binomial SEs)."""
+    rng = np.random.default_rng(int(effect * 100) + n)
+    hits = sum(verdict(list(effect + rng.standard_normal(n)), ">", 0.0) == "replicated" for _ in range(3000))
+    p = power_at(effect, 1.0, n)
+    assert abs(hits / 3000 - p) < 4 * math.sqrt(p * (1 - p) / 3000)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0.02, 5), st.floats(0.05, 2))
+def test_the_decided_rule_buys_at_least_half_power_and_80_needs_more(effect, sd):
+    n = seeds_needed(effect, sd, 0.0)
+    if n is None:
+        return
+    assert power_at(effect, sd, n) >= 0.5
+    n80, holm80 = seeds_for_power(effect, sd), seeds_for_power(effect, sd, level=1 - 0.05 / 6)
+    if n80 is None:  # beyond the 10,000 cap, where the decided rule still fits: 80% asks ~2x
+        assert n > 3000
+        return
+    assert n80 >= n and power_at(effect, sd, n80) >= 0.8
+    assert n80 == 2 or power_at(effect, sd, n80 - 1) < 0.8  # the smallest such n
+    assert holm80 is None or holm80 >= n80  # Holm's first step asks more
+
+
+def test_power_table_takes_the_power_at_the_judged_seeds_values():
+    """A claim pooling two values per seed (two arms' runs) of a 3-seed pilot gets 2 x 6 values at 6 judged seeds;
+    Holm's m counts only the mean claims."""
+    rows = [{"id": "pooled", "metric": "m", "values": [0.1, 0.5, 0.3, 0.2, 0.4, 0.3], "threshold": 0.0},
+            {"id": "per_seed", "metric": "m", "values": [0.1, 0.5, 0.3], "threshold": 0.0},
+            {"id": "every", "metric": "m", "values": [0.1, 0.5, 0.3], "threshold": 0.0, "over": "every"}]
+    pooled, per_seed, every = power_table(rows, judged=6, seeds=3)
+    assert (pooled["at"], per_seed["at"], every["needed_power"]) == (12, 6, None)
+    sd = np.std([0.1, 0.5, 0.3, 0.2, 0.4, 0.3], ddof=1)
+    assert pooled["power_at"] == pytest.approx(power_at(0.3, sd, 12))
+    assert per_seed["needed_power_holm"] == seeds_for_power(0.3, 0.2, level=1 - 0.05 / 2)
+
+
+def test_sd_upper_covers_the_true_sd_at_its_confidence():
+    """Known factors (sqrt(2 / chi2_{0.2, 2}) = 2.117 for 3 seeds), and a cross-check: 3-seed SDs of unit normals,
+    raised to their 0.8 limit, reach 1 in 80% of 4,000 draws (within 4 binomial SEs)."""
+    assert sd_upper(1.0, 3, 0.8) == pytest.approx(2.1169, abs=1e-4)
+    assert sd_upper(1.0, 6, 0.8) == pytest.approx(1.4610, abs=1e-4)
+    sds = np.random.default_rng(5).standard_normal((4000, 3)).std(axis=1, ddof=1)
+    covered = np.mean([sd_upper(s, 3, 0.8) >= 1.0 for s in sds])
+    assert abs(covered - 0.8) < 4 * math.sqrt(0.16 / 4000)
+
+
+def test_power_cli_plans_on_the_sd_upper_limit(tmp_path, capsys):
+    import json
+    per_seed = {"entropy_final_over_initial": {"grpo": [0.45774801437538876, 0.47820126644968025, 0.425561973179019]}}
+    (tmp_path / "claims.json").write_text(json.dumps({"seeds": [100, 101, 102], "per_seed": per_seed}))
+    assert main(["power", "fig11", "--pilot", str(tmp_path), "--sd-ucl", "0.8"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("grpo_collapses")).split()
+    sd = sd_upper(np.std(per_seed["entropy_final_over_initial"]["grpo"], ddof=1), 3, 0.8)
+    assert row[2] == f"{sd:.3g}" and row[5] == str(seeds_for_power(-0.0462, sd))
+    assert "one-sided 0.8 upper confidence limit" in out
+    with pytest.raises(SystemExit) as exit_:
+        main(["power", "fig11", "--sd-ucl", "1.5"])
+    assert exit_.value.code == 2
+    assert "not a probability between 0 and 1" in capsys.readouterr().err
+
+
+def test_docs_power_table_is_recomputed_and_its_verdicts_are_the_references():
+    """docs/power.md: each row's plans and powers follow from its own effect, SD and judged seeds; its verdict is
+    the committed reference's; the counts quoted under the table are the table's."""
+    import json
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "docs" / "power.md").read_text()
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith(("| spec", "|---"))]
+    assert len(rows) == 29
+    show = lambda n: "-" if n is None else str(n)
+    for spec, scale, claim, effect, sd, decided, n80, judged, pw, pw_ucl, verdict_ in rows:
+        e, s, n = float(effect), float(sd), int(judged)
+        assert (decided, n80) == (show(seeds_needed(e, s, 0.0)), show(seeds_for_power(e, s))), claim
+        assert (pw, pw_ucl) == (f"{power_at(e, s, n):.2f}", f"{power_at(e, sd_upper(s, 3, 0.8), n):.2f}"), claim
+        path = root / "figures" / spec / ("" if scale == "tiny" else scale) / "claims.json"
+        ref = next(c for c in json.loads(path.read_text())["claims"] if c["id"] == claim)
+        assert verdict_ == ref["verdict"] and len(ref["values"]) == n, claim
+        if verdict_ != "inconclusive":  # decided on the pilot's side: replicated iff the pilot's effect holds
+            assert (verdict_ == "replicated") == ((e > 0) == ref["op"].startswith(">")), claim
+    decided_rows = [r for r in rows if r[10] != "inconclusive"]
+    promised = [r for r in rows if float(r[8]) >= 0.8]
+    flat = " ".join(text.split())
+    assert f"**{len(decided_rows)} of the {len(rows)} claims came out decided.**" in flat
+    assert f"add up to {sum(float(r[8]) for r in rows):.1f} expected decisions" in flat
+    assert f"to {sum(float(r[9]) for r in rows):.1f}. Of the {len(promised)} claims" in flat
+    assert f"least 0.8 power, {sum(r[10] != 'inconclusive' for r in promised)} were decided" in flat
+    readme = " ".join((root / "README.md").read_text().split())
+    assert f"{len(rows)} judged claims expected {sum(float(r[8]) for r in rows):.1f} decisive verdicts and got " \
+           f"{len(decided_rows)}" in readme
