@@ -136,6 +136,18 @@ def test_arm_compare_pairs_seeds_against_grpo():
     assert table["grpo"]["L1"] == pytest.approx(55.0) and table["kl_cov"]["average"] == pytest.approx(40.0)
 
 
+def test_entropy_peak_is_a_full_window_average_not_the_first_step():
+    """A falling entropy whose first step is high (fig9's runs: 0.78 then ~0.66) has no 5-step peak above its
+    start; a partial window at step 0 made the peak that one step's value (ratio 1.12 for a run that only falls)."""
+    from replicate.analysis.control import SMOOTH, summary
+    h = [0.78, 0.71, 0.67, 0.66, 0.65, 0.66] + [0.6 - 0.005 * i for i in range(30)]
+    s = summary(_rows(h, [0.2, 0.3, 0.3, 0.3]))
+    assert s["entropy_max_smoothed"] == pytest.approx(sum(h[:SMOOTH]) / SMOOTH)  # the first full window
+    assert s["entropy_max_smoothed"] / s["entropy_start"] == pytest.approx(1.0)
+    rising = [0.5] * 10 + [2.0] * 10  # an explosion is still seen
+    assert summary(_rows(rising, [0.2, 0.3]))["entropy_max_smoothed"] == pytest.approx(2.0)
+
+
 def test_top_fraction_means_rank_the_centred_cross_product():
     from replicate.algorithms import token_covariance, top_fraction_means
     g = torch.Generator().manual_seed(0)

@@ -36,8 +36,13 @@ def _entropy(rows) -> np.ndarray:
 
 
 def _smoothed(x: np.ndarray, w: int = SMOOTH) -> np.ndarray:
+    """Trailing moving average over w steps, full windows only (a run shorter than w: its mean): a partial window
+    at the start is a 1- to (w-1)-step average, so its peak would be one step's value, not a w-step average."""
+    x = np.asarray(x, dtype=float)
+    if len(x) < w:
+        return np.array([x.mean()]) if len(x) else x
     c = np.cumsum(np.insert(x, 0, 0.0))
-    return np.array([(c[i + 1] - c[max(0, i + 1 - w)]) / (i + 1 - max(0, i + 1 - w)) for i in range(len(x))])
+    return (c[w:] - c[:-w]) / w
 
 
 def _final_acc(rows) -> float:
