@@ -115,3 +115,17 @@ def test_shares_per_run_counts_a_shared_warmup_once():
     assert sorted(per[key]["unit"]) == pytest.approx(sorted([(x0 + y0) / 2, x1]))
     # without units every run is its own unit
     assert len(ANALYSES["shares_per_run"](runs)["per_seed"][key]["unit"]) == 3
+
+
+def test_early_curve_counts_a_shared_warmup_once():
+    """fig5 judges the mean over runs: runs on one warm-up (fig1's config on a seed) are one unit, their mean."""
+    runs = {"x": {0: law_run(noise=0.01, seed=0), 1: law_run(noise=0.01, seed=1)},
+            "y": {0: law_run(noise=0.01, seed=2)}}
+    units = {"x": {0: "w0", 1: "w1"}, "y": {0: "w0"}}
+    out = ANALYSES["early_curve"](runs, units)
+    per, key = out["per_seed"], "law_minus_best_null_paper"
+    assert len(per[key]["all"]) == 3 and len(per[key]["unit"]) == 2
+    x0, x1, y0 = per[key]["x"][0], per[key]["x"][1], per[key]["y"][0]
+    assert sorted(per[key]["unit"]) == pytest.approx(sorted([(x0 + y0) / 2, x1]))
+    assert out["pooled"]["unit"]["runs_per_unit"] == [1, 2]
+    assert len(ANALYSES["early_curve"](runs)["per_seed"][key]["unit"]) == 3  # without units: one unit a run

@@ -49,6 +49,20 @@ LAW_PER_RUN_METRICS = ("fit_r2", "fit_a", "fit_b", "fit_ceiling", "exp_vs_linear
 UNIT = "unit"
 
 
+def _unit_key(units: dict | None, variant: str, seed):
+    """The run's warm-up key (runs with one key share a base policy); without units every run is its own unit."""
+    return (units or {}).get(variant, {}).get(seed, (variant, seed))
+
+
+def _record_units(per_seed: dict, by_unit: dict) -> list[int]:
+    """Each metric's mean over the runs of one unit, under the pseudo-arm "unit"; returns the runs per unit."""
+    for members in by_unit.values():
+        for key in members[0]:
+            vals = [m[key] for m in members]
+            record(per_seed, key, UNIT, float(np.mean(vals)) if all(math.isfinite(v) for v in vals) else math.nan)
+    return sorted(len(m) for m in by_unit.values())
+
+
 def shares_per_run(runs: dict, units: dict | None = None) -> dict:
     """Share of the entropy drop and of the accuracy gain in the first third and in the first 1/12 (Fig. 2).
 
@@ -66,11 +80,8 @@ def shares_per_run(runs: dict, units: dict | None = None) -> dict:
                 "acc_gain_share_first_twelfth": twelfth["acc_gain_share_first_third"],
                 "entropy_final_over_initial": third["entropy_final_over_initial"]}
             _record_all(per_seed, variant, values)
-            by_unit.setdefault((units or {}).get(variant, {}).get(seed, (variant, seed)), []).append(values)
-    for members in by_unit.values():
-        for key in members[0]:
-            record(per_seed, key, UNIT, float(np.mean([m[key] for m in members])))
-    return {"per_seed": per_seed, "pooled": {UNIT: {"runs_per_unit": sorted(len(m) for m in by_unit.values())}}}
+            by_unit.setdefault(_unit_key(units, variant, seed), []).append(values)
+    return {"per_seed": per_seed, "pooled": {UNIT: {"runs_per_unit": _record_units(per_seed, by_unit)}}}
 
 
 SHARES_METRICS = ("entropy_drop_share_first_third", "acc_gain_share_first_third", "entropy_drop_share_first_twelfth",
@@ -91,14 +102,16 @@ def beats_both_from(law: list[float], nulls: list[list[float]], fractions: list[
     return first
 
 
-def early_curve(runs: dict) -> dict:
+def early_curve(runs: dict, units: dict | None = None) -> dict:
     """Per run and fraction f (FRACTIONS): the law fitted on the first f of the steps predicts the later
     accuracy; its RMSE against the no-change and linear-in-step nulls on the same points (Fig. 5). pooled: each
-    arm's per-run RMSE curves (and every run's under "all"), for the figure."""
-    per_seed, pooled = {}, {}
+    arm's per-run RMSE curves (and every run's under "all"), for the figure. Under the pseudo-arm "unit", each
+    metric's mean over the runs that share a warm-up (as shares_per_run): the runs of one warm-up are not
+    independent, so a claim on the mean over runs counts one value per unit."""
+    per_seed, pooled, by_unit = {}, {}, {}
     for variant, seeds in runs.items():
         curves = {"fractions": list(FRACTIONS.values()), "law": [], "no_change": [], "linear_step": []}
-        for metrics in seeds.values():
+        for seed, metrics in seeds.items():
             res = {tag: early_prediction(metrics, frac) for tag, frac in FRACTIONS.items()}
             law = [res[t]["early_fit_rmse_rest"] for t in FRACTIONS]
             nc = [res[t]["no_change_rmse_rest"] for t in FRACTIONS]
@@ -107,12 +120,14 @@ def early_curve(runs: dict) -> dict:
             for tag, lv, nv, sv in zip(FRACTIONS, law, nc, ls):
                 values.update({f"law_rmse_{tag}": lv, f"law_minus_best_null_{tag}": lv - min(nv, sv)})
             _record_all(per_seed, variant, values)
+            by_unit.setdefault(_unit_key(units, variant, seed), []).append(values)
             for key, vals in (("law", law), ("no_change", nc), ("linear_step", ls)):
                 curves[key].append(vals)
         pooled[variant] = {"early_curve": curves}
     everything = {key: [row for v in pooled.values() for row in v["early_curve"][key]]
                   for key in ("law", "no_change", "linear_step")}
     pooled[ALL] = {"early_curve": {"fractions": list(FRACTIONS.values()), **everything}}
+    pooled[UNIT] = {"runs_per_unit": _record_units(per_seed, by_unit)}
     return {"per_seed": per_seed, "pooled": pooled}
 
 
