@@ -1,5 +1,6 @@
 """The preference runner end to end at toy size: rows with the analysis' metrics, pairs on real samples, and the
 overthinking warm-up."""
+import math
 import random
 
 import pytest
@@ -139,3 +140,35 @@ def test_length_penalty_pairs_do_not_depend_on_alpha():
     assert len(key(0.01) & key(0.5) & key(3.0)) >= len(pairs[0.5]) - 2  # all but the ties at the cut
     assert not make_training_data(problems, samples, {"method": "length_penalty", "alpha": 0.0, "delta": 0.15,
                                                       "max_pairs_per_problem": 2}, 72)[0]  # α = 0: no preference
+
+
+def _seed_rows(tokens_after: float, acc_after: float) -> list[dict]:
+    """One seed's preference rows: levels 1 (easy) and 2 (hard), 10 problems each, base tokens 40."""
+    meta = {"phase": "meta", "easy_levels": [1], "hard_levels": [2]}
+    before = [{"phase": "before", "level": lv, "acc": 0.5, "tokens": 40.0, "n": 10} for lv in (1, 2)]
+    after = [{"phase": "after", "level": lv, "acc": acc_after, "tokens": tokens_after * lv, "n": 10} for lv in (1, 2)]
+    return [meta, *before, {"phase": "pairs", "n_pairs": 4, "n_dual_incorrect": 1}, *after]
+
+
+def test_a_seed_the_dast_arm_lacks_is_nan_not_dropped():
+    """The stats audit's F5: simpo_shortest on seeds 0-2, dast on 0-1; seed 2's *_vs_dast is NaN, so the claim
+    counts it unmeasured (inconclusive) instead of judging two seeds as if they were all."""
+    runs = {"dast": {0: _seed_rows(10.0, 0.5), 1: _seed_rows(12.0, 0.5)},
+            "simpo_shortest": {0: _seed_rows(20.0, 0.4), 1: _seed_rows(20.0, 0.5), 2: _seed_rows(20.0, 0.5)}}
+    per = ANALYSES["dast"](runs)["per_seed"]
+    vs = per["compression_vs_dast"]["simpo_shortest"]
+    # overall tokens after are 1.5x the level-1 count: SimPO 1 - 30/40 = 0.25; DAST 1 - 15/40, 1 - 18/40
+    assert vs[:2] == pytest.approx([0.25 - 0.625, 0.25 - 0.55]) and math.isnan(vs[2])
+    # easy 1 - 20/40, hard 1 - 40/40 for SimPO; DAST 1 - 10/40 and 1 - 20/40: easy-minus-hard 0.5 vs 0.25
+    assert per["compression_easy_minus_hard_vs_dast"]["simpo_shortest"][0] == pytest.approx(0.25)
+
+
+def test_lemma_lm_copyrule_judges_lemma_lms_claims_on_fig1s_base():
+    """The sibling keeps lemma-lm's claims word for word, on fig1's copy-rule base and fresh seeds."""
+    from replicate.specs import find_spec
+    sib, lemma, fig1 = find_spec("lemma-lm-copyrule"), find_spec("lemma-lm"), find_spec("fig1")
+    assert [c.model_dump() for c in sib.claims] == [c.model_dump() for c in lemma.claims]
+    assert sib.resolve().task == fig1.resolve().task and sib.resolve().warmup == fig1.resolve().warmup
+    assert lemma.resolve().task != fig1.resolve().task  # lemma-lm keeps the old testbed's base
+    seen = set(lemma.resolve().seeds) | set(fig1.resolve().seeds) | set(sib.tuning_seeds)
+    assert not seen & set(sib.resolve().seeds)

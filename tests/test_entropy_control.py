@@ -4,6 +4,7 @@ check, and the artifact registry in `list`."""
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -130,6 +131,7 @@ def test_arm_compare_pairs_seeds_against_grpo():
     assert per["entropy_end_minus_ref_end"]["grpo"] == pytest.approx([0.0, 0.0])  # the reference against itself: 0
     assert per["acc_end_minus_ref"]["kl_cov"] == pytest.approx([0.05, 0.0])
     assert per["entropy_end_over_ref_end"]["kl_cov"] == pytest.approx([5.0, 2.0])
+    assert per["entropy_end_log_over_ref_end"]["kl_cov"] == pytest.approx([math.log(5.0), math.log(2.0)])
     assert per["acc_avg"]["grpo"] == pytest.approx([0.3, 0.4])
     assert per["acc_avg_minus_ref"]["kl_cov"] == pytest.approx([0.1, 0.0])
     table = {r["arm"]: r for r in out["table"]}
@@ -253,3 +255,19 @@ def test_permutation_null_of_table1_can_fail_and_can_pass():
     assert a == permuted_top_fraction_means(lp, noise, mask, seed=3)
     assert a != permuted_top_fraction_means(lp, noise, mask, seed=4)
     assert a["perm_cov_all"] == pytest.approx(top_fraction_means(lp, noise, mask)["cov_all"], abs=0.05)
+
+
+def test_the_ratio_claims_judge_the_log_which_holds_its_level_under_the_null():
+    """The stats audit's F3: when an arm does nothing (its final entropy and GRPO's i.i.d., log-normal with the
+    spread of fig11's GRPO runs, SD of the log 0.48), the mean of per-seed ratios sits near exp(0.48^2) = 1.26, so
+    '> 1' passes ever more often as seeds grow; the mean of log ratios passes '> 0' at its nominal 2.5%."""
+    from replicate.report.claims import verdict
+    from replicate.specs import find_spec
+    rng = np.random.default_rng(0)
+    logs = rng.normal(0, 0.48, (2000, 30)) - rng.normal(0, 0.48, (2000, 30))
+    ratio = np.mean([verdict(list(np.exp(x)), ">", 1.0) == "replicated" for x in logs])
+    log = np.mean([verdict(list(x), ">", 0.0) == "replicated" for x in logs])
+    assert ratio > 0.15 and abs(log - 0.025) < 0.015
+    judged = [c for i in ("fig9", "fig10", "fig11") for c in find_spec(i).claims if "over_ref_end" in c.metric]
+    assert len(judged) == 5 and all(c.metric.startswith("entropy_end_log_over_ref_end@") for c in judged)
+    assert {c.threshold for c in judged} == {0.0, 0.4055}  # log 1 and log 1.5

@@ -97,3 +97,39 @@ def test_claims_md_shows_stability_and_sensitivity(tiny_spec_file, tmp_path, mon
     assert sens["n"] == 1 and sens["verdict"] == "inconclusive"  # one seed left cannot decide
     assert len(data["claims"][0]["values"]) == 2  # the claim itself still counts both runs
     assert "Sensitivity" in md and (tmp_path / "b" / "tinytest.png").stat().st_size > 0
+
+
+def _row(cid, values, op=">", thr=0.0, metric="m", over="mean"):
+    from replicate.report.claims import verdict
+    return {"id": cid, "statement": "s", "paper_value": "-", "values": values, "metric": metric, "op": op,
+            "threshold": thr, "over": over, "beats": "-", "threshold_reason": "", "source": "", "mean": 0.0,
+            "ci95": [0.0, 0.0], "verdict": verdict(values, op, thr, over)}
+
+
+def test_a_verdict_that_rests_on_a_flagged_run_is_marked():
+    """The claims audit's F4: fig11 small's kl_cov_holds_entropy read replicated over all runs and inconclusive
+    without the broken GRPO seed; claims.md marks such a verdict † and says what it is without the flagged runs."""
+    from replicate.report.claims import claims_markdown, rests_on_flagged
+    rows = [_row("holds", [0.1, 0.12, 0.09, 0.11]), _row("same", [0.3, 0.31, 0.29, 0.3])]
+    health = {"arms": {"grpo": {"seeds": 4, "healthy": 3, "flagged": {2: "no EOS"}}},
+              "sensitivity": [{"id": "holds", "n": 3, "mean": 0.1, "ci95": [-0.01, 0.2], "verdict": "inconclusive"},
+                              {"id": "same", "n": 3, "mean": 0.3, "ci95": [0.28, 0.32], "verdict": "replicated"}]}
+    assert rests_on_flagged(rows, health) == {"holds": "inconclusive"}
+    md = claims_markdown("x", "tiny", rows, None, health)
+    assert "| replicated † |" in md and md.count("†") == 2
+    assert "† 1 verdict(s) rest on flagged runs; without them: holds inconclusive" in md
+    assert rests_on_flagged(rows, None) == {} and "†" not in claims_markdown("x", "tiny", rows)
+    failed = {**health, "sensitivity": [], "sensitivity_error": "KeyError: 'grpo'"}
+    assert "could not be judged without the flagged runs (KeyError: 'grpo')" in claims_markdown("x", "tiny", rows,
+                                                                                                None, failed)
+
+
+def test_a_failed_sharpening_claim_is_said_beside_the_others():
+    from replicate.report.claims import claims_markdown
+    law = _row("law", [0.9, 0.95, 0.92], op="<", thr=1.0, metric="exp_vs_linear_heldout_ratio@all")
+    sharp = _row("rl_beats", [0.2, -0.01, 0.1], metric="rl_gain_over_sharpening@all", over="every")
+    assert sharp["verdict"] == "not replicated"
+    md = claims_markdown("x", "tiny", [law, sharp])
+    assert "Sharpening null: rl_beats not replicated (RL not > 0 in 1 of 3 values)." in md
+    assert "Sharpening null" not in claims_markdown("x", "tiny", [law, _row("ok", [0.2, 0.3], metric=sharp["metric"],
+                                                                             over="every")])

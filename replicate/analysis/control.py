@@ -92,7 +92,9 @@ def arm_compare(runs: dict) -> dict:
     entropy_end_minus_ref_end: the arm's final entropy minus the reference's final entropy (> 0: the arm ends
     above the level the reference collapses to; final minus final, so the reference against itself scores 0 —
     a minimum of a noisy series minus a final mean would be biased low);
-    entropy_end_over_ref_end: the ratio of final entropies; acc_end_minus_ref / acc_avg_minus_ref: accuracy
+    entropy_end_over_ref_end: the ratio of final entropies; entropy_end_log_over_ref_end: its log, which the
+    claims judge (the mean of ratios is biased above 1 when the arm does nothing, since the reference's final
+    entropy varies several-fold across seeds; the mean of logs is not); acc_end_minus_ref / acc_avg_minus_ref: accuracy
     differences (final validation accuracy; mean over the difficulty levels at the last step);
     entropy_max_over_start: the arm's peak smoothed entropy over its initial entropy (> 1: entropy grew;
     an explosion is a large value). A seed the reference lacks gives NaN differences.
@@ -112,6 +114,8 @@ def arm_compare(runs: dict) -> dict:
                     "entropy_max_over_start": own["entropy_max_smoothed"] / own["entropy_start"],
                     "entropy_end_minus_ref_end": math.nan if nan else own["entropy_end"] - base["entropy_end"],
                     "entropy_end_over_ref_end": math.nan if nan else own["entropy_end"] / base["entropy_end"],
+                    "entropy_end_log_over_ref_end":
+                        math.nan if nan else math.log(own["entropy_end"] / base["entropy_end"]),
                     "acc_end_minus_ref": math.nan if nan else own["acc_end"] - base["acc_end"],
                     "acc_avg_minus_ref": math.nan if nan else own["acc_avg"] - base["acc_avg"]}
             vals.update({k: v for k, v in own.items() if k.startswith(("acc_L", "acc@"))})
@@ -139,7 +143,8 @@ def level_table(per_seed: dict, arms: list[str]) -> list[dict]:
 
 
 METRICS = ("entropy_end", "entropy_start", "acc_end", "response_length_end", "acc_avg", "entropy_max_over_start",
-           "entropy_end_minus_ref_end", "entropy_end_over_ref_end", "acc_end_minus_ref", "acc_avg_minus_ref",
+           "entropy_end_minus_ref_end", "entropy_end_over_ref_end", "entropy_end_log_over_ref_end", "acc_end_minus_ref",
+           "acc_avg_minus_ref",
            *(f"acc_L{lv}" for lv in LEVELS), *(f"acc@{b}" for b in BENCHMARK_KEYS))
 
 

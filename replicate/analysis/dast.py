@@ -2,8 +2,8 @@
 
 compression = 1 - tokens_after / tokens_before (the paper's compression ratio: tokens saved relative to the
 original model, negative when longer); easy / hard = the levels the runner logged as easy_levels / hard_levels,
-pooled over their held-out problems. *_vs_dast = the arm's value minus the DAST arm's (same seed), when the
-spec has an arm named "dast".
+pooled over their held-out problems. *_vs_dast = the arm's value minus the DAST arm's (same seed; NaN for a seed
+the DAST arm lacks), when the spec has an arm named "dast".
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ PER_LEVEL = ("acc", "tokens", "compression", "acc_change", "scratchpad")
 SUMMARY = ("acc", "tokens", "compression", "acc_change", "base_acc", "base_tokens", "compression_easy",
            "compression_hard", "compression_easy_minus_hard", "acc_change_easy", "acc_change_hard",
            "n_pairs", "share_dual_incorrect")
-VS_DAST = ("compression", "acc_change", "acc_change_hard", "compression_hard", "compression_easy")
+VS_DAST = ("compression", "acc_change", "acc_change_hard", "compression_hard", "compression_easy",
+           "compression_easy_minus_hard")
 METRICS = (*SUMMARY, *(f"{k}_L{lv}" for k in PER_LEVEL for lv in LEVELS), *(f"{k}_vs_dast" for k in VS_DAST))
 
 
@@ -62,9 +63,10 @@ def dast(runs: dict) -> dict:
         for seed, vals in by_seed.items():
             for key, val in vals.items():
                 record(per_seed, key, variant, val)
-            if "dast" in values and seed in values["dast"]:
+            if "dast" in values:  # a seed the DAST arm lacks is NaN (the claim says unmeasured), not dropped
+                ref = values["dast"].get(seed)
                 for key in VS_DAST:
-                    record(per_seed, f"{key}_vs_dast", variant, vals[key] - values["dast"][seed][key])
+                    record(per_seed, f"{key}_vs_dast", variant, vals[key] - ref[key] if ref else float("nan"))
         n = len(by_seed)
         pooled[variant] = {"mean": {k: sum(v[k] for v in by_seed.values()) / n
                                     for k in next(iter(by_seed.values()))}} if n else {}

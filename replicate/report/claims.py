@@ -125,18 +125,47 @@ def threshold_cell(r: dict) -> str:
     return f"{r['metric']} {r['op']} {_fmt(r['threshold'])}{' in every run' if r.get('over') == 'every' else ''}"
 
 
+def rests_on_flagged(rows: list[dict], health: dict | None) -> dict[str, str]:
+    """Claim id -> its verdict without the flagged runs, for each claim where that differs from its verdict over
+    all runs: the verdict rests on a run that broke (claims.md and the README mark it †)."""
+    again = {s["id"]: s["verdict"] for s in (health or {}).get("sensitivity") or []}
+    return {r["id"]: again[r["id"]] for r in rows if r["id"] in again and again[r["id"]] != r["verdict"]}
+
+
+SHARPENING = ("rl_gain_over_sharpening", "law_gain_over_sharpening")
+
+
+def sharpening_lines(rows: list[dict]) -> list[str]:
+    """When a spec's sharpening claim fails, a line that says so beside its other claims: they pool every run,
+    including runs where RL did no better than the base policy at its best temperature."""
+    failed = [r for r in rows if r["metric"].partition("@")[0] in SHARPENING and r["verdict"] != "replicated"]
+    if not failed:
+        return []
+    fails = lambda r: sum(not OPS[r["op"]](v, r["threshold"]) for v in _measured(r["values"]))
+    parts = [f"{r['id']} {r['verdict']} (RL not {r['op']} {_fmt(r['threshold'])} in {fails(r)} of {len(r['values'])} "
+             "values)" for r in failed]
+    return ["", "Sharpening null: " + "; ".join(parts) + ". The spec's other claims count every run, so they "
+            "also stand on runs where RL did no better than the base policy at its best temperature."]
+
+
 def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | None = None,
                     health: dict | None = None) -> str:
     lines = [f"# Claims of {spec_id} ({scale} scale)", "",
              "| claim | paper | measured (per seed) | threshold | null it beats | verdict | after Holm |",
              "|---|---|---|---|---|---|---|"]
+    flips = rests_on_flagged(rows, health)
     for r in rows:
         per = ", ".join(_fmt(v) for v in r["values"])
         name = f"**{r['id']}**" + (f" (control of {r['control_of']}: must not replicate)" if r.get("control_of") else "")
+        mark = " †" if r["id"] in flips else ""
         lines.append(f"| {name}: {r['statement']} | {_fmt(r['paper_value'])} | {measured_cell(r)} ({per}) | "
-                     f"{threshold_cell(r)} | {r['beats'] or '-'} | {r['verdict']} | "
+                     f"{threshold_cell(r)} | {r['beats'] or '-'} | {r['verdict']}{mark} | "
                      f"{r.get('verdict_holm', r['verdict'])} |")
     lines += ["", count_line(rows)]
+    if flips:
+        lines += ["", f"† {len(flips)} verdict(s) rest on flagged runs; without them: "
+                  + "; ".join(f"{cid} {v}" for cid, v in flips.items()) + " (run health, below)."]
+    lines += sharpening_lines(rows)
     if health:
         lines += health_lines(health)
     lines += ["", "Thresholds and why:"] + [f"- {r['id']}: {r['threshold_reason'] or 'from the paper statement'} "
@@ -199,6 +228,9 @@ def health_lines(health: dict) -> list[str]:
         flagged = "; ".join(f"seed {s}: {why}" for s, why in h["flagged"].items()) or "-"
         lines.append(f"| {arm} | {h['healthy']} / {h['seeds']} | {flagged} |")
     sens = health.get("sensitivity")
+    if health.get("sensitivity_error"):
+        why = health["sensitivity_error"]
+        lines += ["", f"Sensitivity: the claims could not be judged without the flagged runs ({why})."]
     if sens:
         lines += ["", "Sensitivity (claims stay judged over all runs, as pre-registered; here the same claims without "
                   "the flagged runs): " + "; ".join(f"{s['id']} {s['verdict']} ({_fmt(s['mean'])} "
