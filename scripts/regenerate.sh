@@ -19,8 +19,8 @@ specs=("$@")
 if [ ${#specs[@]} -eq 0 ] && [ "$scale" = small ]; then
   specs=(fig1 fig8 fig3 lemma-lm fig11 table2)  # fig8 and fig3's SmolLM2 arm read fig1's runs; table2 fig11's
 elif [ ${#specs[@]} -eq 0 ]; then
-  specs=(fig1 fig8 lemma lemma-lm lemma-lm-copyrule fig11 table1 table2 fig12 fig9 fig10 scope fig3 fig4 fig6 fig7 fig2 fig5
-         dast-levels dast-table1 dast-ablation)
+  specs=(fig1 fig8 lemma lemma-lm lemma-lm-copyrule fig11 table1 table2 fig12 fig9 fig10 scope fig3 fig4 fig6 fig7
+         fig2 fig5 dast-levels dast-table1 dast-ablation)
 fi
 # A reference is bit-exact only on the CPU kind that made it, so a store is resumed only on the kind that began it.
 store=${REPLICATE_STORE:-${REPLICATE_HOME:-.}/runs}

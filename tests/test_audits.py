@@ -35,6 +35,9 @@ def test_the_verdict_changes_quoted_are_the_references():
     assert little["metric"].startswith("entropy_end_log_over_ref_end@")
     explodes = claim("fig9", "largest_coef_explodes")
     assert f"{explodes['mean']:.3f}, not replicated as before" in TEXT and explodes["verdict"] == "not replicated"
-    marked = [(spec, cid) for spec, cid in (("fig11", "kl_cov_holds_entropy"), ("fig8", "easy_prompts_larger_cov"))
-              if "† " in (ROOT / "figures" / spec / "small" / "claims.md").read_text()]
-    assert len(marked) == 2
+    for spec, cid in (("fig11", "kl_cov_holds_entropy"), ("fig8", "easy_prompts_larger_cov")):
+        md = (ROOT / "figures" / spec / "small" / "claims.md").read_text()
+        row = next(line for line in md.splitlines() if line.startswith(f"| **{cid}**"))
+        assert "| replicated † |" in row, (spec, cid)  # the claim's own row, not just any † in the file
+        assert sum("| replicated † |" in line or "| not replicated † |" in line or "| inconclusive † |" in line
+                   for line in md.splitlines()) == 1, spec

@@ -133,3 +133,14 @@ def test_a_failed_sharpening_claim_is_said_beside_the_others():
     assert "Sharpening null: rl_beats not replicated (RL not > 0 in 1 of 3 values)." in md
     assert "Sharpening null" not in claims_markdown("x", "tiny", [law, _row("ok", [0.2, 0.3], metric=sharp["metric"],
                                                                              over="every")])
+
+
+def test_an_inconclusive_sharpening_claim_with_no_failing_value_says_so_plainly():
+    """A mean sharpening claim whose interval holds 0 (every value above 0) names no run where RL did no better,
+    so the line must not say the other claims stand on such runs."""
+    from replicate.report.claims import sharpening_lines
+    mean = _row("grpo_beats", [0.3, 0.01, 0.02], metric="rl_gain_over_sharpening@grpo")
+    assert mean["verdict"] == "inconclusive"
+    assert sharpening_lines([mean]) == ["", "Sharpening null: grpo_beats inconclusive (RL not > 0 in 0 of 3 values)."]
+    every = _row("every", [0.3, None, -0.2], metric="rl_gain_over_sharpening@all", over="every")
+    assert "in 1 of 2 values; 1 unmeasured). The spec's other claims" in sharpening_lines([every])[1]

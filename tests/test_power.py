@@ -64,7 +64,7 @@ def test_power_cli_on_a_pilot(tmp_path, capsys):
     (tmp_path / "claims.json").write_text(json.dumps({"seeds": [0, 1, 2], "per_seed": per_seed}))
     assert main(["power", "fig11", "--pilot", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    # effect/sd 1.74: 80% power at 5 seeds, 8 at Holm's 0.05 / 6 (fig11 has six mean claims); 10 seeds: 0.998
+    # effect/sd 1.74: 80% power at 5 seeds, 8 at Holm's 0.05 / 7 (fig11 has seven mean claims); 10 seeds: 0.998
     assert next(l for l in lines if l.startswith("grpo_collapses")).split() == [
         "grpo_collapses", "3", "0.0265", "-0.0462", "4", "5", "8", "0.998"]
     assert "only 0 measured seed(s)" in next(l for l in lines if l.startswith("kl_cov_holds_entropy"))
@@ -252,3 +252,14 @@ def test_docs_power_table_is_recomputed_and_its_verdicts_are_the_references():
     readme = " ".join((root / "README.md").read_text().split())
     assert f"{len(rows)} judged claims expected {sum(float(r[8]) for r in rows):.1f} decisive verdicts and got " \
            f"{len(decided_rows)}" in readme
+
+
+def test_power_at_survives_an_sd_of_rounding_error():
+    """Equal values leave an SD of rounding error (7e-17), where scipy's noncentral t gives NaN: the power is then
+    1 (not n/a), and 80% power needs 2 seeds as the decided rule says (not '>10000')."""
+    row = claim_power({"id": "const", "metric": "m", "values": [0.2, 0.2, 0.2], "threshold": 0.0}, at=6)
+    assert 0 < row["sd"] < 1e-15
+    assert row["needed"] == row["needed_power"] == row["needed_power_holm"] == 2 and row["power_at"] == 1.0
+    for df in (1, 2, 9):  # the fallback agrees with the noncentral t where that still computes
+        crit = stats.t.ppf(0.975, df)
+        assert stats.chi2.cdf(df * (50 / crit) ** 2, df) == pytest.approx(stats.nct.sf(crit, df, 50), abs=1e-4)

@@ -142,10 +142,15 @@ def sharpening_lines(rows: list[dict]) -> list[str]:
     if not failed:
         return []
     fails = lambda r: sum(not OPS[r["op"]](v, r["threshold"]) for v in _measured(r["values"]))
-    parts = [f"{r['id']} {r['verdict']} (RL not {r['op']} {_fmt(r['threshold'])} in {fails(r)} of {len(r['values'])} "
-             "values)" for r in failed]
-    return ["", "Sharpening null: " + "; ".join(parts) + ". The spec's other claims count every run, so they "
-            "also stand on runs where RL did no better than the base policy at its best temperature."]
+    unmeasured = lambda r: len(r["values"]) - len(_measured(r["values"]))
+    parts = [f"{r['id']} {r['verdict']} (RL not {r['op']} {_fmt(r['threshold'])} in {fails(r)} of "
+             f"{len(_measured(r['values']))} values" + (f"; {unmeasured(r)} unmeasured" if unmeasured(r) else "") + ")"
+             for r in failed]
+    # an inconclusive claim with no failing value (an unmeasured run, or a mean whose interval holds 0) names no
+    # run where RL did no better, so only a failing value earns the sentence about the other claims
+    tail = (" The spec's other claims count every run, so they also stand on runs where RL did no better than the base "
+            "policy at its best temperature." if any(fails(r) for r in failed) else "")
+    return ["", "Sharpening null: " + "; ".join(parts) + "." + tail]
 
 
 def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | None = None,
