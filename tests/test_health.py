@@ -117,7 +117,7 @@ def test_a_verdict_that_rests_on_a_flagged_run_is_marked():
     assert rests_on_flagged(rows, health) == {"holds": "inconclusive"}
     md = claims_markdown("x", "tiny", rows, None, health)
     assert "| replicated † |" in md and md.count("†") == 2
-    assert "† 1 verdict(s) rest on flagged runs; without them: holds inconclusive" in md
+    assert "† 1 verdict(s) change without the flagged runs: holds inconclusive" in md
     assert rests_on_flagged(rows, None) == {} and "†" not in claims_markdown("x", "tiny", rows)
     failed = {**health, "sensitivity": [], "sensitivity_error": "KeyError: 'grpo'"}
     assert "could not be judged without the flagged runs (KeyError: 'grpo')" in claims_markdown("x", "tiny", rows,

@@ -127,7 +127,7 @@ def threshold_cell(r: dict) -> str:
 
 def rests_on_flagged(rows: list[dict], health: dict | None) -> dict[str, str]:
     """Claim id -> its verdict without the flagged runs, for each claim where that differs from its verdict over
-    all runs: the verdict rests on a run that broke (claims.md and the README mark it †)."""
+    all runs (claims.md and the README mark it †): the verdict does not survive dropping the runs that broke."""
     again = {s["id"]: s["verdict"] for s in (health or {}).get("sensitivity") or []}
     return {r["id"]: again[r["id"]] for r in rows if r["id"] in again and again[r["id"]] != r["verdict"]}
 
@@ -168,8 +168,9 @@ def claims_markdown(spec_id: str, scale: str, rows: list[dict], extra: dict | No
                      f"{r.get('verdict_holm', r['verdict'])} |")
     lines += ["", count_line(rows)]
     if flips:
-        lines += ["", f"† {len(flips)} verdict(s) rest on flagged runs; without them: "
-                  + "; ".join(f"{cid} {v}" for cid, v in flips.items()) + " (run health, below)."]
+        lines += ["", f"† {len(flips)} verdict(s) change without the flagged runs: "
+                  + "; ".join(f"{cid} {v}" for cid, v in flips.items()) + " (run health, below; a verdict one seed "
+                  "from the threshold may also change without a healthy seed)."]
     lines += sharpening_lines(rows)
     if health:
         lines += health_lines(health)
