@@ -228,7 +228,7 @@ def test_docs_power_table_is_recomputed_and_its_verdicts_are_the_references():
     import json
     from pathlib import Path
     root = Path(__file__).resolve().parent.parent
-    text = (root / "docs" / "power.md").read_text()
+    text = (root / "docs" / "power.md").read_text().split("## What the committed references ask")[0]
     rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
             if line.startswith("| ") and not line.startswith(("| spec", "|---"))]
     assert len(rows) == 29
@@ -263,3 +263,33 @@ def test_power_at_survives_an_sd_of_rounding_error():
     for df in (1, 2, 9):  # the fallback agrees with the noncentral t where that still computes
         crit = stats.t.ppf(0.975, df)
         assert stats.chi2.cdf(df * (50 / crit) ** 2, df) == pytest.approx(stats.nct.sf(crit, df, 50), abs=1e-4)
+
+
+def test_docs_power_reach_table_is_the_references():
+    """docs/power.md's second table: every inconclusive mean claim of the committed references that 80% power,
+    planned on the SD's 0.8 upper limit, puts within 50 seeds, with both counts recomputed from claims.json."""
+    import json
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    want, inconclusive = set(), 0
+    for path in sorted((root / "figures").glob("**/claims.json")):
+        if path.parent.name in ("cross-cpu", "reward-leaks"):
+            continue
+        scale = "small" if path.parent.name == "small" else "tiny"
+        spec = path.parent.parent.name if scale == "small" else path.parent.name
+        for c in json.loads(path.read_text())["claims"]:
+            if c.get("over", "mean") != "mean" or c["verdict"] != "inconclusive" or c.get("control_of"):
+                continue
+            inconclusive += 1
+            v = np.array([x for x in c["values"] if x is not None], float)
+            effect, sd = v.mean() - c["threshold"], v.std(ddof=1)
+            planned = seeds_for_power(effect, sd_upper(sd, len(v), 0.8))
+            if planned is not None and planned <= 50:
+                want.add((spec, scale, c["id"], str(len(v)), str(seeds_for_power(effect, sd)), str(planned)))
+    text = (root / "docs" / "power.md").read_text()
+    table = text[text.index("## What the committed references ask"):]
+    rows = [[x.strip() for x in line.strip().strip("|").split("|")] for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith(("| spec", "|---"))]
+    assert {(r[0], r[1], r[2], r[3], r[6], r[7]) for r in rows} == want and len(rows) == len(want)
+    flat = " ".join(table.split())
+    assert f"{inconclusive} mean claims are inconclusive" in flat and f"{len(want)} of them need at most 50" in flat
