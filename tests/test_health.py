@@ -144,3 +144,11 @@ def test_an_inconclusive_sharpening_claim_with_no_failing_value_says_so_plainly(
     assert sharpening_lines([mean]) == ["", "Sharpening null: grpo_beats inconclusive (RL not > 0 in 0 of 3 values)."]
     every = _row("every", [0.3, None, -0.2], metric="rl_gain_over_sharpening@all", over="every")
     assert "in 1 of 2 values; 1 unmeasured). The spec's other claims" in sharpening_lines([every])[1]
+
+
+def test_a_claim_with_no_values_says_its_metric_was_never_recorded():
+    """The stats audit's F6: a claim on an arm no analysis records (e.g. `@unit` where none is recorded) read
+    'nan [nan, nan]' and inconclusive; it now says what is missing."""
+    from replicate.report.claims import claims_markdown
+    md = claims_markdown("x", "tiny", [_row("ghost", [], metric="law_rmse_paper@unit")])
+    assert "no values: no analysis recorded law_rmse_paper@unit in this result" in md and "| inconclusive |" in md

@@ -144,8 +144,10 @@ def power_text(spec_id: str, source: str, table: list[dict], judged: int | None 
              "           the specs' planned seed counts)",
              ("  80%: power 0.8 on the measured side (noncentral t); 80% Holm: the same at 0.05 / m, m = the spec's "
               "mean claims"),
-             (f"  {at}: the power at the spec's {judged or '?'} judged seeds (a plan from a pilot; from the judged "
-              "seeds' own result it only restates their p-value)"),
+             (f"  {at}: the power at the spec's {judged or '?'} judged seeds, of a verdict on the measured side (not "
+              "replicated, where the mean"),
+             ("           is on the claim's wrong side): a plan from a pilot; from the judged seeds' own result it only "
+              "restates their p-value"),
              ("  n counts the claim's values: one per seed, or one per run where the claim pools arms or runs (then "
               "the counts are runs)"),
              *([f"  sd: the measured SD raised to its one-sided {sd_ucl:g} upper confidence limit (--sd-ucl)"]

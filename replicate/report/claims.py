@@ -114,7 +114,10 @@ def _fmt(x) -> str:
 
 
 def measured_cell(r: dict) -> str:
-    """What a claim's verdict reads: the worst run for a claim over every run, else the mean and its 95% interval."""
+    """What a claim's verdict reads: the worst run for a claim over every run, else the mean and its 95% interval;
+    for a claim with no values at all, that its metric and arm were never recorded (a misnamed arm reads so)."""
+    if not r.get("values"):
+        return f"no values: no analysis recorded {r['metric']} in this result"
     if r.get("over") == "every":
         return f"worst {_fmt(r.get('worst', r.get('min')))}"
     lo, hi = r.get("ci95") or [None, None]
