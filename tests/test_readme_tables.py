@@ -148,14 +148,17 @@ def test_the_tiny_code_change_record_is_the_references_against_the_old_code_on_o
         ref = claims(spec, "tiny")
         old = {c["id"]: c["a"] for c in older["specs"][spec]}
         for c in rows:
+            assert c["b"] == old[c["id"]], f"{spec}/{c['id']}: side b is not the cross-CPU record's AMD re-run"
             if c["a"]["values"] != ref[c["id"]]["values"]:
                 moved.add(f"{spec}/{c['id']}")
             else:
                 assert c["a"]["verdict"] == ref[c["id"]]["verdict"], f"{spec}/{c['id']}"
-            assert c["b"] == old[c["id"]], f"{spec}/{c['id']}: side b is not the cross-CPU record's AMD re-run"
+    # the DAST specs judge fresh seeds 4-19 since dast.md's fourth round (2026-12-07): every value of theirs moved
+    reseeded = {f"{spec}/{c['id']}" for spec in ("dast-levels", "dast-table1", "dast-ablation")
+                for c in record["specs"][spec]}
     # Moved since the record by the stats audit's analysis fixes (2026-12-07), re-rendered from the same runs: fig5
     # judges one value per warm-up, the ratio claims the log ratio, and the entropy peak takes full windows only.
-    assert moved == {"fig5/law_beats_nulls_paper_fraction", "fig5/law_beats_nulls_first_third",
+    assert reseeded <= moved and moved - reseeded == {"fig5/law_beats_nulls_paper_fraction", "fig5/law_beats_nulls_first_third",
                      "fig5/law_beats_nulls_from_some_fraction", "fig5/law_rmse_small",
                      "fig9/small_coef_changes_little", "fig9/small_coef_changes_little_1e-3",
                      "fig9/largest_coef_explodes", "fig10/kl_holds_entropy", "fig10/kl_holds_entropy_0.01",
