@@ -166,15 +166,11 @@ def cmd_power(args):
     print(power_text(spec.id, f"{source}, seeds {seeds}", table, len(judged) if judged else None, args.sd_ucl))
 
 
-def _judged_seeds(spec, scale: str) -> list | None:
-    """The seeds a full run of `spec` judges at `scale`: its RL configs' seeds, else its runner's `seeds`."""
-    from pydantic import ValidationError
-
-    from replicate.experiment import plan
-    try:
-        return plan(spec, scale, None, None)[1]
-    except ValidationError:  # a study spec has no RL config; its runner_params name the seeds
-        return spec.at_scale(scale).runner_params.get("seeds")
+def _judged_seeds(spec, scale: str) -> list:
+    """The seeds a full run of `spec` judges at `scale`, as `reproduce` plans them."""
+    from replicate.experiment import runs_planned
+    from replicate.runners import RUNNERS
+    return runs_planned(spec.at_scale(scale), RUNNERS[spec.runner], scale, None, None, None)[1]
 
 
 def cmd_report(args):

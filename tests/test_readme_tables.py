@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from replicate.report.claims import rests_on_flagged as claims_rests_on_flagged
+
 ROOT = Path(__file__).resolve().parent.parent
 ROW = re.compile(r"^\| (?P<spec>[\w-]+) \| (?P<claim>\w+) \| (?P<tiny>[^|]+) \| (?P<small>[^|]+) \|$")
 CELL = re.compile(r"^(not replicated|replicated|inconclusive)(?P<flagged>†?) \((?:worst (?P<worst>\S+)|(?P<mean>\S+) "
@@ -47,9 +49,9 @@ def claims(spec: str, scale: str) -> dict:
 
 
 def rests_on_flagged(spec: str, scale: str, claim: str) -> bool:
-    """Whether the reference's verdict differs without its flagged runs (its health sensitivity)."""
-    again = {s["id"]: s["verdict"] for s in (reference(spec, scale).get("health") or {}).get("sensitivity") or []}
-    return claim in again and again[claim] != claims(spec, scale)[claim]["verdict"]
+    """Whether the reference's verdict differs without its flagged runs (claims.md's † rule)."""
+    ref = reference(spec, scale)
+    return claim in claims_rests_on_flagged(ref["claims"], ref.get("health"))
 
 
 def test_every_claim_of_each_listed_spec_has_one_row():

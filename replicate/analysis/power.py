@@ -93,7 +93,7 @@ def sd_upper(sd: float, n: int, ucl: float) -> float:
 def claim_power(row: dict, family: int = 1, at: int | None = None, sd_ucl: float | None = None) -> dict:
     """One judged claim row (claims.judge_claims) -> n, sd, effect, the seeds each plan asks, the power at `at`
     values (the spec's judged seeds), and a warning, if any. `family`: the spec's mean claims (Holm's m);
-    `sd_ucl`: plan on the SD's upper confidence limit (then `sd` is that limit, `sd_measured` the SD)."""
+    `sd_ucl`: plan on the SD's upper confidence limit (then `sd` is that limit)."""
     v = np.array([x for x in row["values"] if x is not None and math.isfinite(x)], float)
     out = {"id": row["id"], "metric": row["metric"], "over": row.get("over", "mean"), "n": len(v),
            "mean": float(v.mean()) if len(v) else math.nan, "sd": float(v.std(ddof=1)) if len(v) > 1 else math.nan,
@@ -105,7 +105,6 @@ def claim_power(row: dict, family: int = 1, at: int | None = None, sd_ucl: float
     if len(v) < FEW_SEEDS:
         out["warning"] = f"only {len(v)} measured seed(s): the SD is not a plan (need >= {FEW_SEEDS})"
     if len(v) > 1:
-        out["sd_measured"] = out["sd"]
         if sd_ucl:
             out["sd"] = sd_upper(out["sd"], len(v), sd_ucl)
         effect, sd = out["effect"], out["sd"]
