@@ -51,11 +51,33 @@ def _start(argv, cwd, env=None):
 
 
 def _wait_for(cond, proc, timeout=300):
+    """Poll cond until it holds. At the timeout the child's process group is killed, so a cond blocked in
+    readline on a child that prints nothing more gets EOF and the test fails instead of hanging."""
+    watchdog = threading.Timer(timeout, _kill_group, (proc,))
+    watchdog.start()
+    try:
+        t0 = time.time()
+        while not cond():
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() - t0 < timeout
+            time.sleep(0.1)
+    finally:
+        watchdog.cancel()
+
+
+def _kill_group(proc):
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_wait_on_a_silent_child_fails_at_its_timeout_instead_of_hanging(tmp_path):
+    proc = _start([sys.executable, "-c", "import time; print('one', flush=True); time.sleep(60)"], tmp_path)
+    seen = []
     t0 = time.time()
-    while not cond():
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() - t0 < timeout
-        time.sleep(0.1)
+    with pytest.raises(AssertionError):
+        _wait_for(lambda: seen.append(proc.stdout.readline()) or "two" in seen[-1], proc, 2)
+    assert time.time() - t0 < 10 and seen[0] == "one\n"
+    proc.wait(timeout=10)
 
 
 def _alive(pid):
