@@ -286,9 +286,42 @@ def test_docs_power_reach_table_is_the_references():
             if planned is not None and planned <= 50:
                 want.add((spec, scale, c["id"], str(len(v)), str(seeds_for_power(effect, sd)), str(planned)))
     text = (root / "docs" / "power.md").read_text()
-    table = text[text.index("## What the committed references ask"):]
+    table = _section(text, "## What the committed references ask")
     rows = [[x.strip() for x in line.strip().strip("|").split("|")] for line in table.splitlines()
             if line.startswith("| ") and not line.startswith(("| spec", "|---"))]
     assert {(r[0], r[1], r[2], r[3], r[6], r[7]) for r in rows} == want and len(rows) == len(want)
     flat = " ".join(table.split())
     assert f"{inconclusive} mean claims are inconclusive" in flat and f"{len(want)} of them need at most 50" in flat
+
+
+def _section(text, heading):
+    """The text from heading up to the next section's heading."""
+    rest = text[text.index(heading):]
+    end = rest.find("\n## ", 1)
+    return rest if end < 0 else rest[:end]
+
+
+def test_docs_power_prospective_plans_are_recomputed_and_their_verdicts_are_the_references():
+    """docs/power.md's plans written before the run: each row's powers follow from its pilot effect and SD (the SD
+    limit on the pilot's own seed count) at the judged seed count, the judged seeds are the reference's, its
+    verdict is the committed reference's, and the sums under the table are the table's."""
+    import json
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    text = _section((root / "docs" / "power.md").read_text(), "## Plans at 80% power, written before the run")
+    rows = [[x.strip() for x in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith(("| spec", "|---"))]
+    span = lambda r: list(range(int(r.split("-")[0]), int(r.split("-")[1]) + 1))
+    assert len(rows) == 29
+    for spec, claim, pilot, effect, sd, judged, pw, pw_ucl, verdict_ in rows:
+        e, s, n = float(effect), float(sd), len(span(judged))
+        assert (pw, pw_ucl) == (f"{power_at(e, s, n):.2f}", f"{power_at(e, sd_upper(s, len(span(pilot)), 0.8), n):.2f}")
+        ref = json.loads((root / "figures" / spec / "claims.json").read_text())
+        assert ref["seeds"] == span(judged) and not set(span(pilot)) & set(ref["seeds"]), claim
+        c = next(c for c in ref["claims"] if c["id"] == claim)
+        assert verdict_ == c["verdict"], claim
+    flat = " ".join(text.split())
+    decided = sum(r[8] != "inconclusive" for r in rows)
+    assert f"if the pilots' numbers are true: {sum(float(r[6]) for r in rows):.1f} of {len(rows)}" in flat
+    assert f"upper limit: {sum(float(r[7]) for r in rows):.1f}" in flat
+    assert f"**{decided} of the {len(rows)} planned claims came out decided" in flat
