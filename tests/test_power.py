@@ -312,7 +312,7 @@ def test_docs_power_prospective_plans_are_recomputed_and_their_verdicts_are_the_
     rows = [[x.strip() for x in line.strip().strip("|").split("|")] for line in text.splitlines()
             if line.startswith("| ") and not line.startswith(("| spec", "|---"))]
     span = lambda r: list(range(int(r.split("-")[0]), int(r.split("-")[1]) + 1))
-    assert len(rows) == 29
+    assert len(rows) == 37
     for spec, claim, pilot, effect, sd, judged, pw, pw_ucl, verdict_ in rows:
         e, s, n = float(effect), float(sd), len(span(judged))
         assert (pw, pw_ucl) == (f"{power_at(e, s, n):.2f}", f"{power_at(e, sd_upper(s, len(span(pilot)), 0.8), n):.2f}")
