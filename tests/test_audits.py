@@ -31,7 +31,8 @@ def test_the_numbers_quoted_are_the_references(spec, cid, scale, quote):
 
 def test_the_verdict_changes_quoted_are_the_references():
     little = claim("fig9", "small_coef_changes_little")
-    assert (little["verdict"], little["verdict_holm"]) == ("replicated", "inconclusive")
+    assert (little["verdict"], little["verdict_holm"]) == ("inconclusive", "inconclusive")  # fresh seeds 20-29
+    assert "on the fresh seeds 20-29, inconclusive before Holm too" in TEXT
     assert little["metric"].startswith("entropy_end_log_over_ref_end@")
     explodes = claim("fig9", "largest_coef_explodes")
     assert f"{explodes['mean']:.3f}, not replicated as before" in TEXT and explodes["verdict"] == "not replicated"

@@ -58,4 +58,6 @@ def test_non_editable_install_lists_and_runs_fig1(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     results = list((tmp_path / "home" / "results" / "fig1").glob("tiny-*/claims.json"))
     assert len(results) == 1 and json.loads(results[0].read_text())["kind"] == "smoke"
-    assert list((tmp_path / "home" / "runs" / "fig1").glob("tiny-main-s0-*/DONE"))
+    from replicate.specs import find_spec
+    first = find_spec("fig1").variant_configs("tiny")["main"].seeds[0]  # `--seeds 1` takes the first judged seed
+    assert list((tmp_path / "home" / "runs" / "fig1").glob(f"tiny-main-s{first}-*/DONE"))

@@ -155,16 +155,15 @@ def test_the_tiny_code_change_record_is_the_references_against_the_old_code_on_o
                 moved.add(f"{spec}/{c['id']}")
             else:
                 assert c["a"]["verdict"] == ref[c["id"]]["verdict"], f"{spec}/{c['id']}"
-    # fresh seeds since 2026-12-07 (DAST 4-19, dast.md's fourth round; fig12 3-18): every value of theirs moved
-    reseeded = {f"{spec}/{c['id']}" for spec in ("dast-levels", "dast-table1", "dast-ablation", "fig12")
+    # fresh seeds since 2026-12-07 (DAST 4-19, dast.md's fourth round; fig12 3-18; fig1, fig6, fig8-fig11, table1,
+    # table2 20 and up, docs/power.md "Plans at 80% power"): every value of theirs moved
+    reseeded = {f"{spec}/{c['id']}" for spec in ("dast-levels", "dast-table1", "dast-ablation", "fig12", "fig1", "fig6",
+                                                 "fig8", "fig9", "fig10", "fig11", "table1", "table2")
                 for c in record["specs"][spec]}
     # Moved since the record by the stats audit's analysis fixes (2026-12-07), re-rendered from the same runs: fig5
-    # judges one value per warm-up, the ratio claims the log ratio, and the entropy peak takes full windows only.
+    # judges one value per warm-up (the ratio and entropy-peak fixes moved fig9-fig11, since re-seeded).
     assert reseeded <= moved and moved - reseeded == {"fig5/law_beats_nulls_paper_fraction", "fig5/law_beats_nulls_first_third",
-                     "fig5/law_beats_nulls_from_some_fraction", "fig5/law_rmse_small",
-                     "fig9/small_coef_changes_little", "fig9/small_coef_changes_little_1e-3",
-                     "fig9/largest_coef_explodes", "fig10/kl_holds_entropy", "fig10/kl_holds_entropy_0.01",
-                     "fig11/clip_higher_more_entropy"}
+                     "fig5/law_beats_nulls_from_some_fraction", "fig5/law_rmse_small"}
     rows = [c for r in record["specs"].values() for c in r]
     equal = sum(sum(x == y for x, y in zip(c["a"]["values"], c["b"]["values"])) for c in rows)
     values = sum(len(c["a"]["values"]) for c in rows)
