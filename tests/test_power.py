@@ -234,8 +234,7 @@ def test_docs_power_table_is_recomputed_and_its_verdicts_are_the_references():
     record = {(r["spec"], r["scale"], r["claim"]): r for r in
               json.loads((root / "figures" / "power" / "pilot-plans-2026-12-07.json").read_text())["rows"]}
     text = (root / "docs" / "power.md").read_text().split("## What the committed references ask")[0]
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
-            if line.startswith("| ") and not line.startswith(("| spec", "|---"))]
+    rows = _table_rows(text)
     assert len(rows) == len(record) == 29
     show = lambda n: "-" if n is None else str(n)
     still = 0
@@ -289,11 +288,16 @@ def test_docs_power_reach_table_is_the_references():
                 want.add((spec, scale, c["id"], str(len(v)), str(seeds_for_power(effect, sd)), str(planned)))
     text = (root / "docs" / "power.md").read_text()
     table = _section(text, "## What the committed references ask")
-    rows = [[x.strip() for x in line.strip().strip("|").split("|")] for line in table.splitlines()
-            if line.startswith("| ") and not line.startswith(("| spec", "|---"))]
+    rows = _table_rows(table)
     assert {(r[0], r[1], r[2], r[3], r[6], r[7]) for r in rows} == want and len(rows) == len(want)
     flat = " ".join(table.split())
     assert f"{inconclusive} mean claims are inconclusive" in flat and f"{len(want)} of them need at most 50" in flat
+
+
+def _table_rows(text):
+    """The cells of every body row of the markdown tables in text (header and rule rows left out)."""
+    return [[x.strip() for x in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith(("| spec", "|---"))]
 
 
 def _section(text, heading):
@@ -311,8 +315,7 @@ def test_docs_power_prospective_plans_are_recomputed_and_their_verdicts_are_the_
     from pathlib import Path
     root = Path(__file__).resolve().parent.parent
     text = _section((root / "docs" / "power.md").read_text(), "## Plans at 80% power, written before the run")
-    rows = [[x.strip() for x in line.strip().strip("|").split("|")] for line in text.splitlines()
-            if line.startswith("| ") and not line.startswith(("| spec", "|---"))]
+    rows = _table_rows(text)
     span = lambda r: list(range(int(r.split("-")[0]), int(r.split("-")[1]) + 1))
     assert len(rows) == 37
     for spec, claim, pilot, effect, sd, judged, pw, pw_ucl, verdict_ in rows:
