@@ -2,7 +2,9 @@
 the fitted coefficients against model size.
 
 Every analysis here records each run's value under its arm and under the pseudo-arm "all" (every run of the
-spec), so a claim can say "in every run" (`metric@all`, over: every) or "on average over runs".
+spec), so a claim can say "in every run" (`metric@all`, over: every) or "on average over runs"; and under
+"unit" (one value per warm-up) and "seed" (one value per seed: the mean of its units), for a claim on the mean
+whose values must be independent.
 """
 from __future__ import annotations
 
@@ -26,19 +28,22 @@ def _record_all(per_seed: dict, variant: str, values: dict) -> None:
         record(per_seed, key, ALL, val)
 
 
-def law_per_run(runs: dict) -> dict:
-    """Per run: the law's fit (R², a, b, ceiling) and its held-out RMSE against a linear fit in H; pooled: each
-    run's fit, for one curve per run."""
-    per_seed, pooled = {}, {}
+def law_per_run(runs: dict, units: dict | None = None) -> dict:
+    """Per run: the law's fit (R², a, b, ceiling) and its held-out RMSE against a linear fit in H, also per unit
+    and per seed (_record_groups); pooled: each run's fit, for one curve per run."""
+    per_seed, pooled, rows = {}, {}, []
     for variant, seeds in runs.items():
         fits = {}
         for seed, metrics in seeds.items():
             _, h, r = eval_points(metrics)
             fit = fit_exp_law(h, r)
             fits[seed] = fit.to_dict()
-            _record_all(per_seed, variant, {"fit_r2": fit.r2, "fit_a": fit.a, "fit_b": fit.b,
-                                            "fit_ceiling": fit.ceiling, **law_vs_linear(h, r)})
+            values = {"fit_r2": fit.r2, "fit_a": fit.a, "fit_b": fit.b, "fit_ceiling": fit.ceiling,
+                      **law_vs_linear(h, r)}
+            _record_all(per_seed, variant, values)
+            rows.append((variant, seed, values))
         pooled[variant] = {"run_fits": fits}
+    _record_groups(per_seed, rows, units)
     return {"per_seed": per_seed, "pooled": pooled}
 
 
@@ -47,6 +52,7 @@ LAW_PER_RUN_METRICS = ("fit_r2", "fit_a", "fit_b", "fit_ceiling", "exp_vs_linear
 
 
 UNIT = "unit"
+SEED = "seed"
 
 
 def _unit_key(units: dict | None, variant: str, seed):
@@ -54,12 +60,28 @@ def _unit_key(units: dict | None, variant: str, seed):
     return (units or {}).get(variant, {}).get(seed, (variant, seed))
 
 
-def _record_units(per_seed: dict, by_unit: dict) -> list[int]:
-    """Each metric's mean over the runs of one unit, under the pseudo-arm "unit"; returns the runs per unit."""
-    for members in by_unit.values():
-        for key in members[0]:
-            vals = [m[key] for m in members]
-            record(per_seed, key, UNIT, float(np.mean(vals)) if all(math.isfinite(v) for v in vals) else math.nan)
+def _mean(vals: list[float]) -> float:
+    return float(np.mean(vals)) if all(math.isfinite(v) for v in vals) else math.nan
+
+
+def _record_groups(per_seed: dict, rows: list, units: dict | None) -> list[int]:
+    """rows: (variant, seed, {metric: value}) of every run. Each metric's mean over the runs of one warm-up goes
+    under the pseudo-arm "unit"; the mean over one seed's units under "seed" (one value per seed, in seed order):
+    the units of a seed share its data and sampling streams, so only seeds are independent all the way down.
+    Returns the runs per unit."""
+    by_unit, seed_of = {}, {}
+    for variant, seed, values in rows:
+        key = _unit_key(units, variant, seed)
+        by_unit.setdefault(key, []).append(values)
+        seed_of[key] = seed
+    unit_means = {key: {m: _mean([v[m] for v in members]) for m in members[0]} for key, members in by_unit.items()}
+    for means in unit_means.values():
+        for metric, value in means.items():
+            record(per_seed, metric, UNIT, value)
+    for seed in sorted(set(seed_of.values())):
+        group = [means for key, means in unit_means.items() if seed_of[key] == seed]
+        for metric in group[0]:
+            record(per_seed, metric, SEED, _mean([g[metric] for g in group]))
     return sorted(len(m) for m in by_unit.values())
 
 
@@ -69,7 +91,7 @@ def shares_per_run(runs: dict, units: dict | None = None) -> dict:
     units ({variant: {seed: key}}, runs with one key share a warm-up): runs that share a warm-up are not
     independent, so under the pseudo-arm "unit" each metric is the mean over the runs of one warm-up (one value
     per independent unit); without units every run is its own unit."""
-    per_seed, by_unit = {}, {}
+    per_seed, rows = {}, []
     for variant, seeds in runs.items():
         for seed, metrics in seeds.items():
             third, twelfth = early_shares(metrics, 1 / 3), early_shares(metrics, 1 / 12)
@@ -80,8 +102,8 @@ def shares_per_run(runs: dict, units: dict | None = None) -> dict:
                 "acc_gain_share_first_twelfth": twelfth["acc_gain_share_first_third"],
                 "entropy_final_over_initial": third["entropy_final_over_initial"]}
             _record_all(per_seed, variant, values)
-            by_unit.setdefault(_unit_key(units, variant, seed), []).append(values)
-    return {"per_seed": per_seed, "pooled": {UNIT: {"runs_per_unit": _record_units(per_seed, by_unit)}}}
+            rows.append((variant, seed, values))
+    return {"per_seed": per_seed, "pooled": {UNIT: {"runs_per_unit": _record_groups(per_seed, rows, units)}}}
 
 
 SHARES_METRICS = ("entropy_drop_share_first_third", "acc_gain_share_first_third", "entropy_drop_share_first_twelfth",
@@ -108,7 +130,7 @@ def early_curve(runs: dict, units: dict | None = None) -> dict:
     arm's per-run RMSE curves (and every run's under "all"), for the figure. Under the pseudo-arm "unit", each
     metric's mean over the runs that share a warm-up (as shares_per_run): the runs of one warm-up are not
     independent, so a claim on the mean over runs counts one value per unit."""
-    per_seed, pooled, by_unit = {}, {}, {}
+    per_seed, pooled, rows = {}, {}, []
     for variant, seeds in runs.items():
         curves = {"fractions": list(FRACTIONS.values()), "law": [], "no_change": [], "linear_step": []}
         for seed, metrics in seeds.items():
@@ -120,14 +142,14 @@ def early_curve(runs: dict, units: dict | None = None) -> dict:
             for tag, lv, nv, sv in zip(FRACTIONS, law, nc, ls):
                 values.update({f"law_rmse_{tag}": lv, f"law_minus_best_null_{tag}": lv - min(nv, sv)})
             _record_all(per_seed, variant, values)
-            by_unit.setdefault(_unit_key(units, variant, seed), []).append(values)
+            rows.append((variant, seed, values))
             for key, vals in (("law", law), ("no_change", nc), ("linear_step", ls)):
                 curves[key].append(vals)
         pooled[variant] = {"early_curve": curves}
     everything = {key: [row for v in pooled.values() for row in v["early_curve"][key]]
                   for key in ("law", "no_change", "linear_step")}
     pooled[ALL] = {"early_curve": {"fractions": list(FRACTIONS.values()), **everything}}
-    pooled[UNIT] = {"runs_per_unit": _record_units(per_seed, by_unit)}
+    pooled[UNIT] = {"runs_per_unit": _record_groups(per_seed, rows, units)}
     return {"per_seed": per_seed, "pooled": pooled}
 
 

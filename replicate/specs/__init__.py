@@ -141,8 +141,9 @@ class Spec(Strict):
             if set(panel.arms) - set(arms):
                 raise ValueError(f"panel {panel.kind!r} names arms {sorted(set(panel.arms) - set(arms))} the spec does "
                                  f"not have; it has {', '.join(arms)}")
-        # `metric@all`: every run of every arm; `metric@unit`: one value per warm-up (analyses that record them)
-        arms = arms + ["all", "unit"] * bool(self.variants)
+        # `metric@all`: every run of every arm; `metric@unit`: one value per warm-up; `metric@seed`: one per seed
+        # (the mean of its units; analyses that record them)
+        arms = arms + ["all", "unit", "seed"] * bool(self.variants)
         for i, claim in enumerate(self.claims):
             metric, _, arm = claim.metric.partition("@")
             if metric not in produced:
@@ -359,7 +360,7 @@ def _check_scale(spec: Spec, scale: str, path: Path, root, sources: list) -> Non
                                    f"({', '.join(sorted(arms))}); add one"))
     for i, claim in enumerate(spec.claims):
         arm = claim.metric.partition("@")[2]
-        if spec.variants and arm not in arms | {"", "all", "unit"}:
+        if spec.variants and arm not in arms | {"", "all", "unit", "seed"}:
             raise UserError(_fmt_error(path, root, ("claims", i, "metric"), f"claim {claim.id!r} judges arm {arm!r}, "
                                        f"which does not run at scale {scale}; judge an arm that does, or @all"))
     for i, v in enumerate(spec.variants):

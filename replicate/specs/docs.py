@@ -179,8 +179,9 @@ FIELD_NOTES = {
         "paper_value": "The paper's number (or words when it gives none); shown, never judged.",
         "metric": "`metric` or `metric@arm`: a per-seed metric one of the spec's analyses produces, of one arm; "
                   "`metric@all`: every run of every arm (analyses that record it: law_per_run, shares_per_run, "
-                  "early_curve, size_trend); `metric@unit`: one value per independent unit, the runs that share a "
-                  "warm-up averaged (shares_per_run).",
+                  "early_curve, size_trend); `metric@unit`: one value per warm-up, the runs that share one averaged; "
+                  "`metric@seed`: one value per seed, the mean of its units (law_per_run, shares_per_run, "
+                  "early_curve): the units of a seed share its data and sampling streams.",
         "op": "The claim holds when `value op threshold`.",
         "threshold": "The line the measured value must clear, fixed before the run.",
         "threshold_reason": "Why that threshold reads the paper's statement (written before the run).",
