@@ -204,7 +204,7 @@ def health_section(spec: Spec, configs: dict, runs: dict) -> dict:
 
 def warmup_units(configs: dict, runs: dict) -> dict | None:
     """{variant: {seed: warm-up key}}: runs with one key share their warm-up (the same base policy), so they are
-    not independent units (fig2 counts one value per unit)."""
+    not independent (the predictability specs' "unit" and "seed" pseudo-arms)."""
     if not configs:
         return None
     from replicate.runners.rl.warmup import warmup_key

@@ -307,17 +307,19 @@ def _section(text, heading):
     return rest if end < 0 else rest[:end]
 
 
-def test_docs_power_prospective_plans_are_recomputed_and_their_verdicts_are_the_references():
+@pytest.mark.parametrize("heading, n_rows", [("## Plans at 80% power, written before the run", 37),
+                                             ("## Plans at 80% power, second round", 11)])
+def test_docs_power_prospective_plans_are_recomputed_and_their_verdicts_are_the_references(heading, n_rows):
     """docs/power.md's plans written before the run: each row's powers follow from its pilot effect and SD (the SD
     limit on the pilot's own seed count) at the judged seed count, the judged seeds are the reference's, its
     verdict is the committed reference's, and the sums under the table are the table's."""
     import json
     from pathlib import Path
     root = Path(__file__).resolve().parent.parent
-    text = _section((root / "docs" / "power.md").read_text(), "## Plans at 80% power, written before the run")
+    text = _section((root / "docs" / "power.md").read_text(), heading)
     rows = _table_rows(text)
     span = lambda r: list(range(int(r.split("-")[0]), int(r.split("-")[1]) + 1))
-    assert len(rows) == 37
+    assert len(rows) == n_rows
     for spec, claim, pilot, effect, sd, judged, pw, pw_ucl, verdict_ in rows:
         e, s, n = float(effect), float(sd), len(span(judged))
         assert (pw, pw_ucl) == (f"{power_at(e, s, n):.2f}", f"{power_at(e, sd_upper(s, len(span(pilot)), 0.8), n):.2f}")

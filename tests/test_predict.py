@@ -120,29 +120,36 @@ def test_shares_per_run_counts_a_shared_warmup_once():
 @pytest.mark.parametrize("analysis", ["shares_per_run", "early_curve", "law_per_run"])
 def test_seed_pseudo_arm_is_the_mean_of_each_seeds_units(analysis):
     """One value per seed, in seed order: the mean of the seed's units, a unit being the mean of its runs. On seed
-    0, arms x and y share warm-up w0 (one unit) and z has its own: (mean(x0, y0) + z0) / 2; seed 1: (x1 + z1) / 2."""
+    0, arms x and y share warm-up w0 (one unit) and z has its own: (mean(x0, y0) + z0) / 2; on seed 1 each arm has
+    its own: mean(x1, y1, z1)."""
     runs = {"x": {1: law_run(noise=0.01, seed=1), 0: law_run(noise=0.01, seed=0)},
-            "y": {0: law_run(noise=0.01, seed=2)},
+            "y": {0: law_run(noise=0.01, seed=2), 1: law_run(noise=0.01, seed=5)},
             "z": {0: law_run(noise=0.01, seed=3), 1: law_run(noise=0.01, seed=4)}}
-    units = {"x": {0: "w0", 1: "w1"}, "y": {0: "w0"}, "z": {0: "v0", 1: "v1"}}
+    units = {"x": {0: "w0", 1: "w1"}, "y": {0: "w0", 1: "u1"}, "z": {0: "v0", 1: "v1"}}
     per = ANALYSES[analysis](runs, units)["per_seed"]
     for key, arms in per.items():
         if "seed" not in arms:
             continue
         x, y, z = (dict(zip(runs[a], arms[a])) for a in "xyz")
-        want = [((x[0] + y[0]) / 2 + z[0]) / 2, (x[1] + z[1]) / 2]
+        want = [((x[0] + y[0]) / 2 + z[0]) / 2, (x[1] + y[1] + z[1]) / 3]
         assert arms["seed"] == pytest.approx(want, nan_ok=True), key
     assert "seed" in per["law_rmse_paper" if analysis == "early_curve" else
                         "fit_r2" if analysis == "law_per_run" else "entropy_final_over_initial"]
 
 
 def test_seed_pseudo_arm_of_a_seed_with_a_broken_unit_is_unmeasured():
-    """A NaN in any unit of a seed makes that seed's value NaN (unmeasured), not the mean of the others."""
+    """A NaN in any unit of a seed, or a missing run, makes that seed's value NaN (unmeasured), not the mean of the
+    others."""
     from replicate.analysis.predict import _record_groups
     per = {}
-    _record_groups(per, [("x", 0, {"m": 1.0}), ("y", 0, {"m": float("nan")}), ("x", 1, {"m": 2.0})], None)
-    assert per["m"]["unit"][0] == 1.0 and math.isnan(per["m"]["unit"][1]) and per["m"]["unit"][2] == 2.0
-    assert math.isnan(per["m"]["seed"][0]) and per["m"]["seed"][1] == 2.0
+    _record_groups(per, [("x", 0, {"m": 1.0}), ("y", 0, {"m": float("nan")}), ("x", 1, {"m": 2.0}),
+                         ("y", 1, {"m": 4.0})], None)
+    assert per["m"]["unit"][0] == 1.0 and math.isnan(per["m"]["unit"][1]) and per["m"]["unit"][2:] == [2.0, 4.0]
+    assert math.isnan(per["m"]["seed"][0]) and per["m"]["seed"][1] == 3.0
+    # a seed without one arm's run (dropped as broken) is unmeasured too, not the mean of the arms it kept
+    per = {}
+    _record_groups(per, [("x", 0, {"m": 1.0}), ("y", 0, {"m": 3.0}), ("x", 1, {"m": 2.0})], None)
+    assert per["m"]["seed"][0] == 2.0 and math.isnan(per["m"]["seed"][1])
 
 
 def test_early_curve_counts_a_shared_warmup_once():

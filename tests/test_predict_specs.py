@@ -44,7 +44,7 @@ def test_families_and_tasks_differ_where_they_should():
 
 def _variant_spec(tmp_path, extra):
     text = TINY_SPEC.replace("analyses: [exp_law, early_share]", "variants: [{name: a}, {name: b}]\nanalyses: [law_per_run]")
-    text = text.replace("metric: entropy_final_over_initial", "metric: fit_r2@all") + extra
+    text = text.replace("metric: entropy_final_over_initial", "metric: fit_r2@all, over: every") + extra
     path = tmp_path / "v.yaml"
     path.write_text(text)
     return path

@@ -1,5 +1,6 @@
 """The spec loader: valid specs load, every scale resolves, and bad input gets a one-line error with a line."""
 import re
+from pathlib import Path
 
 import pytest
 
@@ -177,7 +178,8 @@ variants:
   - {{name: a, scales: {{small: null}}}}
   - {{name: b, scales: {{tiny: null, small: {b_small}}}}}
 analyses:""").replace("panels: [{kind: curves}, {kind: law_fit}]", f"panels: {panels}").replace(
-        "metric: entropy_final_over_initial,", "metric: entropy_final_over_initial@all,")
+        "analyses: [exp_law, early_share]", "analyses: [exp_law, early_share, law_per_run]").replace(
+        "metric: entropy_final_over_initial,", "metric: fit_r2@all, over: every,")
 
 
 def test_an_arm_set_to_null_at_a_scale_does_not_run_there(tmp_path):
@@ -192,5 +194,41 @@ def test_a_scale_where_no_arm_or_no_panel_runs_is_refused_at_its_line(tmp_path):
     assert "no panel draws only arms that run at scale small (b)" in msg and re.search(r":\d+", msg)
     msg = _err(tmp_path, _two_arm_spec("[{kind: curves}]", b_small="null"))
     assert "every arm is null at scale small" in msg
-    msg = _err(tmp_path, _two_arm_spec("[{kind: curves}]").replace("entropy_final_over_initial@all", "entropy_final_over_initial@a"))
+    msg = _err(tmp_path, _two_arm_spec("[{kind: curves}]").replace("fit_r2@all", "fit_r2@a"))
     assert "judges arm 'a', which does not run at scale small" in msg
+
+
+@pytest.mark.parametrize("arm", ["all", "unit"])
+def test_a_mean_over_runs_of_one_seed_is_refused_at_its_line(tmp_path, arm):
+    """The runs (or warm-ups) of one seed share its data and sampling streams: a claim on their mean must judge one
+    value per seed (@seed); over every run they may be pooled."""
+    src = (Path(__file__).resolve().parent.parent / "experiments" / "entropy-mechanism" / "fig3.yaml").read_text()
+    assert "metric: exp_vs_linear_heldout_ratio@seed" in src
+    path = tmp_path / "fig3.yaml"
+    path.write_text(src.replace("metric: exp_vs_linear_heldout_ratio@seed", f"metric: exp_vs_linear_heldout_ratio@{arm}"))
+    with pytest.raises(UserError) as err:
+        load_spec(path)
+    metric_line = src[:src.index("metric: exp_vs_linear_heldout_ratio@seed")].count("\n") + 1
+    claims_line = src[:src.index("\nclaims:")].count("\n") + 2
+    msg = str(err.value)
+    assert msg.startswith(f"{path}:") and "counts runs of one seed as independent" in msg
+    assert "judge exp_vs_linear_heldout_ratio@seed" in msg
+    assert claims_line < int(msg[len(str(path)) + 1:].split(":")[0]) <= metric_line  # at the claim, not the top
+    path.write_text(src)
+    assert load_spec(path).claims[1].metric.endswith("@seed")
+
+
+def test_a_pseudo_arm_no_analysis_records_is_refused(tmp_path):
+    """@seed exists only where an analysis records it (not the sharpening null's per-run gain): a claim on it would
+    have no values; and the advice for a mean over @all names @seed only where it exists."""
+    src = (Path(__file__).resolve().parent.parent / "experiments" / "entropy-mechanism" / "fig3.yaml").read_text()
+    every = 'metric: rl_gain_over_sharpening@all\n    op: ">"\n    threshold: 0.0\n    over: every\n'
+    assert every in src
+    path = tmp_path / "fig3.yaml"
+    for claim, want in (('metric: rl_gain_over_sharpening@seed\n    op: ">"\n    threshold: 0.0\n    over: every\n',
+                         "no analysis of this spec records rl_gain_over_sharpening under @seed; it has @all"),
+                        ('metric: rl_gain_over_sharpening@all\n    op: ">"\n    threshold: 0.0\n',
+                         "counts runs of one seed as independent (they share its streams); set over: every")):
+        path.write_text(src.replace(every, claim))
+        with pytest.raises(UserError, match=re.escape(want)):
+            load_spec(path)

@@ -79,9 +79,11 @@ def early_share(runs: dict) -> dict:
 
 @dataclass(frozen=True)
 class Analysis:
-    """An analysis and the per-seed metrics it produces (claims may name only these)."""
+    """An analysis, the per-seed metrics it produces (claims may name only these) and the pseudo-arms it also records
+    them under: "all" (every run), "unit" (one value per warm-up), "seed" (one value per seed)."""
     fn: Callable
     metrics: tuple[str, ...]
+    pseudo_arms: tuple[str, ...] = ()
 
     def __call__(self, runs: dict, units: dict | None = None) -> dict:
         """units: {variant: {seed: warm-up key}}, passed to the analyses that take it (which runs are independent)."""
@@ -114,14 +116,14 @@ ANALYSES = {
     "dast": Analysis(dast, DAST_METRICS),
     "arm_compare": Analysis(arm_compare, CONTROL_METRICS),
     "cov_top": Analysis(cov_top, COV_TOP_METRICS),
-    # the predictability figures (fig2-fig5, fig7): every run's value also under the pseudo-arm "all"
-    "law_per_run": Analysis(law_per_run, LAW_PER_RUN_METRICS),
-    "shares_per_run": Analysis(shares_per_run, SHARES_METRICS),
-    "early_curve": Analysis(early_curve, EARLY_CURVE_METRICS),
-    "size_trend": Analysis(size_trend, SIZE_TREND_METRICS),
+    # the predictability figures (fig2-fig5, fig7): every run's value also under the pseudo-arms "all", "unit", "seed"
+    "law_per_run": Analysis(law_per_run, LAW_PER_RUN_METRICS, ("all", "unit", "seed")),
+    "shares_per_run": Analysis(shares_per_run, SHARES_METRICS, ("all", "unit", "seed")),
+    "early_curve": Analysis(early_curve, EARLY_CURVE_METRICS, ("all", "unit", "seed")),
+    "size_trend": Analysis(size_trend, SIZE_TREND_METRICS, ("all",)),
     "knob_trend": Analysis(knob_trend, ("plateau_rise", "plateau_spearman")),
     "selection_share": Analysis(selection_share, ("selected_share", "share_ratio_dev")),
-    "sharpening": Analysis(sharpening, SHARPENING_METRICS),
+    "sharpening": Analysis(sharpening, SHARPENING_METRICS, ("all",)),
 }
 
 ANALYSES = Registry("analysis", ANALYSES)  # a second analysis under a taken name is an error

@@ -67,30 +67,34 @@ def _mean(vals: list[float]) -> float:
 def _record_groups(per_seed: dict, rows: list, units: dict | None) -> list[int]:
     """rows: (variant, seed, {metric: value}) of every run. Each metric's mean over the runs of one warm-up goes
     under the pseudo-arm "unit"; the mean over one seed's units under "seed" (one value per seed, in seed order):
-    the units of a seed share its data and sampling streams, so only seeds are independent all the way down.
-    Returns the runs per unit."""
-    by_unit, seed_of = {}, {}
+    the units of a seed share its data and sampling streams, so only seeds are independent all the way down. A
+    seed that lacks a run of some arm (dropped as broken) is NaN, as a NaN run makes it: its mean would average
+    other arms. Returns the runs per unit."""
+    by_unit, seed_of, arms_of = {}, {}, {}
     for variant, seed, values in rows:
         key = _unit_key(units, variant, seed)
         by_unit.setdefault(key, []).append(values)
         seed_of[key] = seed
+        arms_of.setdefault(seed, set()).add(variant)
     unit_means = {key: {m: _mean([v[m] for v in members]) for m in members[0]} for key, members in by_unit.items()}
     for means in unit_means.values():
         for metric, value in means.items():
             record(per_seed, metric, UNIT, value)
-    for seed in sorted(set(seed_of.values())):
+    every_arm = set().union(*arms_of.values()) if arms_of else set()
+    for seed in sorted(arms_of):
         group = [means for key, means in unit_means.items() if seed_of[key] == seed]
         for metric in group[0]:
-            record(per_seed, metric, SEED, _mean([g[metric] for g in group]))
+            value = _mean([g[metric] for g in group]) if arms_of[seed] == every_arm else math.nan
+            record(per_seed, metric, SEED, value)
     return sorted(len(m) for m in by_unit.values())
 
 
 def shares_per_run(runs: dict, units: dict | None = None) -> dict:
     """Share of the entropy drop and of the accuracy gain in the first third and in the first 1/12 (Fig. 2).
 
-    units ({variant: {seed: key}}, runs with one key share a warm-up): runs that share a warm-up are not
-    independent, so under the pseudo-arm "unit" each metric is the mean over the runs of one warm-up (one value
-    per independent unit); without units every run is its own unit."""
+    units ({variant: {seed: key}}, runs with one key share a warm-up): under the pseudo-arm "unit" each metric is
+    the mean over the runs of one warm-up, under "seed" the mean of a seed's units (_record_groups); without units
+    every run is its own unit."""
     per_seed, rows = {}, []
     for variant, seeds in runs.items():
         for seed, metrics in seeds.items():
@@ -127,9 +131,9 @@ def beats_both_from(law: list[float], nulls: list[list[float]], fractions: list[
 def early_curve(runs: dict, units: dict | None = None) -> dict:
     """Per run and fraction f (FRACTIONS): the law fitted on the first f of the steps predicts the later
     accuracy; its RMSE against the no-change and linear-in-step nulls on the same points (Fig. 5). pooled: each
-    arm's per-run RMSE curves (and every run's under "all"), for the figure. Under the pseudo-arm "unit", each
-    metric's mean over the runs that share a warm-up (as shares_per_run): the runs of one warm-up are not
-    independent, so a claim on the mean over runs counts one value per unit."""
+    arm's per-run RMSE curves (and every run's under "all"), for the figure. Under the pseudo-arms "unit" and
+    "seed", the means over a warm-up's runs and over a seed's units (as shares_per_run): a claim on the mean over
+    runs counts one value per seed."""
     per_seed, pooled, rows = {}, {}, []
     for variant, seeds in runs.items():
         curves = {"fractions": list(FRACTIONS.values()), "law": [], "no_change": [], "linear_step": []}

@@ -136,6 +136,8 @@ class Spec(Strict):
         """Every claim names a metric one of the spec's analyses produces, and an arm the spec has."""
         from replicate.analysis import ANALYSES
         produced = {m for name in self.analyses for m in ANALYSES[name].metrics}
+        pooled = {(m, arm) for name in self.analyses for m in ANALYSES[name].metrics
+                  for arm in ANALYSES[name].pseudo_arms}
         arms = [v.name for v in self.variants] or ["main"]
         for panel in self.panels:
             if set(panel.arms) - set(arms):
@@ -151,6 +153,14 @@ class Spec(Strict):
                                     f"analysis that does to `analyses:` or fix the name (produced: {', '.join(sorted(produced)) or 'none'})")
             if (arm or ("main" if not self.variants else "")) not in arms:
                 raise ClaimError(i, f"claim {claim.id!r}: name the arm as {metric}@<arm>, one of {', '.join(arms)}")
+            if arm in ("all", "unit", "seed") and (metric, arm) not in pooled:
+                have = sorted(a for m, a in pooled if m == metric)
+                raise ClaimError(i, f"claim {claim.id!r}: no analysis of this spec records {metric} under @{arm}; "
+                                    f"it has {', '.join('@' + a for a in have) or 'only its arms'}")
+            if arm in ("all", "unit") and claim.over == "mean":
+                fix = f"judge {metric}@seed, one value per seed, or " if (metric, "seed") in pooled else ""
+                raise ClaimError(i, f"claim {claim.id!r}: a mean over {metric}@{arm} counts runs of one seed as "
+                                    f"independent (they share its streams); {fix}set over: every")
             if claim.control_of:
                 judged = next((c for c in self.claims if c.id == claim.control_of and not c.control_of), None)
                 if judged is None:

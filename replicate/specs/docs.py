@@ -181,7 +181,8 @@ FIELD_NOTES = {
                   "`metric@all`: every run of every arm (analyses that record it: law_per_run, shares_per_run, "
                   "early_curve, size_trend); `metric@unit`: one value per warm-up, the runs that share one averaged; "
                   "`metric@seed`: one value per seed, the mean of its units (law_per_run, shares_per_run, "
-                  "early_curve): the units of a seed share its data and sampling streams.",
+                  "early_curve): the units of a seed share its data and sampling streams, so a claim over the mean of "
+                  "`@all` or `@unit` is refused.",
         "op": "The claim holds when `value op threshold`.",
         "threshold": "The line the measured value must clear, fixed before the run.",
         "threshold_reason": "Why that threshold reads the paper's statement (written before the run).",
