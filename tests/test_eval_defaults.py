@@ -27,13 +27,16 @@ def test_eval_without_lm_eval_names_the_extra(tmp_path):
                                   "'replicate-rl[eval]' (or pip install 'lm-eval>=0.4.5')")
 
 
-def test_bench_without_trl_names_the_extra_and_writes_under_results(tmp_path):
+def test_bench_without_trl_names_the_extra_and_writes_under_results(tmp_path, monkeypatch):
+    monkeypatch.delenv("REPLICATE_HOME", raising=False)  # results/ is relative to $REPLICATE_HOME when it is set
     res = _py("import sys; sys.modules['trl'] = None\nfrom replicate.cli import main\n"
               "sys.exit(main(['bench', 'rl-step', '--quick']))", tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
     assert "pip install 'replicate-rl[bench]'" in res.stderr and res.stderr.count("\n") == 1
     from replicate.bench.core import default_out
     assert default_out() == Path("results") / "bench"
+    monkeypatch.setenv("REPLICATE_HOME", str(tmp_path))
+    assert default_out() == tmp_path / "results" / "bench"
 
 
 def test_eval_help_lists_every_task():
