@@ -1,6 +1,5 @@
 """The spec loader: valid specs load, every scale resolves, and bad input gets a one-line error with a line."""
 import re
-from pathlib import Path
 
 import pytest
 
@@ -202,7 +201,7 @@ def test_a_scale_where_no_arm_or_no_panel_runs_is_refused_at_its_line(tmp_path):
 def test_a_mean_over_runs_of_one_seed_is_refused_at_its_line(tmp_path, arm):
     """The runs (or warm-ups) of one seed share its data and sampling streams: a claim on their mean must judge one
     value per seed (@seed); over every run they may be pooled."""
-    src = (Path(__file__).resolve().parent.parent / "experiments" / "entropy-mechanism" / "fig3.yaml").read_text()
+    src = (experiments_dir() / "entropy-mechanism" / "fig3.yaml").read_text()
     assert "metric: exp_vs_linear_heldout_ratio@seed" in src
     path = tmp_path / "fig3.yaml"
     path.write_text(src.replace("metric: exp_vs_linear_heldout_ratio@seed", f"metric: exp_vs_linear_heldout_ratio@{arm}"))
@@ -221,7 +220,7 @@ def test_a_mean_over_runs_of_one_seed_is_refused_at_its_line(tmp_path, arm):
 def test_a_pseudo_arm_no_analysis_records_is_refused(tmp_path):
     """@seed exists only where an analysis records it (not the sharpening null's per-run gain): a claim on it would
     have no values; and the advice for a mean over @all names @seed only where it exists."""
-    src = (Path(__file__).resolve().parent.parent / "experiments" / "entropy-mechanism" / "fig3.yaml").read_text()
+    src = (experiments_dir() / "entropy-mechanism" / "fig3.yaml").read_text()
     every = 'metric: rl_gain_over_sharpening@all\n    op: ">"\n    threshold: 0.0\n    over: every\n'
     assert every in src
     path = tmp_path / "fig3.yaml"

@@ -19,8 +19,8 @@ from .control import COV_TOP_METRICS, METRICS as CONTROL_METRICS, arm_compare, c
 from .dast import METRICS as DAST_METRICS, dast
 from .dynamics import cov_dynamics, lemma_exact, lemma_lm
 from .fits import ExpLawFit, early_prediction, early_shares, eval_points, fit_exp_law, law_vs_linear
-from .predict import (EARLY_CURVE_METRICS, LAW_PER_RUN_METRICS, SHARES_METRICS, SIZE_TREND_METRICS,
-                      early_curve, law_per_run, shares_per_run, size_trend)
+from .predict import (ALL, EARLY_CURVE_METRICS, LAW_PER_RUN_METRICS, PSEUDO_ARMS, SHARES_METRICS,
+                      SIZE_TREND_METRICS, early_curve, law_per_run, shares_per_run, size_trend)
 from .sharpening import METRICS as SHARPENING_METRICS, sharpening
 
 
@@ -117,15 +117,16 @@ ANALYSES = {
     "arm_compare": Analysis(arm_compare, CONTROL_METRICS),
     "cov_top": Analysis(cov_top, COV_TOP_METRICS),
     # the predictability figures (fig2-fig5, fig7): every run's value also under the pseudo-arms "all", "unit", "seed"
-    "law_per_run": Analysis(law_per_run, LAW_PER_RUN_METRICS, ("all", "unit", "seed")),
-    "shares_per_run": Analysis(shares_per_run, SHARES_METRICS, ("all", "unit", "seed")),
-    "early_curve": Analysis(early_curve, EARLY_CURVE_METRICS, ("all", "unit", "seed")),
-    "size_trend": Analysis(size_trend, SIZE_TREND_METRICS, ("all",)),
+    "law_per_run": Analysis(law_per_run, LAW_PER_RUN_METRICS, PSEUDO_ARMS),
+    "shares_per_run": Analysis(shares_per_run, SHARES_METRICS, PSEUDO_ARMS),
+    "early_curve": Analysis(early_curve, EARLY_CURVE_METRICS, PSEUDO_ARMS),
+    "size_trend": Analysis(size_trend, SIZE_TREND_METRICS, (ALL,)),
     "knob_trend": Analysis(knob_trend, ("plateau_rise", "plateau_spearman")),
     "selection_share": Analysis(selection_share, ("selected_share", "share_ratio_dev")),
-    "sharpening": Analysis(sharpening, SHARPENING_METRICS, ("all",)),
+    "sharpening": Analysis(sharpening, SHARPENING_METRICS, (ALL,)),
 }
 
 ANALYSES = Registry("analysis", ANALYSES)  # a second analysis under a taken name is an error
 
-__all__ = ["ANALYSES", "ExpLawFit", "early_prediction", "early_shares", "eval_points", "fit_exp_law", "law_vs_linear"]
+__all__ = ["ANALYSES", "PSEUDO_ARMS", "ExpLawFit", "early_prediction", "early_shares", "eval_points", "fit_exp_law",
+           "law_vs_linear"]

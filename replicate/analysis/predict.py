@@ -53,6 +53,7 @@ LAW_PER_RUN_METRICS = ("fit_r2", "fit_a", "fit_b", "fit_ceiling", "exp_vs_linear
 
 UNIT = "unit"
 SEED = "seed"
+PSEUDO_ARMS = (ALL, UNIT, SEED)  # what a claim may name besides a spec's own arms (`metric@all`, `@unit`, `@seed`)
 
 
 def _unit_key(units: dict | None, variant: str, seed):

@@ -134,7 +134,7 @@ class Spec(Strict):
     @model_validator(mode="after")
     def _claims_measured(self):
         """Every claim names a metric one of the spec's analyses produces, and an arm the spec has."""
-        from replicate.analysis import ANALYSES
+        from replicate.analysis import ANALYSES, PSEUDO_ARMS
         produced = {m for name in self.analyses for m in ANALYSES[name].metrics}
         pooled = {(m, arm) for name in self.analyses for m in ANALYSES[name].metrics
                   for arm in ANALYSES[name].pseudo_arms}
@@ -145,7 +145,7 @@ class Spec(Strict):
                                  f"not have; it has {', '.join(arms)}")
         # `metric@all`: every run of every arm; `metric@unit`: one value per warm-up; `metric@seed`: one per seed
         # (the mean of its units; analyses that record them)
-        arms = arms + ["all", "unit", "seed"] * bool(self.variants)
+        arms = arms + list(PSEUDO_ARMS) * bool(self.variants)
         for i, claim in enumerate(self.claims):
             metric, _, arm = claim.metric.partition("@")
             if metric not in produced:
@@ -153,7 +153,7 @@ class Spec(Strict):
                                     f"analysis that does to `analyses:` or fix the name (produced: {', '.join(sorted(produced)) or 'none'})")
             if (arm or ("main" if not self.variants else "")) not in arms:
                 raise ClaimError(i, f"claim {claim.id!r}: name the arm as {metric}@<arm>, one of {', '.join(arms)}")
-            if arm in ("all", "unit", "seed") and (metric, arm) not in pooled:
+            if arm in PSEUDO_ARMS and (metric, arm) not in pooled:
                 have = sorted(a for m, a in pooled if m == metric)
                 raise ClaimError(i, f"claim {claim.id!r}: no analysis of this spec records {metric} under @{arm}; "
                                     f"it has {', '.join('@' + a for a in have) or 'only its arms'}")
@@ -368,9 +368,10 @@ def _check_scale(spec: Spec, scale: str, path: Path, root, sources: list) -> Non
     if spec.panels and not any(set(p.arms) <= arms for p in spec.panels):
         raise UserError(_fmt_error(path, root, ("panels",), f"no panel draws only arms that run at scale {scale} "
                                    f"({', '.join(sorted(arms))}); add one"))
+    from replicate.analysis import PSEUDO_ARMS
     for i, claim in enumerate(spec.claims):
         arm = claim.metric.partition("@")[2]
-        if spec.variants and arm not in arms | {"", "all", "unit", "seed"}:
+        if spec.variants and arm not in arms | {"", *PSEUDO_ARMS}:
             raise UserError(_fmt_error(path, root, ("claims", i, "metric"), f"claim {claim.id!r} judges arm {arm!r}, "
                                        f"which does not run at scale {scale}; judge an arm that does, or @all"))
     for i, v in enumerate(spec.variants):
