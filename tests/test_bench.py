@@ -19,7 +19,7 @@ def test_bench_arm_writes_ratios(what, tmp_path, capsys):
         pytest.importorskip("trl")  # the `bench` extra
     assert main(["bench", what, "--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / f"{what}-cpu.json").read_text())
-    assert data["machine"]["torch"] and data["machine"]["torch_threads"] >= 1
+    assert data["machine"]["torch"] and data["machine"]["torch_threads"] >= 1 and data["machine"]["cpu_kind"]
     if what == "rl-step":
         assert data["ours_over_trl"] > 0 and data["ours_over_trl_cpu"] > 0 and data["ours"]["step_cpu_s"] > 0
         assert data["ours"]["response_tok_s"] > 0 and data["trl"]["response_tok_s"] > 0
@@ -315,3 +315,15 @@ def test_device_check_script_flow_on_a_cpu(tmp_path):
     log = (out / "log.txt").read_text()
     assert "== tests: exit 0" in log and "every phase passed" in log and "| transformers" in log
     assert run("nosuch", DEVICE="cpu")[1].returncode == 2
+
+
+def test_cpu_fields_reads_the_first_processors_kind(tmp_path):
+    """The bench records family, model and stepping beside the model name: "AMD EPYC" alone is Zen 4 (family 25)
+    and Zen 5 (family 26) alike. Only the first processor's block is read; a missing file gives no fields."""
+    from replicate.bench.core import cpu_fields
+    block = "processor\t: {n}\nvendor_id\t: AuthenticAMD\ncpu family\t: {f}\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n" \
+            "stepping\t: 1\nflags\t\t: fpu avx512f\n\n"
+    info = tmp_path / "cpuinfo"
+    info.write_text(block.format(n=0, f=25) + block.format(n=1, f=26))
+    assert cpu_fields(str(info)) == {"family": "25", "model": "17", "cpu": "AMD EPYC", "stepping": "1"}
+    assert cpu_fields(str(tmp_path / "absent")) == {}

@@ -82,16 +82,30 @@ def med(xs):
     return statistics.median(xs)
 
 
-def machine(device: str) -> dict:
-    cpu = platform.processor() or "unknown"
+def cpu_fields(path: str = "/proc/cpuinfo") -> dict:
+    """The first CPU's model name, family, model and stepping from /proc/cpuinfo: one name ("AMD EPYC") covers
+    several CPU kinds (Zen 4 is family 25, Zen 5 family 26), and timings compare only within one kind."""
+    want = {"model name": "cpu", "cpu family": "family", "model": "model", "stepping": "stepping"}
+    fields = {}
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open(path) as f:
+            for line in f:
+                if not line.strip() and fields:
+                    break  # the first processor's block only
+                key, _, value = line.partition(":")
+                fields.setdefault(want.get(key.strip()), value.strip())
     except OSError:
         pass
-    info = {"device": device, "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    fields.pop(None, None)
+    return fields
+
+
+def machine(device: str) -> dict:
+    fields = cpu_fields()
+    cpu = fields.pop("cpu", None) or platform.processor() or "unknown"
+    kind = ", ".join(f"{k} {fields[k]}" for k in ("family", "model", "stepping") if k in fields)
+    info = {"device": device, "cpu": cpu, "cpu_kind": kind or "unknown", "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
             "glibc_tunables": os.environ.get("GLIBC_TUNABLES")}  # replicate.allocator's, or the user's
     import transformers
