@@ -1,59 +1,75 @@
 """Compare two sets of tiny references claim by claim and write the record figures/cross-cpu/ keeps.
 
-Side a is a re-run (the figures/ folder of a worktree that ran scripts/regenerate.sh on another CPU kind), side b the
-committed references. Per claim: both verdicts, means, worst values, intervals and per-seed values, and how many
-per-seed values are equal bit for bit. The verdicts are compared, not the numbers: a reference is bit-exact only on
-the CPU kind that made it (docs/cross-cpu.md).
+Side a is a re-run (the figures/ folder of a worktree where scripts/regenerate.sh ran on another CPU kind), side b
+the committed references. Each side's CPU kind is its folder's CPU_KIND file (regenerate.sh writes it) and its code
+fingerprint the one every claims.json's provenance names. Per claim: both verdicts, means, worst values, intervals
+and per-seed values, and how many per-seed values are equal bit for bit. Read it by verdicts and intervals: a
+reference is bit-exact only on the CPU kind that made it (docs/cross-cpu.md).
 
-    python scripts/cross_cpu_record.py A_FIGURES B_FIGURES --out RECORD.json --a-cpu "..." --b-cpu "..." [SPEC ...]
+    python scripts/cross_cpu_record.py A_FIGURES B_FIGURES --out RECORD.json [--a-meta JSON] [SPEC ...]
 """
 import argparse
 import json
+import struct
 import sys
 from pathlib import Path
 
 FIELDS = ("verdict", "mean", "worst", "ci95", "values")
 
 
-def side(claim: dict) -> dict:
-    return {k: claim.get(k) for k in FIELDS}
+def same_bits(x, y) -> bool:
+    """Equal as stored: None only with None, floats bit for bit (NaN with the same NaN; 0.0 is not -0.0)."""
+    if x is None or y is None:
+        return x is None and y is None
+    return struct.pack("<d", x) == struct.pack("<d", y)
 
 
 def compare_spec(a_path: Path, b_path: Path) -> list[dict]:
-    """One row per claim of B (the reference); a claim B has and A lacks is an error, not a silent skip."""
+    """One row per claim of B (the reference); a claim or value B has and A lacks is an error, not a silent skip."""
     a = {c["id"]: c for c in json.loads(a_path.read_text())["claims"]}
     rows = []
     for c in json.loads(b_path.read_text())["claims"]:
-        if c["id"] not in a:
-            raise SystemExit(f"error: {a_path} has no claim {c['id']!r}; re-run that spec on side a")
-        x = a[c["id"]]
-        equal = sum(u == v for u, v in zip(x["values"], c["values"]))
+        x = a.get(c["id"])
+        if x is None or len(x["values"]) != len(c["values"]):
+            sys.exit(f"error: {a_path} lacks claim {c['id']!r} or some of its values; re-run that spec on side a")
         rows.append({"id": c["id"], "over": c["over"], "op": c["op"], "threshold": c["threshold"],
-                     "a": side(x), "b": side(c), "values_equal": equal})
+                     "a": {k: x.get(k) for k in FIELDS}, "b": {k: c.get(k) for k in FIELDS},
+                     "values_equal": sum(same_bits(u, v) for u, v in zip(x["values"], c["values"]))})
     return rows
+
+
+def side(figures: Path, specs: list[str]) -> dict:
+    """The side's CPU kind (figures/CPU_KIND) and the one code fingerprint its references were made at."""
+    prints = {json.loads((figures / s / "claims.json").read_text())["provenance"].get("code_fingerprint")
+              for s in specs}
+    if len(prints) != 1:
+        sys.exit(f"error: {figures}'s references name code fingerprints {sorted(map(str, prints))}; compare one")
+    kind = figures / "CPU_KIND"
+    return {"cpu_kind_line": kind.read_text().strip() if kind.exists() else None, "code_fingerprint": prints.pop()}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("a", type=Path, help="side a's figures/ folder (the re-run)")
     p.add_argument("b", type=Path, help="side b's figures/ folder (the committed references)")
-    p.add_argument("specs", nargs="*", help="spec ids (default: every spec with claims.json in both)")
+    p.add_argument("specs", nargs="*", help="spec ids (default: every spec with claims.json on both sides)")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--a-meta", default="{}", help="JSON object: side a's cpu, date, git, command, wall_s ...")
-    p.add_argument("--b-meta", default="{}", help="JSON object: side b's cpu, code fingerprint ...")
-    p.add_argument("--what", default="every tiny reference re-run from a cold store on another CPU kind, "
-                                      "compared verdict by verdict")
+    p.add_argument("--a-meta", default="{}", help="JSON object added to side a: cpu, date, git, command, wall_s ...")
+    p.add_argument("--b-meta", default="{}", help="JSON object added to side b")
+    p.add_argument("--what", default="tiny references re-run from a cold store on another CPU kind, compared verdict "
+                                      "by verdict")
     args = p.parse_args(argv)
     specs = args.specs or sorted(d.name for d in args.b.iterdir()
                                  if (d / "claims.json").exists() and (args.a / d.name / "claims.json").exists())
-    record = {"what": args.what, "a": json.loads(args.a_meta), "b": json.loads(args.b_meta),
+    record = {"what": args.what, "a": {**side(args.a, specs), **json.loads(args.a_meta)},
+              "b": {**side(args.b, specs), **json.loads(args.b_meta)},
               "specs": {s: compare_spec(args.a / s / "claims.json", args.b / s / "claims.json") for s in specs}}
     args.out.write_text(json.dumps(record, indent=1) + "\n")
     rows = [r for rs in record["specs"].values() for r in rs]
     same = sum(r["a"]["verdict"] == r["b"]["verdict"] for r in rows)
     values = sum(len(r["b"]["values"]) for r in rows)
-    print(f"{same} of {len(rows)} verdicts the same; {sum(r['values_equal'] for r in rows)} of {values} per-seed "
-          f"values equal bit for bit -> {args.out}")
+    print(f"{len(specs)} specs: {same} of {len(rows)} verdicts the same; {sum(r['values_equal'] for r in rows)} of "
+          f"{values} per-seed values equal bit for bit -> {args.out}")
     return 0
 
 

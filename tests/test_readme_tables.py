@@ -132,7 +132,7 @@ def test_the_small_step_ratios_quoted_are_the_committed_bench_runs():
     readme = " ".join((ROOT / "README.md").read_text().split())
     doc = (ROOT / "docs" / "testbed" / "small.md").read_text()
     for name in ("small-step-vs-479b383-amd-epyc-cpu-3", "small-step-vs-479b383-amd-epyc-cpu-4",
-                 "small-step-vs-829904b-amd-epyc-cpu"):
+                 "small-step-vs-829904b-amd-epyc-cpu", "small-step-vs-479b383-amd-epyc-zen4-cpu"):
         record = json.loads((ROOT / "figures" / "bench" / f"{name}.json").read_text())
         here = statistics.median(s["step_s"] for s in record["steps"]["here"])
         assert record["here"]["dirty"] is False

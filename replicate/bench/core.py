@@ -104,8 +104,8 @@ def machine(device: str) -> dict:
     fields = cpu_fields()
     cpu = fields.pop("cpu", None) or platform.processor() or "unknown"
     kind = ", ".join(f"{k} {fields[k]}" for k in ("family", "model", "stepping") if k in fields)
-    info = {"device": device, "cpu": cpu, "cpu_kind": kind or "unknown", "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
+    info = {"device": device, "cpu": cpu, "cpu_family_model_stepping": kind or "unknown",
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
             "glibc_tunables": os.environ.get("GLIBC_TUNABLES")}  # replicate.allocator's, or the user's
     import transformers
@@ -113,6 +113,11 @@ def machine(device: str) -> dict:
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def cpu_name(info: dict) -> str:
+    """'AMD EPYC, family 25, model 17, stepping 1': the model name and the kind, for a table's title."""
+    return f"{info['cpu']}, {info.get('cpu_family_model_stepping', 'unknown')}"
 
 
 def devices(args) -> list[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from replicate.bench.core import build_model, interleave, machine, med, table, write_json
+from replicate.bench.core import build_model, cpu_name, interleave, machine, med, table, write_json
 
 
 def _arm_configs(quick: bool) -> dict:
@@ -128,7 +128,7 @@ def bench_against(args) -> dict:
     info = machine("cpu")
     path = write_json(f"small-step-vs-{rev.replace('/', '_')}", "cpu", payload, getattr(args, "out", None))
     rows = [summary_row(name, s, base) for name, s in payload["steps"].items()]
-    print(table(f"small-step --against {rev} ({commit[:12]}) on cpu ({info['cpu']}, {info['cpu_kind']}, {threads} "
+    print(table(f"small-step --against {rev} ({commit[:12]}) on cpu ({cpu_name(info)}, {threads} "
                 f"thread(s), load {os.getloadavg()[0]:.1f}): fig1 {scale} preset, {reps} command(s) per revision",
                 ["code", "steps", "s/step", "rollout s", "update s", "resp len", f"over {rev}"], rows)
           + f"\n  -> {path}")
@@ -170,7 +170,7 @@ def bench_small_step(args) -> dict:
              round(med(o["step_s"]) / med(a["step_s"]), 2),
              round(med(b["step_s"]) / med(a["step_s"]), 2)] for name, a in steps.items()]
     load = os.getloadavg()[0]
-    print(table(f"small-step on cpu ({info['cpu']}, {info['cpu_kind']}, {info['torch_threads']} thread(s), "
+    print(table(f"small-step on cpu ({cpu_name(info)}, {info['torch_threads']} thread(s), "
                 f"load {load:.1f}): fig1 {'tiny (--quick)' if quick else 'small'} preset, one RL step, "
                 f"{reps} timed steps per arm",
                 ["arm", "s/step", "rollout s", "update s", "resp len", "over float32", "over bf16"], rows))

@@ -1,0 +1,82 @@
+"""figures/cross-cpu/EQUAL_KINDS: the CPU kinds besides the references' own on which .ci/run gates fig1
+(scripts/gate_kind.sh). A kind is listed only with a committed record (scripts/cross_cpu_record.py) of tiny
+references re-run there at the references' code fingerprint, fig1's among them, every verdict the same and every
+per-seed value equal to the reference's up to float rounding."""
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CROSS = ROOT / "figures" / "cross-cpu"
+
+
+def equal_kinds(path: Path = CROSS / "EQUAL_KINDS") -> list[list[str]]:
+    return [line.split("\t") for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def tiny_references() -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in (ROOT / "figures").glob("*/claims.json")}
+
+
+def close(x, y) -> bool:
+    """Equal up to float rounding; None only with None, NaN only with NaN."""
+    if x is None or y is None:
+        return x is None and y is None
+    if math.isnan(x) or math.isnan(y):
+        return math.isnan(x) and math.isnan(y)
+    return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_every_equal_kind_reproduces_the_current_references():
+    kinds, refs = equal_kinds(), tiny_references()
+    assert all(len(k) == 2 for k in kinds), "EQUAL_KINDS: one '<scripts/cpu_kind.sh line>\\t<record>' per line"
+    made_at = {r["provenance"]["code_fingerprint"] for r in refs.values()}
+    assert len(made_at) == 1
+    for kind, name in kinds:
+        record = json.loads((CROSS / name).read_text())
+        stale = f"{kind}: re-run docs/cross-cpu.md's check on that kind or remove its line from EQUAL_KINDS"
+        assert record["a"]["cpu_kind_line"] == kind, f"{name} was not made on {kind}"
+        assert record["b"]["cpu_kind_line"] == (ROOT / "figures" / "CPU_KIND").read_text().strip() != kind, stale
+        assert {record["a"]["code_fingerprint"], record["b"]["code_fingerprint"]} == made_at, stale
+        assert "fig1" in record["specs"] and set(record["specs"]) <= set(refs), stale  # fig1: the spec .ci/run gates
+        for spec, rows in record["specs"].items():
+            ref = {c["id"]: c for c in refs[spec]["claims"]}
+            assert [r["id"] for r in rows] == list(ref), f"{spec}: {stale}"
+            for r in rows:
+                b, want = r["b"]["values"], ref[r["id"]]["values"]
+                assert list(map(repr, b)) == list(map(repr, want)), f"{spec}/{r['id']}: {stale}"
+                assert r["a"]["verdict"] == r["b"]["verdict"], f"{spec}/{r['id']}"
+                assert len(r["a"]["values"]) == len(b) and all(map(close, r["a"]["values"], b)), f"{spec}/{r['id']}"
+                assert r["values_equal"] == sum(repr(x) == repr(y) for x, y in zip(r["a"]["values"], b))
+
+
+def test_the_docs_quote_the_equal_kinds_records():
+    """docs/cross-cpu.md quotes each listed record's counts, counted here from its rows."""
+    doc = " ".join((ROOT / "docs" / "cross-cpu.md").read_text().split())
+    for _, name in equal_kinds():
+        rows = [r for rs in json.loads((CROSS / name).read_text())["specs"].values() for r in rs]
+        same = sum(r["a"]["verdict"] == r["b"]["verdict"] for r in rows)
+        values = sum(len(r["b"]["values"]) for r in rows)
+        equal = sum(r["values_equal"] for r in rows)
+        assert f"**{same} of {len(rows)} verdicts are the same; {equal:,} of {values:,} per-seed values" in doc, name
+
+
+@pytest.mark.parametrize("kind, gated", [("REF;", True), ("LISTED;", True), ("OTHER;", False), ("", False),
+                                         ("# a comment;", False)])
+def test_gate_kind_holds_on_the_references_kind_and_the_listed_ones(tmp_path, kind, gated):
+    """scripts/gate_kind.sh: whole lines only; a comment, a blank line or an unreadable kind never gates."""
+    (tmp_path / "figures" / "cross-cpu").mkdir(parents=True)
+    (tmp_path / "figures" / "CPU_KIND").write_text("REF;\n")
+    (tmp_path / "figures" / "cross-cpu" / "EQUAL_KINDS").write_text("# a comment;\n\nLISTED;\trecord.json\n")
+    env = {**os.environ, "ROOT": str(tmp_path), "KIND": kind}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gate_kind.sh")], env=env, capture_output=True)
+    assert (done.returncode == 0) is gated, done.stderr
+
+
+def test_the_ci_run_gates_where_gate_kind_says():
+    assert "if bash scripts/gate_kind.sh; then\n  python -m replicate compare \"$gate/fig1\" fig1 --gate" in (
+        ROOT / ".ci" / "run").read_text()
