@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CROSS = ROOT / "figures" / "cross-cpu"
 
 
-def equal_kinds(path: Path = CROSS / "EQUAL_KINDS") -> list[list[str]]:
-    return [line.split("\t") for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+def equal_kinds() -> list[list[str]]:
+    lines = (CROSS / "EQUAL_KINDS").read_text().splitlines()
+    return [line.split("\t") for line in lines if line.strip() and not line.startswith("#")]
 
 
 def tiny_references() -> dict[str, dict]:

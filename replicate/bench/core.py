@@ -93,10 +93,10 @@ def cpu_fields(path: str = "/proc/cpuinfo") -> dict:
                 if not line.strip() and fields:
                     break  # the first processor's block only
                 key, _, value = line.partition(":")
-                fields.setdefault(want.get(key.strip()), value.strip())
+                if key.strip() in want:
+                    fields.setdefault(want[key.strip()], value.strip())
     except OSError:
         pass
-    fields.pop(None, None)
     return fields
 
 
@@ -117,7 +117,7 @@ def machine(device: str) -> dict:
 
 def cpu_name(info: dict) -> str:
     """'AMD EPYC, family 25, model 17, stepping 1': the model name and the kind, for a table's title."""
-    return f"{info['cpu']}, {info.get('cpu_family_model_stepping', 'unknown')}"
+    return f"{info['cpu']}, {info['cpu_family_model_stepping']}"
 
 
 def devices(args) -> list[str]:
