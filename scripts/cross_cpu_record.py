@@ -1,4 +1,4 @@
-"""Compare two sets of tiny references claim by claim and write the record figures/cross-cpu/ keeps.
+"""Compare two sets of references claim by claim and write the record figures/cross-cpu/ keeps.
 
 Side a is a re-run (the figures/ folder of a worktree where scripts/regenerate.sh ran on another CPU kind), side b
 the committed references. Each side's CPU kind is its folder's CPU_KIND file (regenerate.sh writes it) and its code
@@ -6,7 +6,9 @@ fingerprint the one every claims.json's provenance names. Per claim: both verdic
 and per-seed values, and how many per-seed values are equal bit for bit. Read it by verdicts and intervals: a
 reference is bit-exact only on the CPU kind that made it (docs/cross-cpu.md).
 
-    python scripts/cross_cpu_record.py A_FIGURES B_FIGURES --out RECORD.json [--a-meta JSON] [SPEC ...]
+    python scripts/cross_cpu_record.py A_FIGURES B_FIGURES --out RECORD.json [--a-meta JSON] [--scale small] [SPEC ...]
+
+A spec's claims are FIGURES/SPEC/claims.json on each side, or FIGURES/SPEC/small/claims.json with --scale small.
 """
 import argparse
 import json
@@ -38,9 +40,14 @@ def compare_spec(a_path: Path, b_path: Path) -> list[dict]:
     return rows
 
 
-def side(figures: Path, specs: list[str]) -> dict:
+def claims_path(figures: Path, spec: str, scale: str) -> Path:
+    """Where a reference keeps its claims: figures/SPEC/ at the tiny scale, figures/SPEC/<scale>/ at another."""
+    return figures / spec / ("" if scale == "tiny" else scale) / "claims.json"
+
+
+def side(figures: Path, specs: list[str], scale: str = "tiny") -> dict:
     """The side's CPU kind (figures/CPU_KIND) and the one code fingerprint its references were made at."""
-    prints = {json.loads((figures / s / "claims.json").read_text())["provenance"].get("code_fingerprint")
+    prints = {json.loads(claims_path(figures, s, scale).read_text())["provenance"].get("code_fingerprint")
               for s in specs}
     if len(prints) != 1:
         sys.exit(f"error: {figures}'s references name code fingerprints {sorted(map(str, prints))}; compare one")
@@ -56,14 +63,18 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--a-meta", default="{}", help="JSON object added to side a: cpu, date, git, command, wall_s ...")
     p.add_argument("--b-meta", default="{}", help="JSON object added to side b")
+    p.add_argument("--scale", default="tiny", help="the references' scale: tiny (figures/SPEC/) or another "
+                                                   "(figures/SPEC/SCALE/)")
     p.add_argument("--what", default="tiny references re-run from a cold store on another CPU kind, compared verdict "
                                       "by verdict")
     args = p.parse_args(argv)
-    specs = args.specs or sorted(d.name for d in args.b.iterdir()
-                                 if (d / "claims.json").exists() and (args.a / d.name / "claims.json").exists())
-    record = {"what": args.what, "a": {**side(args.a, specs), **json.loads(args.a_meta)},
-              "b": {**side(args.b, specs), **json.loads(args.b_meta)},
-              "specs": {s: compare_spec(args.a / s / "claims.json", args.b / s / "claims.json") for s in specs}}
+    specs = args.specs or sorted(d.name for d in args.b.iterdir() if claims_path(args.b, d.name, args.scale).exists()
+                                 and claims_path(args.a, d.name, args.scale).exists())
+    record = {"what": args.what, "scale": args.scale,
+              "a": {**side(args.a, specs, args.scale), **json.loads(args.a_meta)},
+              "b": {**side(args.b, specs, args.scale), **json.loads(args.b_meta)},
+              "specs": {s: compare_spec(claims_path(args.a, s, args.scale), claims_path(args.b, s, args.scale))
+                        for s in specs}}
     args.out.write_text(json.dumps(record, indent=1) + "\n")
     rows = [r for rs in record["specs"].values() for r in rs]
     same = sum(r["a"]["verdict"] == r["b"]["verdict"] for r in rows)

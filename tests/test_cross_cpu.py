@@ -81,3 +81,30 @@ def test_gate_kind_holds_on_the_references_kind_and_the_listed_ones(tmp_path, ki
 def test_the_ci_run_gates_where_gate_kind_says():
     assert "if bash scripts/gate_kind.sh; then\n  python -m replicate compare \"$gate/fig1\" fig1 --gate" in (
         ROOT / ".ci" / "run").read_text()
+
+
+def write_claims(root: Path, spec: str, scale: str, values: list, verdict: str, kind: str) -> None:
+    """A references folder with one spec's claims.json (one claim) and its CPU_KIND, as regenerate.sh leaves them."""
+    folder = root / spec / ("" if scale == "tiny" else scale)
+    folder.mkdir(parents=True)
+    claim = {"id": "c", "over": "mean", "op": "<=", "threshold": 1.0, "verdict": verdict, "mean": 0.5,
+             "worst": max(values), "ci95": [0.0, 1.0], "values": values}
+    (folder / "claims.json").write_text(json.dumps({"provenance": {"code_fingerprint": "f00"}, "claims": [claim]}))
+    (root / "CPU_KIND").write_text(kind + "\n")
+
+
+@pytest.mark.parametrize("scale", ["tiny", "small"])
+def test_the_record_counts_values_equal_bit_for_bit(tmp_path, scale):
+    """scripts/cross_cpu_record.py: a value one float64 ulp away, or -0.0 for 0.0, is not equal; NaN is NaN."""
+    b_values = [math.nan, math.nan, 0.0, 0.5]  # == would count 1 of 4 (0.0), math.isclose 3 or 4
+    write_claims(tmp_path / "a", "fig1", scale, [math.nan, math.nan, -0.0, math.nextafter(0.5, 1)], "replicated", "A;")
+    write_claims(tmp_path / "b", "fig1", scale, b_values, "replicated", "B;")
+    out = tmp_path / "record.json"
+    done = subprocess.run(["python", str(ROOT / "scripts" / "cross_cpu_record.py"), str(tmp_path / "a"),
+                           str(tmp_path / "b"), "--out", str(out), "--scale", scale], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(out.read_text())
+    assert (record["scale"], record["a"]["cpu_kind_line"], record["b"]["cpu_kind_line"]) == (scale, "A;", "B;")
+    [row] = record["specs"]["fig1"]
+    assert row["values_equal"] == 2 and row["b"]["values"][2:] == b_values[2:]
+    assert "1 specs: 1 of 1 verdicts the same; 2 of 4 per-seed values equal bit for bit" in done.stdout
