@@ -145,3 +145,12 @@ def test_a_base_in_a_sub_folder_is_found_and_a_symlink_to_it_is_the_same_file(tm
     (tmp_path / "link.yaml").symlink_to(other)
     mine = _write(tmp_path, "mine.yaml", f"id: mine\nbase: other\n{HEAD}panels: [{{kind: curves}}]\n")
     assert load_spec(mine).resolve("tiny").train.steps == 6
+
+
+@pytest.mark.parametrize("where", ["scales:\n  smal: {train: {steps: 3}}\n",
+                                   "variants:\n  - name: a\n    scales:\n      smal: {train: {steps: 3}}\n"])
+def test_a_misspelt_scale_preset_is_refused_at_its_line(tmp_path, where):
+    """A spec's `scales:` and an arm's `scales:` take the three scales only (one check, specs.known_scales)."""
+    path = _write(tmp_path, "preset.yaml", f"id: preset\nbase: fig1\n{HEAD}{where}")
+    with pytest.raises(UserError, match=r"preset.yaml:\d+.*unknown scale 'smal'"):
+        load_spec(path)

@@ -77,6 +77,13 @@ class PanelSpec(Strict):
         return known(v, PANELS, "panel kind")
 
 
+def known_scales(presets: dict) -> dict:
+    """A `scales:` mapping whose every key is a scale (tiny, small, paper), else the loader's error at that key."""
+    for name in presets:
+        known(name, SCALES, "scale")
+    return presets
+
+
 class VariantSpec(Strict):
     """A named arm of a comparison: overrides merged over the resolved scale config."""
     name: str
@@ -89,9 +96,7 @@ class VariantSpec(Strict):
     @field_validator("scales")
     @classmethod
     def _scale_names(cls, v):
-        for name in v:
-            known(name, SCALES, "scale")
-        return v
+        return known_scales(v)
 
     def runs_at(self, scale: str) -> bool:
         return not (scale in self.scales and self.scales[scale] is None)
@@ -175,9 +180,7 @@ class Spec(Strict):
     @field_validator("scales")
     @classmethod
     def _scale_names(cls, v):
-        for name in v:
-            known(name, SCALES, "scale")
-        return v
+        return known_scales(v)
 
     def check_scale(self, scale: str) -> None:
         """A scale the spec has: its default, or one of its `scales` presets (a spec without presets, such as the
