@@ -35,3 +35,25 @@ def p_value(values, threshold: float) -> float:
         return 0.0 if v[0] != threshold else 1.0
     t = (v.mean() - threshold) / (sd / math.sqrt(len(v)))
     return float(2 * stats.t.sf(abs(t), len(v) - 1))
+
+
+def two_way(table) -> dict:
+    """The arm effect in an arms x seeds table of one value per run (two-way layout, one run per cell), against the
+    residual noise that remains once each seed's and each arm's mean is taken out:
+
+        r(a, s) = x(a, s) - mean_s x(a, ·) - mean_a x(·, s) + mean x,  MS_res = sum r² / ((A - 1)(S - 1)),
+        MS_arm = S · sum_a (mean x(a, ·) - mean x)² / (A - 1),  F = MS_arm / MS_res on (A - 1, (A - 1)(S - 1)).
+
+    The seeds' shared part (each seed's own warm-up) leaves r, unlike a between-seed SD of one arm. A table with an
+    unmeasured cell (NaN) has no F: all NaN."""
+    x = np.asarray(table, dtype=float)
+    arms, seeds = x.shape
+    if np.isnan(x).any() or arms < 2 or seeds < 2:
+        return {"f": math.nan, "p": math.nan, "residual_sd": math.nan, "arm_means": [math.nan] * arms}
+    arm_means, seed_means, grand = x.mean(1), x.mean(0), x.mean()
+    residual = x - arm_means[:, None] - seed_means[None, :] + grand
+    df_arm, df_res = arms - 1, (arms - 1) * (seeds - 1)
+    ms_res = float((residual ** 2).sum() / df_res)
+    f = float(seeds * ((arm_means - grand) ** 2).sum() / df_arm / ms_res) if ms_res > 0 else math.inf
+    return {"f": f, "p": float(stats.f.sf(f, df_arm, df_res)), "df": [df_arm, df_res],
+            "residual_sd": math.sqrt(ms_res), "arm_means": arm_means.tolist()}
