@@ -67,7 +67,7 @@ def main(argv=None) -> int:
                                                    "(figures/SPEC/SCALE/)")
     p.add_argument("--what", default="tiny references re-run from a cold store on another CPU kind, compared verdict "
                                       "by verdict")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # SPEC ... may follow the options
     specs = args.specs or sorted(d.name for d in args.b.iterdir() if claims_path(args.b, d.name, args.scale).exists()
                                  and claims_path(args.a, d.name, args.scale).exists())
     record = {"what": args.what, "scale": args.scale,

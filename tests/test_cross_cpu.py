@@ -101,10 +101,31 @@ def test_the_record_counts_values_equal_bit_for_bit(tmp_path, scale):
     write_claims(tmp_path / "b", "fig1", scale, b_values, "replicated", "B;")
     out = tmp_path / "record.json"
     done = subprocess.run(["python", str(ROOT / "scripts" / "cross_cpu_record.py"), str(tmp_path / "a"),
-                           str(tmp_path / "b"), "--out", str(out), "--scale", scale], capture_output=True, text=True)
+                           str(tmp_path / "b"), "--out", str(out), "--scale", scale, "fig1"], capture_output=True,
+                          text=True)  # SPEC after the options, as the docstring writes it
     assert done.returncode == 0, done.stderr
     record = json.loads(out.read_text())
     assert (record["scale"], record["a"]["cpu_kind_line"], record["b"]["cpu_kind_line"]) == (scale, "A;", "B;")
     [row] = record["specs"]["fig1"]
     assert row["values_equal"] == 2 and row["b"]["values"][2:] == b_values[2:]
     assert "1 specs: 1 of 1 verdicts the same; 2 of 4 per-seed values equal bit for bit" in done.stdout
+
+
+def test_the_small_zen4_record_is_of_the_current_small_references():
+    """figures/cross-cpu/small-amd-epyc-zen4-vs-zen5.json: side b is today's small references of fig1 and fig8,
+    at their fingerprint, and docs/cross-cpu.md quotes its counts, counted here from its rows."""
+    record = json.loads((CROSS / "small-amd-epyc-zen4-vs-zen5.json").read_text())
+    refs = {s: json.loads((ROOT / "figures" / s / "small" / "claims.json").read_text()) for s in record["specs"]}
+    assert record["scale"] == "small" and set(refs) == {"fig1", "fig8"}
+    assert record["a"]["code_fingerprint"] == record["b"]["code_fingerprint"] == refs["fig1"]["provenance"][
+        "code_fingerprint"], "re-run the small check (docs/cross-cpu.md) or drop the record"
+    for spec, rows in record["specs"].items():
+        ref = {c["id"]: c for c in refs[spec]["claims"]}
+        assert [r["id"] for r in rows] == list(ref)
+        for r in rows:
+            assert list(map(repr, r["b"]["values"])) == list(map(repr, ref[r["id"]]["values"])), f"{spec}/{r['id']}"
+            assert r["a"]["verdict"] == r["b"]["verdict"] and all(map(close, r["a"]["values"], r["b"]["values"]))
+    rows = [r for rs in record["specs"].values() for r in rs]
+    equal, values = sum(r["values_equal"] for r in rows), sum(len(r["b"]["values"]) for r in rows)
+    doc = " ".join((ROOT / "docs" / "cross-cpu.md").read_text().split())
+    assert f"**{len(rows)} of {len(rows)} verdicts are the same; {equal} of {values} per-seed values" in doc
