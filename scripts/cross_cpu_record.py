@@ -63,13 +63,18 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--a-meta", default="{}", help="JSON object added to side a: cpu, date, git, command, wall_s ...")
     p.add_argument("--b-meta", default="{}", help="JSON object added to side b")
-    p.add_argument("--scale", default="tiny", help="the references' scale: tiny (figures/SPEC/) or another "
-                                                   "(figures/SPEC/SCALE/)")
-    p.add_argument("--what", default="tiny references re-run from a cold store on another CPU kind, compared verdict "
-                                      "by verdict")
+    p.add_argument("--scale", default="tiny", choices=("tiny", "small", "paper"),
+                   help="the references' scale: tiny (figures/SPEC/) or another (figures/SPEC/SCALE/)")
+    p.add_argument("--what", help="what the record holds (default: the scale's references re-run from a cold store "
+                                  "on another CPU kind, compared claim by claim)")
     args = p.parse_intermixed_args(argv)  # SPEC ... may follow the options
     specs = args.specs or sorted(d.name for d in args.b.iterdir() if claims_path(args.b, d.name, args.scale).exists()
                                  and claims_path(args.a, d.name, args.scale).exists())
+    if not specs:
+        sys.exit(f"error: no spec has {args.scale} claims.json on both sides ({args.a}, {args.b}); check the folders "
+                 "and --scale")
+    args.what = args.what or (f"{args.scale} references re-run from a cold store on another CPU kind, compared claim "
+                              "by claim")
     record = {"what": args.what, "scale": args.scale,
               "a": {**side(args.a, specs, args.scale), **json.loads(args.a_meta)},
               "b": {**side(args.b, specs, args.scale), **json.loads(args.b_meta)},

@@ -96,8 +96,9 @@ def write_claims(root: Path, spec: str, scale: str, values: list, verdict: str, 
 @pytest.mark.parametrize("scale", ["tiny", "small"])
 def test_the_record_counts_values_equal_bit_for_bit(tmp_path, scale):
     """scripts/cross_cpu_record.py: a value one float64 ulp away, or -0.0 for 0.0, is not equal; NaN is NaN."""
-    b_values = [math.nan, math.nan, 0.0, 0.5]  # == would count 1 of 4 (0.0), math.isclose 3 or 4
-    write_claims(tmp_path / "a", "fig1", scale, [math.nan, math.nan, -0.0, math.nextafter(0.5, 1)], "replicated", "A;")
+    b_values = [math.nan, math.nan, 0.0, 0.5, 0.75, 0.25]  # bits: 3 equal; ==: 2, isclose: 4, isclose or NaN: 6
+    a_values = [math.nan, math.nan, -0.0, math.nextafter(0.5, 1), math.nextafter(0.75, 0), 0.25]
+    write_claims(tmp_path / "a", "fig1", scale, a_values, "replicated", "A;")
     write_claims(tmp_path / "b", "fig1", scale, b_values, "replicated", "B;")
     out = tmp_path / "record.json"
     done = subprocess.run(["python", str(ROOT / "scripts" / "cross_cpu_record.py"), str(tmp_path / "a"),
@@ -107,8 +108,8 @@ def test_the_record_counts_values_equal_bit_for_bit(tmp_path, scale):
     record = json.loads(out.read_text())
     assert (record["scale"], record["a"]["cpu_kind_line"], record["b"]["cpu_kind_line"]) == (scale, "A;", "B;")
     [row] = record["specs"]["fig1"]
-    assert row["values_equal"] == 2 and row["b"]["values"][2:] == b_values[2:]
-    assert "1 specs: 1 of 1 verdicts the same; 2 of 4 per-seed values equal bit for bit" in done.stdout
+    assert row["values_equal"] == 3 and row["b"]["values"][2:] == b_values[2:]
+    assert "1 specs: 1 of 1 verdicts the same; 3 of 6 per-seed values equal bit for bit" in done.stdout
 
 
 def test_the_small_zen4_record_is_of_the_current_small_references():
@@ -128,4 +129,4 @@ def test_the_small_zen4_record_is_of_the_current_small_references():
     rows = [r for rs in record["specs"].values() for r in rs]
     equal, values = sum(r["values_equal"] for r in rows), sum(len(r["b"]["values"]) for r in rows)
     doc = " ".join((ROOT / "docs" / "cross-cpu.md").read_text().split())
-    assert f"**{len(rows)} of {len(rows)} verdicts are the same; {equal} of {values} per-seed values" in doc
+    assert f"**{len(rows)} of {len(rows)} verdicts are the same; {equal:,} of {values:,} per-seed values" in doc

@@ -140,6 +140,28 @@ def test_the_small_step_ratios_quoted_are_the_committed_bench_runs():
         assert f"{here:.2f} s" in readme
 
 
+def test_the_rl_step_and_sandbox_rows_quote_their_committed_bench_runs():
+    """The README's Speed rows for `bench rl-step` and `bench evaluators` carry the step times and ratios their
+    JSONs hold (figures/bench/), each row naming its file."""
+    import json
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| ")]
+    for name, extra in (("rl-step-amd-epyc-cpu", ()), ("rl-step-cpu", ()),
+                        ("rl-step-amd-epyc-zen4-cpu", ("rl-step-amd-epyc-zen4-cpu-2", "rl-step-amd-epyc-zen4-cpu-3"))):
+        record = json.loads((ROOT / "figures" / "bench" / f"{name}.json").read_text())
+        row = next(r for r in rows if f"figures/bench/{name}.json" in r)
+        cells = [c.strip() for c in row.split("|")]
+        assert f"{record['ours']['step_s']:.3f}" == cells[3] and f"{record['trl']['step_s']:.3f}" in cells[4], name
+        assert cells[5] == f"{record['ours_over_trl']:.2f}x faster", name
+        for other in extra:
+            ratio = json.loads((ROOT / "figures" / "bench" / f"{other}.json").read_text())["ours_over_trl"]
+            assert f"{ratio:.2f}x" in cells[2], other
+    for name in ("evaluators-amd-epyc-cpu", "evaluators-amd-epyc-zen4-cpu"):
+        code = json.loads((ROOT / "figures" / "bench" / f"{name}.json").read_text())["code"]
+        cells = [c.strip() for c in next(r for r in rows if f"{name}.json" in r).split("|")]
+        assert cells[3] == f"{code['sandbox']:.1f} (warm jails)" and cells[4] == f"plain subprocess {code['plain']:.1f}"
+        assert cells[5] == f"{code['sandbox_over_plain']:.2f}", name
+
+
 def test_the_tiny_code_change_record_is_the_references_against_the_old_code_on_one_cpu():
     """figures/cross-cpu/tiny-code-change-amd-epyc.json: its side a is the committed tiny references, its side b the
     AMD re-run of the old code that the cross-CPU record holds (two records agreeing); the docs quote its count."""

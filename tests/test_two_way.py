@@ -18,20 +18,26 @@ tables = st.tuples(st.integers(2, 5), st.integers(2, 7), st.integers(0, 2**31 - 
     lambda t: np.random.default_rng(t[2]).normal(size=(t[0], t[1])))
 
 
-def f_by_least_squares(x: np.ndarray) -> float:
-    """The F of arms added to a seeds-only model: ((RSS_seeds - RSS_both) / (A - 1)) / (RSS_both / df_res)."""
+def f_by_least_squares(x: np.ndarray) -> tuple[float, int, int]:
+    """F of arms added to a seeds-only model, ((RSS_seeds - RSS_both) / df_arm) / (RSS_both / df_res), with each
+    df from the design matrices' ranks: (F, df_arm, df_res)."""
     arms, seeds = x.shape
     y = x.ravel()
-    arm = np.repeat(np.eye(arms), seeds, axis=0)
     seed = np.tile(np.eye(seeds), (arms, 1))
-    rss = [float(((y - m @ np.linalg.lstsq(m, y, rcond=None)[0]) ** 2).sum()) for m in (seed, np.hstack([seed, arm]))]
-    return ((rss[0] - rss[1]) / (arms - 1)) / (rss[1] / ((arms - 1) * (seeds - 1)))
+    both = np.hstack([seed, np.repeat(np.eye(arms), seeds, axis=0)])
+    rss = [float(((y - m @ np.linalg.lstsq(m, y, rcond=None)[0]) ** 2).sum()) for m in (seed, both)]
+    df_arm = np.linalg.matrix_rank(both) - np.linalg.matrix_rank(seed)
+    df_res = len(y) - np.linalg.matrix_rank(both)
+    return ((rss[0] - rss[1]) / df_arm) / (rss[1] / df_res), df_arm, df_res
 
 
 @settings(max_examples=40, deadline=None)
 @given(tables)
-def test_f_equals_the_least_squares_comparison(x):
-    assert math.isclose(two_way(x)["f"], f_by_least_squares(x), rel_tol=1e-9)
+def test_f_and_p_equal_the_least_squares_comparison(x):
+    f, df_arm, df_res = f_by_least_squares(x)
+    out = two_way(x)
+    assert out["df"] == [df_arm, df_res] and math.isclose(out["f"], f, rel_tol=1e-9)
+    assert math.isclose(out["p"], stats.f.sf(f, df_arm, df_res), rel_tol=1e-6, abs_tol=1e-300)
 
 
 @settings(max_examples=40, deadline=None)
@@ -51,8 +57,11 @@ def test_two_arms_give_the_paired_t_squared():
     assert out["df"] == [1, 4] and np.allclose(out["arm_means"], [0.706, 0.532], rtol=1e-12)
 
 
-def test_an_unmeasured_cell_gives_no_f():
-    assert math.isnan(two_way([[0.5, math.nan], [0.4, 0.3]])["f"])
+def test_an_unmeasured_cell_or_no_spread_gives_no_f_and_arms_alone_give_inf():
+    for table in ([[0.5, math.nan], [0.4, 0.3]], [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]):
+        out = two_way(table)
+        assert math.isnan(out["f"]) and math.isnan(out["p"]) and out["df"] == [1, len(table[0]) - 1]
+    assert two_way([[0.5, 0.5, 0.5], [0.25, 0.25, 0.25]])["f"] == math.inf
 
 
 def test_the_audit_quotes_the_fig6_diagnostic():
@@ -68,4 +77,5 @@ def test_the_audit_quotes_the_fig6_diagnostic():
     for d in (every, no_prime):
         quote = (f"F({d['df'][0]}, {d['df'][1]}) = {d['f']:.1f}, p = {d['p']:.1e}, residual SD {d['residual_sd']:.3f}; "
                  f"SD over arms / residual SD {d['ratio'][0]:.3f} [{d['ratio'][1]:.3f}, {d['ratio'][2]:.3f}]")
-        assert quote in doc, quote
+        assert quote in doc and f"Friedman p = {d['friedman_p']:.1e}" in doc, quote
+    assert f"PRIME also holds {every['residual_share'][every['arms'].index('prime')]:.0%} of the residual" in doc

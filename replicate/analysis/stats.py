@@ -44,16 +44,18 @@ def two_way(table) -> dict:
         r(a, s) = x(a, s) - mean_s x(a, ·) - mean_a x(·, s) + mean x,  MS_res = sum r² / ((A - 1)(S - 1)),
         MS_arm = S · sum_a (mean x(a, ·) - mean x)² / (A - 1),  F = MS_arm / MS_res on (A - 1, (A - 1)(S - 1)).
 
-    The seeds' shared part (each seed's own warm-up) leaves r, unlike a between-seed SD of one arm. A table with an
-    unmeasured cell (NaN) has no F: all NaN."""
+    A shift shared by every arm of a seed (its own warm-up) drops out of r, where a between-seed SD of one arm keeps
+    it; an arm x seed interaction stays in r (one run per cell cannot tell it from noise). No F (NaN) for a table
+    with an unmeasured cell or with no spread at all; F = inf where only the arms differ."""
     x = np.asarray(table, dtype=float)
     arms, seeds = x.shape
+    df_arm, df_res = arms - 1, (arms - 1) * (seeds - 1)
     if np.isnan(x).any() or arms < 2 or seeds < 2:
-        return {"f": math.nan, "p": math.nan, "residual_sd": math.nan, "arm_means": [math.nan] * arms}
+        return {"f": math.nan, "p": math.nan, "df": [df_arm, df_res], "residual_sd": math.nan,
+                "arm_means": [math.nan] * arms}
     arm_means, seed_means, grand = x.mean(1), x.mean(0), x.mean()
     residual = x - arm_means[:, None] - seed_means[None, :] + grand
-    df_arm, df_res = arms - 1, (arms - 1) * (seeds - 1)
-    ms_res = float((residual ** 2).sum() / df_res)
-    f = float(seeds * ((arm_means - grand) ** 2).sum() / df_arm / ms_res) if ms_res > 0 else math.inf
+    ms_arm, ms_res = seeds * float(((arm_means - grand) ** 2).sum()) / df_arm, float((residual ** 2).sum()) / df_res
+    f = ms_arm / ms_res if ms_res > 0 else (math.inf if ms_arm > 0 else math.nan)
     return {"f": f, "p": float(stats.f.sf(f, df_arm, df_res)), "df": [df_arm, df_res],
             "residual_sd": math.sqrt(ms_res), "arm_means": arm_means.tolist()}

@@ -78,7 +78,7 @@ class PanelSpec(Strict):
 
 
 def known_scales(presets: dict) -> dict:
-    """A `scales:` mapping whose every key is a scale (tiny, small, paper), else the loader's error at that key."""
+    """A `scales:` mapping whose every key is one of SCALES, else the loader's error at that key."""
     for name in presets:
         known(name, SCALES, "scale")
     return presets
