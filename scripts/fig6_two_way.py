@@ -29,10 +29,9 @@ def diagnose(claims: dict, leave_out: tuple[str, ...] = ()) -> dict:
     out = two_way(table)
     ratio = mean_ci(np.std(table, axis=0, ddof=1) / out["residual_sd"])
     seed_sd = float(np.sqrt(np.mean(np.var(table, axis=1, ddof=1))))
-    residual = table - table.mean(1, keepdims=True) - table.mean(0, keepdims=True) + table.mean()
     return {"arms": arms, "seeds": len(seeds), **out, "ratio": ratio, "seed_sd": seed_sd,
             "friedman_p": float(stats.friedmanchisquare(*table).pvalue),
-            "residual_share": (residual ** 2).sum(1) / (residual ** 2).sum()}
+            "residual_share": np.array(out["residual_ss"]) / sum(out["residual_ss"])}
 
 
 def main() -> int:

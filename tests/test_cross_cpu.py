@@ -32,6 +32,29 @@ def close(x, y) -> bool:
     return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)
 
 
+def assert_rows_match(record: dict, refs: dict[str, dict], stale: str) -> None:
+    """Side b of each row is the reference's claim as committed; side a has its verdict and every value up to float
+    rounding; values_equal counts the values equal as stored."""
+    for spec, rows in record["specs"].items():
+        ref = {c["id"]: c for c in refs[spec]["claims"]}
+        assert [r["id"] for r in rows] == list(ref), f"{spec}: {stale}"
+        for r in rows:
+            b, want = r["b"]["values"], ref[r["id"]]["values"]
+            assert list(map(repr, b)) == list(map(repr, want)), f"{spec}/{r['id']}: {stale}"
+            assert r["a"]["verdict"] == r["b"]["verdict"], f"{spec}/{r['id']}"
+            assert len(r["a"]["values"]) == len(b) and all(map(close, r["a"]["values"], b)), f"{spec}/{r['id']}"
+            assert r["values_equal"] == sum(repr(x) == repr(y) for x, y in zip(r["a"]["values"], b))
+
+
+def counts_quote(record: dict) -> str:
+    """How docs/cross-cpu.md states a record: verdicts the same, and values equal bit for bit, counted from its rows."""
+    rows = [r for rs in record["specs"].values() for r in rs]
+    same = sum(r["a"]["verdict"] == r["b"]["verdict"] for r in rows)
+    values = sum(len(r["b"]["values"]) for r in rows)
+    equal = sum(r["values_equal"] for r in rows)
+    return f"**{same} of {len(rows)} verdicts are the same; {equal:,} of {values:,} per-seed values"
+
+
 def test_every_equal_kind_reproduces_the_current_references():
     kinds, refs = equal_kinds(), tiny_references()
     assert all(len(k) == 2 for k in kinds), "EQUAL_KINDS: one '<scripts/cpu_kind.sh line>\\t<record>' per line"
@@ -44,26 +67,14 @@ def test_every_equal_kind_reproduces_the_current_references():
         assert record["b"]["cpu_kind_line"] == (ROOT / "figures" / "CPU_KIND").read_text().strip() != kind, stale
         assert {record["a"]["code_fingerprint"], record["b"]["code_fingerprint"]} == made_at, stale
         assert "fig1" in record["specs"] and set(record["specs"]) <= set(refs), stale  # fig1: the spec .ci/run gates
-        for spec, rows in record["specs"].items():
-            ref = {c["id"]: c for c in refs[spec]["claims"]}
-            assert [r["id"] for r in rows] == list(ref), f"{spec}: {stale}"
-            for r in rows:
-                b, want = r["b"]["values"], ref[r["id"]]["values"]
-                assert list(map(repr, b)) == list(map(repr, want)), f"{spec}/{r['id']}: {stale}"
-                assert r["a"]["verdict"] == r["b"]["verdict"], f"{spec}/{r['id']}"
-                assert len(r["a"]["values"]) == len(b) and all(map(close, r["a"]["values"], b)), f"{spec}/{r['id']}"
-                assert r["values_equal"] == sum(repr(x) == repr(y) for x, y in zip(r["a"]["values"], b))
+        assert_rows_match(record, refs, stale)
 
 
 def test_the_docs_quote_the_equal_kinds_records():
     """docs/cross-cpu.md quotes each listed record's counts, counted here from its rows."""
     doc = " ".join((ROOT / "docs" / "cross-cpu.md").read_text().split())
     for _, name in equal_kinds():
-        rows = [r for rs in json.loads((CROSS / name).read_text())["specs"].values() for r in rs]
-        same = sum(r["a"]["verdict"] == r["b"]["verdict"] for r in rows)
-        values = sum(len(r["b"]["values"]) for r in rows)
-        equal = sum(r["values_equal"] for r in rows)
-        assert f"**{same} of {len(rows)} verdicts are the same; {equal:,} of {values:,} per-seed values" in doc, name
+        assert counts_quote(json.loads((CROSS / name).read_text())) in doc, name
 
 
 @pytest.mark.parametrize("kind, gated", [("REF;", True), ("LISTED;", True), ("OTHER;", False), ("", False),
@@ -118,15 +129,8 @@ def test_the_small_zen4_record_is_of_the_current_small_references():
     record = json.loads((CROSS / "small-amd-epyc-zen4-vs-zen5.json").read_text())
     refs = {s: json.loads((ROOT / "figures" / s / "small" / "claims.json").read_text()) for s in record["specs"]}
     assert record["scale"] == "small" and set(refs) == {"fig1", "fig8"}
+    stale = "re-run the small check (docs/cross-cpu.md) or drop the record"
     assert record["a"]["code_fingerprint"] == record["b"]["code_fingerprint"] == refs["fig1"]["provenance"][
-        "code_fingerprint"], "re-run the small check (docs/cross-cpu.md) or drop the record"
-    for spec, rows in record["specs"].items():
-        ref = {c["id"]: c for c in refs[spec]["claims"]}
-        assert [r["id"] for r in rows] == list(ref)
-        for r in rows:
-            assert list(map(repr, r["b"]["values"])) == list(map(repr, ref[r["id"]]["values"])), f"{spec}/{r['id']}"
-            assert r["a"]["verdict"] == r["b"]["verdict"] and all(map(close, r["a"]["values"], r["b"]["values"]))
-    rows = [r for rs in record["specs"].values() for r in rs]
-    equal, values = sum(r["values_equal"] for r in rows), sum(len(r["b"]["values"]) for r in rows)
-    doc = " ".join((ROOT / "docs" / "cross-cpu.md").read_text().split())
-    assert f"**{len(rows)} of {len(rows)} verdicts are the same; {equal:,} of {values:,} per-seed values" in doc
+        "code_fingerprint"], stale
+    assert_rows_match(record, refs, stale)
+    assert counts_quote(record) in " ".join((ROOT / "docs" / "cross-cpu.md").read_text().split())

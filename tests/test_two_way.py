@@ -18,9 +18,9 @@ tables = st.tuples(st.integers(2, 5), st.integers(2, 7), st.integers(0, 2**31 - 
     lambda t: np.random.default_rng(t[2]).normal(size=(t[0], t[1])))
 
 
-def f_by_least_squares(x: np.ndarray) -> tuple[float, int, int]:
+def f_by_least_squares(x: np.ndarray) -> tuple[float, int, int, float]:
     """F of arms added to a seeds-only model, ((RSS_seeds - RSS_both) / df_arm) / (RSS_both / df_res), with each
-    df from the design matrices' ranks: (F, df_arm, df_res)."""
+    df from the design matrices' ranks: (F, df_arm, df_res, RSS_both)."""
     arms, seeds = x.shape
     y = x.ravel()
     seed = np.tile(np.eye(seeds), (arms, 1))
@@ -28,14 +28,15 @@ def f_by_least_squares(x: np.ndarray) -> tuple[float, int, int]:
     rss = [float(((y - m @ np.linalg.lstsq(m, y, rcond=None)[0]) ** 2).sum()) for m in (seed, both)]
     df_arm = np.linalg.matrix_rank(both) - np.linalg.matrix_rank(seed)
     df_res = len(y) - np.linalg.matrix_rank(both)
-    return ((rss[0] - rss[1]) / df_arm) / (rss[1] / df_res), df_arm, df_res
+    return ((rss[0] - rss[1]) / df_arm) / (rss[1] / df_res), df_arm, df_res, rss[1]
 
 
 @settings(max_examples=40, deadline=None)
 @given(tables)
 def test_f_and_p_equal_the_least_squares_comparison(x):
-    f, df_arm, df_res = f_by_least_squares(x)
+    f, df_arm, df_res, rss = f_by_least_squares(x)
     out = two_way(x)
+    assert math.isclose(sum(out["residual_ss"]), rss, rel_tol=1e-9)
     assert out["df"] == [df_arm, df_res] and math.isclose(out["f"], f, rel_tol=1e-9)
     assert math.isclose(out["p"], stats.f.sf(f, df_arm, df_res), rel_tol=1e-6, abs_tol=1e-300)
 

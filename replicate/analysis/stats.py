@@ -46,16 +46,18 @@ def two_way(table) -> dict:
 
     A shift shared by every arm of a seed (its own warm-up) drops out of r, where a between-seed SD of one arm keeps
     it; an arm x seed interaction stays in r (one run per cell cannot tell it from noise). No F (NaN) for a table
-    with an unmeasured cell or with no spread at all; F = inf where only the arms differ."""
+    with an unmeasured cell or with no spread at all; F = inf where only the arms differ. `residual_ss`: each arm's
+    sum of r², to see which arm the residual comes from."""
     x = np.asarray(table, dtype=float)
     arms, seeds = x.shape
     df_arm, df_res = arms - 1, (arms - 1) * (seeds - 1)
     if np.isnan(x).any() or arms < 2 or seeds < 2:
         return {"f": math.nan, "p": math.nan, "df": [df_arm, df_res], "residual_sd": math.nan,
-                "arm_means": [math.nan] * arms}
+                "arm_means": [math.nan] * arms, "residual_ss": [math.nan] * arms}
     arm_means, seed_means, grand = x.mean(1), x.mean(0), x.mean()
     residual = x - arm_means[:, None] - seed_means[None, :] + grand
-    ms_arm, ms_res = seeds * float(((arm_means - grand) ** 2).sum()) / df_arm, float((residual ** 2).sum()) / df_res
+    residual_ss = (residual ** 2).sum(1)
+    ms_arm, ms_res = seeds * float(((arm_means - grand) ** 2).sum()) / df_arm, float(residual_ss.sum()) / df_res
     f = ms_arm / ms_res if ms_res > 0 else (math.inf if ms_arm > 0 else math.nan)
     return {"f": f, "p": float(stats.f.sf(f, df_arm, df_res)), "df": [df_arm, df_res],
-            "residual_sd": math.sqrt(ms_res), "arm_means": arm_means.tolist()}
+            "residual_sd": math.sqrt(ms_res), "arm_means": arm_means.tolist(), "residual_ss": residual_ss.tolist()}
