@@ -123,11 +123,13 @@ def test_the_record_counts_values_equal_bit_for_bit(tmp_path, scale):
     assert "1 specs: 1 of 1 verdicts the same; 3 of 6 per-seed values equal bit for bit" in done.stdout
 
 
-def test_the_small_zen4_record_is_of_the_current_small_references():
-    """figures/cross-cpu/small-amd-epyc-zen4-vs-zen5.json: side b is today's small references of fig1 and fig8,
-    at their fingerprint, and docs/cross-cpu.md quotes its counts, counted here from its rows."""
+def test_the_small_zen4_record_is_of_the_seeds_0_5_small_references():
+    """figures/cross-cpu/small-amd-epyc-zen4-vs-zen5.json: side b is fig1 and fig8's small references on seeds 0-5
+    (since 2026-12-07 their fresh seeds' pilot, kept under figures/pilots/), at their fingerprint, and
+    docs/cross-cpu.md quotes its counts, counted here from its rows."""
     record = json.loads((CROSS / "small-amd-epyc-zen4-vs-zen5.json").read_text())
-    refs = {s: json.loads((ROOT / "figures" / s / "small" / "claims.json").read_text()) for s in record["specs"]}
+    refs = {s: json.loads((ROOT / "figures" / "pilots" / f"{s}-small-0-5" / "claims.json").read_text())
+            for s in record["specs"]}
     assert record["scale"] == "small" and set(refs) == {"fig1", "fig8"}
     stale = "re-run the small check (docs/cross-cpu.md) or drop the record"
     assert record["a"]["code_fingerprint"] == record["b"]["code_fingerprint"] == refs["fig1"]["provenance"][
