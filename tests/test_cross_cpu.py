@@ -90,7 +90,7 @@ def test_gate_kind_holds_on_the_references_kind_and_the_listed_ones(tmp_path, ki
 
 
 def test_the_ci_run_gates_where_gate_kind_says():
-    assert "if bash scripts/gate_kind.sh; then\n  python -m replicate compare \"$gate/fig1\" fig1 --gate" in (
+    assert "if KIND=\"$cpu\" bash scripts/gate_kind.sh; then\n  python -m replicate compare \"$gate/fig1\" fig1 --gate" in (
         ROOT / ".ci" / "run").read_text()
 
 
