@@ -5,8 +5,9 @@
 # checkpoint (--resume), so a second call picks up where the first stopped, on the same CPU kind only (the
 # store's CPU_KIND file; another kind is refused).
 #   bash scripts/regenerate.sh [SPEC ...]              (default: every tiny reference)
-#   SCALE=small bash scripts/regenerate.sh [SPEC ...]  (default: every small reference, ~2.5 h of 2 cores: fig1 ~30 min,
-#                                                    fig3's Gemma ~55, lemma-lm ~15, fig11 ~55)
+#   SCALE=small bash scripts/regenerate.sh [SPEC ...]  (default: every small reference, ~2.3 h of 2 cores on the Zen 5,
+#                                                    from its parts: fig1 ~29 min (8 seeds), fig3 ~57 (SmolLM2's 6 runs
+#                                                    on seeds 0-5 and Gemma's 6), lemma-lm ~4, fig11 ~50 (24 runs))
 #   SCALE=all bash scripts/regenerate.sh               (tiny, then small: what a change of the code fingerprint needs)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ if [ "$scale" = all ]; then
 fi
 specs=("$@")
 if [ ${#specs[@]} -eq 0 ] && [ "$scale" = small ]; then
-  specs=(fig1 fig8 fig3 lemma-lm fig11 table2)  # fig8 and fig3's SmolLM2 arm read fig1's runs; table2 fig11's
+  specs=(fig1 fig8 fig3 lemma-lm fig11 table2)  # fig8 and fig11's GRPO arm read fig1's runs; table2 fig11's
 elif [ ${#specs[@]} -eq 0 ]; then
   specs=(fig1 fig8 lemma lemma-lm lemma-lm-copyrule fig11 table1 table2 fig12 fig9 fig10 scope fig3 fig4 fig6 fig7
          fig2 fig5 dast-levels dast-table1 dast-ablation)
