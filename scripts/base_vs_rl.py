@@ -29,7 +29,7 @@ def run_row(run: Path) -> dict:
     evals = [r["val_acc"] for r in rows if "val_acc" in r]
     return {"arm": name["arm"], "seed": int(name["seed"]), "base_greedy": base["base_acc_greedy"],
             "base_best": max(accs.values()), "rl_final": float(np.mean(evals[-3:])),
-            "entropy_start": rows[0]["entropy"], "entropy_end": float(np.mean([r["entropy"] for r in rows[-5:]])),
+            "entropy_start": base["entropy"], "entropy_end": float(np.mean([r["entropy"] for r in rows[-5:]])),
             "eos_last": rows[-1]["eos_share"],
             "wall_s": (run / "DONE").stat().st_mtime - (run / "config.json").stat().st_mtime}
 

@@ -1,4 +1,5 @@
 """scripts/base_vs_rl.py: the per-run base-versus-RL table from a run directory's metrics, on known values."""
+import importlib.util
 import json
 import subprocess
 import sys
@@ -25,12 +26,10 @@ def fake_run(store: Path, name: str) -> Path:
 
 def test_the_row_holds_the_known_values(tmp_path):
     run = fake_run(tmp_path, "small-ent_1e-4-s21-0a1b2c")
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        from base_vs_rl import run_row
-    finally:
-        sys.path.pop(0)
-    row = run_row(run)
+    spec = importlib.util.spec_from_file_location("base_vs_rl", SCRIPT)  # as test_two_way loads its script
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    row = script.run_row(run)
     assert (row["arm"], row["seed"], row["base_greedy"], row["base_best"]) == ("ent_1e-4", 21, 0.5, 0.625)
     assert row["rl_final"] == 0.75  # mean of the last three evaluations: 0.5, 0.75, 1.0
     assert abs(row["entropy_end"] - 0.5) < 1e-12  # steps 3-7: 0.7, 0.6, 0.5, 0.4, 0.3
