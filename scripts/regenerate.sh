@@ -5,9 +5,9 @@
 # checkpoint (--resume), so a second call picks up where the first stopped, on the same CPU kind only (the
 # store's CPU_KIND file; another kind is refused).
 #   bash scripts/regenerate.sh [SPEC ...]              (default: every tiny reference)
-#   SCALE=small bash scripts/regenerate.sh [SPEC ...]  (default: every small reference, ~2.3 h of 2 cores on the Zen 5,
-#                                                    from its parts: fig1 ~29 min (8 seeds), fig3 ~57 (SmolLM2's 6 runs
-#                                                    on seeds 0-5 and Gemma's 6), lemma-lm ~4, fig11 ~50 (24 runs))
+#   SCALE=small bash scripts/regenerate.sh [SPEC ...]  (default: every small reference, ~2.2 h of 2 cores on the Zen 5,
+#                                                    from its parts: fig1 ~29 min (8 seeds), fig3 ~47 (8 Gemma runs;
+#                                                    SmolLM2's are fig1's), lemma-lm ~4, fig11 ~50 (24 runs))
 #   SCALE=all bash scripts/regenerate.sh               (tiny, then small: what a change of the code fingerprint needs)
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -311,7 +311,8 @@ def _section(text, heading):
 @pytest.mark.parametrize("heading, n_rows, scale", [("## Plans at 80% power, written before the run", 37, "tiny"),
                                                     ("## Plans at 80% power, second round", 11, "tiny"),
                                                     ("## Plans at 80% power, third round", 6, "tiny"),
-                                                    ("## Plans at 80% power, fourth round", 22, "small")])
+                                                    ("## Plans at 80% power, fourth round", 22, "small"),
+                                                    ("## Plans at 80% power, fifth round", 1, "small")])
 def test_docs_power_prospective_plans_are_recomputed_and_their_verdicts_are_the_references(heading, n_rows, scale):
     """docs/power.md's plans written before the run: each row's powers follow from its pilot effect and SD (the SD
     limit on the pilot's own seed count) at the judged seed count, the judged seeds are the reference's, its
