@@ -17,11 +17,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 STUBBORN = textwrap.dedent("""\
+    import os
     import sys, time
     from replicate.runners.pool import Job, run_jobs
 
     def stubborn(i):  # a job that will not stop on the first Ctrl-C (a worker stuck in a long kernel)
-        print(f"started {i}", flush=True)
+        # one write(2) of the whole line: two workers' lines cannot interleave on the pipe (under PYTHONUNBUFFERED,
+        # print writes the text and its newline apart, and "started 0started 1" counted as one start: a 60 s hang)
+        os.write(1, f"started {i}\\n".encode())
         while True:
             try:
                 time.sleep(0.05)
