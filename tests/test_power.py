@@ -73,6 +73,22 @@ def test_power_cli_on_a_pilot(tmp_path, capsys):
     assert main(["power", "fig11"]) == 0  # the committed reference (whatever its values) reads too
 
 
+def test_power_cli_reads_an_unmeasured_seed_as_missing(tmp_path, capsys):
+    """claims.json writes an unmeasured seed as null (fig8 small's easy_prompts_larger_cov has two): power plans on
+    the measured values, the same row as a pilot without that seed (it raised TypeError on the null)."""
+    import json
+    ratios = [0.45774801437538876, 0.47820126644968025, 0.425561973179019]
+    rows = {}
+    for name, values in (("with", [ratios[0], None, *ratios[1:]]), ("without", ratios)):
+        (tmp_path / name).mkdir()
+        per_seed = {"entropy_final_over_initial": {"grpo": values}}
+        (tmp_path / name / "claims.json").write_text(json.dumps({"seeds": [0, 1, 2, 3][:len(values)],
+                                                                 "per_seed": per_seed}))
+        assert main(["power", "fig11", "--pilot", str(tmp_path / name)]) == 0
+        rows[name] = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("grpo_collapses")).split()
+    assert rows["with"][:7] == rows["without"][:7] == ["grpo_collapses", "3", "0.0265", "-0.0462", "4", "5", "8"]
+
+
 def test_power_cli_bad_pilot_is_one_line(tmp_path, capsys):
     assert main(["power", "fig11", "--pilot", str(tmp_path)]) == 2
     assert "no claims.json" in capsys.readouterr().err

@@ -79,7 +79,8 @@ def judge_claims(claims, per_seed: dict, variant: str = "main") -> list[dict]:
     rows = []
     for c in claims:
         metric, _, arm = c.metric.partition("@")
-        values = [float(v) for v in per_seed.get(metric, {}).get(arm or variant, [])]
+        # an unmeasured seed is NaN in an analysis and None once through claims.json (JSON has no NaN)
+        values = [math.nan if v is None else float(v) for v in per_seed.get(metric, {}).get(arm or variant, [])]
         m, lo, hi = mean_ci(values)
         rows.append({"id": c.id, "statement": c.statement, "source": c.source, "paper_value": c.paper_value,
                      "metric": c.metric, "op": c.op, "threshold": c.threshold, "threshold_reason": c.threshold_reason,
