@@ -90,6 +90,19 @@ def test_early_prediction_baselines_by_hand():
     assert math.isnan(p["early_fit_rmse_rest"])
 
 
+def test_the_linear_step_null_predicts_no_accuracy_above_1():
+    # a fast early rise (0.1 a step from 0), then a plateau at 0.95: the early line foretells 1.0-2.9 later;
+    # clipped to 1 its error is the plateau's distance to 1, 0.05 at every later point
+    steps = 30
+    acc = np.concatenate([0.1 * np.arange(10), np.full(20, 0.95)])
+    h = np.linspace(0.6, 0.1, steps)
+    p = early_prediction(_metrics(h, acc_every=1, acc=acc))
+    line = 0.1 * np.arange(10, steps)
+    assert line.min() == pytest.approx(1.0) and line.max() == pytest.approx(2.9)
+    assert p["linear_step_rmse_rest"] == pytest.approx(0.05, abs=1e-9)
+    assert float(np.sqrt(np.mean((line - 0.95) ** 2))) > 0.9  # what the unclipped line would have scored
+
+
 def test_law_beats_the_linear_null_only_on_exponential_data():
     from replicate.analysis import law_vs_linear
     rng = np.random.default_rng(1)
