@@ -56,7 +56,8 @@ def test_early_prediction_is_exact_when_the_law_holds():
     h = 0.1 + 0.5 * np.exp(-np.arange(120) / 30)
     r = -0.5 * np.exp(h) + 1.6
     p = early_prediction(_metrics(h, acc=r))
-    assert p["early_fit_final_abs_error"] < 1e-9 and p["early_fit_rmse_rest"] < 1e-9
+    # r passes 1 late in the run (1.04 at the end): the law's predictions are not clipped, so it stays exact
+    assert r.max() > 1 and p["early_fit_final_abs_error"] < 1e-9 and p["early_fit_rmse_rest"] < 1e-9
     assert p["early_fit_ceiling"] == pytest.approx(1.1)
 
 
@@ -101,6 +102,10 @@ def test_the_linear_step_null_predicts_no_accuracy_above_1():
     assert line.min() == pytest.approx(1.0) and line.max() == pytest.approx(2.9)
     assert p["linear_step_rmse_rest"] == pytest.approx(0.05, abs=1e-9)
     assert float(np.sqrt(np.mean((line - 0.95) ** 2))) > 0.9  # what the unclipped line would have scored
+    # and below 0: a fall of 0.1 a step from 0.9 to a floor of 0.05; clipped to 0, the error is 0.05 again
+    falling = early_prediction(_metrics(h, acc_every=1, acc=np.concatenate([0.9 - 0.1 * np.arange(10),
+                                                                            np.full(20, 0.05)])))
+    assert falling["linear_step_rmse_rest"] == pytest.approx(0.05, abs=1e-9)
 
 
 def test_law_beats_the_linear_null_only_on_exponential_data():

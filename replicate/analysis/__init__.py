@@ -26,7 +26,8 @@ from .sharpening import METRICS as SHARPENING_METRICS, sharpening
 
 def exp_law(runs: dict) -> dict:
     """Per run: the law's fit (R², a, b, ceiling b - a), against a linear fit on held-out points, and its
-    prediction of the later two thirds from the first third against the no-change and linear-in-step nulls."""
+    prediction of the later two thirds from the first third against the no-change and linear-in-step nulls (the
+    line clipped to [0, 1])."""
     per_seed, pooled = {}, {}
     for variant, seeds in runs.items():
         all_h, all_r = [], []
