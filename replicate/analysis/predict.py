@@ -133,9 +133,8 @@ def early_curve(runs: dict, units: dict | None = None) -> dict:
     """Per run and fraction f (FRACTIONS): the law fitted on the first f of the steps predicts the later
     accuracy; its RMSE against the no-change and linear-in-step (clipped to [0, 1]) nulls on the same points
     (Fig. 5). pooled: each arm's per-run RMSE curves (and every run's under "all"), for the figure. Under the
-    pseudo-arms "unit" and
-    "seed", the means over a warm-up's runs and over a seed's units (as shares_per_run): a claim on the mean over
-    runs counts one value per seed."""
+    pseudo-arms "unit" and "seed", the means over a warm-up's runs and over a seed's units (as shares_per_run): a
+    claim on the mean over runs counts one value per seed."""
     per_seed, pooled, rows = {}, {}, []
     for variant, seeds in runs.items():
         curves = {"fractions": list(FRACTIONS.values()), "law": [], "no_change": [], "linear_step": []}

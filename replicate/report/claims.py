@@ -79,8 +79,7 @@ def judge_claims(claims, per_seed: dict, variant: str = "main") -> list[dict]:
     rows = []
     for c in claims:
         metric, _, arm = c.metric.partition("@")
-        # an unmeasured seed is NaN in an analysis and None once through claims.json (JSON has no NaN)
-        values = [math.nan if v is None else float(v) for v in per_seed.get(metric, {}).get(arm or variant, [])]
+        values = [number(v) for v in per_seed.get(metric, {}).get(arm or variant, [])]
         m, lo, hi = mean_ci(values)
         rows.append({"id": c.id, "statement": c.statement, "source": c.source, "paper_value": c.paper_value,
                      "metric": c.metric, "op": c.op, "threshold": c.threshold, "threshold_reason": c.threshold_reason,
@@ -93,6 +92,11 @@ def judge_claims(claims, per_seed: dict, variant: str = "main") -> list[dict]:
     for r, v in zip(rows, holm(rows)):
         r["verdict_holm"] = v
     return rows
+
+
+def number(x) -> float:
+    """A value read back from claims.json: None, which `finite` writes for NaN (an unmeasured seed), as NaN."""
+    return math.nan if x is None else float(x)
 
 
 def finite(obj):

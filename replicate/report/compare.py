@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from replicate.report.claims import _fmt
+from replicate.report.claims import _fmt, number
 from replicate.errors import UserError
 
 
@@ -64,16 +64,12 @@ def diff_interval(a: list, b: list, level: float = 0.95) -> tuple[float, float, 
     return d, d - half, d + half
 
 
-def _num(x) -> float:
-    return math.nan if x is None else float(x)
-
-
 def gate_problem(a: dict, b: dict) -> str | None:
     """Why claim a (fresh) fails the gate against b (reference), or None."""
     if a["verdict"] != b["verdict"]:
         return f"verdict {b['verdict']} -> {a['verdict']}"
-    mean_a, mean_b = _num(a["mean"]), _num(b["mean"])
-    lo, hi = (_num(x) for x in b["ci95"])
+    mean_a, mean_b = number(a["mean"]), number(b["mean"])
+    lo, hi = (number(x) for x in b["ci95"])
     if math.isnan(mean_a) != math.isnan(mean_b):
         return f"mean {_fmt(mean_b)} -> {_fmt(mean_a)}"
     if math.isnan(mean_a):
